@@ -1,0 +1,185 @@
+//! Nothing leaks: children are killed and reaped and shared-memory names unlinked on every
+//! way out of a lab: normal end ([`Guard`]'s drop and `Lab::finish`), an error
+//! ([`crate::die`]), a panic (the hook installed by [`install`]), SIGINT and SIGTERM (a signal
+//! handler).
+//!
+//! The registry is a fixed table of atomics, so the signal handler can read it without a
+//! lock or the heap. Record a child with [`track`] right after `fork`, and [`forget`] it once
+//! it has been reaped (so that a reused pid is never killed). Named segments likewise:
+//! [`track_shm`] after `shm_open`, [`forget_shm`] after `shm_unlink`.
+
+use crate::narrate;
+use std::ffi::CString;
+use std::ptr;
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicPtr, Ordering};
+
+const PID_SLOTS: usize = 1024;
+const SHM_SLOTS: usize = 64;
+
+static PIDS: [AtomicI32; PID_SLOTS] = [const { AtomicI32::new(0) }; PID_SLOTS];
+static SHM: [AtomicPtr<libc::c_char>; SHM_SLOTS] = [const { AtomicPtr::new(ptr::null_mut()) }; SHM_SLOTS];
+static INSTALLED: AtomicBool = AtomicBool::new(false);
+
+/// Own `pid`: it is killed with SIGKILL and reaped on every way out until [`forget`].
+pub fn track(pid: nix::unistd::Pid) {
+    let pid = pid.as_raw();
+    for slot in &PIDS {
+        if slot
+            .compare_exchange(0, pid, Ordering::SeqCst, Ordering::SeqCst)
+            .is_ok()
+        {
+            return;
+        }
+    }
+    // The table is full: kill the child now rather than risk leaking it.
+    // SAFETY: kill has no memory-safety preconditions.
+    unsafe { libc::kill(pid, libc::SIGKILL) };
+    crate::die(
+        "cleanup::track (more than 1024 live children)",
+        nix::errno::Errno::EAGAIN,
+    );
+}
+
+/// `pid` has been reaped (or handed over): stop owning it.
+pub fn forget(pid: nix::unistd::Pid) {
+    let pid = pid.as_raw();
+    for slot in &PIDS {
+        if slot
+            .compare_exchange(pid, 0, Ordering::SeqCst, Ordering::SeqCst)
+            .is_ok()
+        {
+            return;
+        }
+    }
+}
+
+/// The pids currently owned.
+pub fn tracked() -> Vec<nix::unistd::Pid> {
+    PIDS.iter()
+        .map(|s| s.load(Ordering::SeqCst))
+        .filter(|&p| p > 0)
+        .map(nix::unistd::Pid::from_raw)
+        .collect()
+}
+
+fn shm_path(name: &str) -> CString {
+    CString::new(format!("/dev/shm/{}", name.trim_start_matches('/'))).expect("shm name has no NUL")
+}
+
+/// Own the POSIX shared-memory name `name` (as given to `shm_open`, e.g. `/proclab-shm-42`):
+/// it is unlinked on every way out until [`forget_shm`].
+pub fn track_shm(name: &str) {
+    let path = shm_path(name).into_raw();
+    for slot in &SHM {
+        if slot
+            .compare_exchange(ptr::null_mut(), path, Ordering::SeqCst, Ordering::SeqCst)
+            .is_ok()
+        {
+            return;
+        }
+    }
+    // SAFETY: `path` came from CString::into_raw above and was not stored.
+    drop(unsafe { CString::from_raw(path) });
+    crate::die("cleanup::track_shm (more than 64 names)", nix::errno::Errno::EAGAIN);
+}
+
+/// `name` has been unlinked: stop owning it.
+pub fn forget_shm(name: &str) {
+    let want = shm_path(name);
+    for slot in &SHM {
+        let p = slot.load(Ordering::SeqCst);
+        // SAFETY: non-null pointers in SHM are valid CStrings made by track_shm.
+        if !p.is_null()
+            && unsafe { std::ffi::CStr::from_ptr(p) } == want.as_c_str()
+            && slot
+                .compare_exchange(p, ptr::null_mut(), Ordering::SeqCst, Ordering::SeqCst)
+                .is_ok()
+        {
+            // SAFETY: we took the pointer out of the table, so nobody else frees it.
+            drop(unsafe { CString::from_raw(p) });
+            return;
+        }
+    }
+}
+
+/// Kill (SIGKILL) and reap every owned child, unlink every owned name. Async-signal-safe
+/// (kill, waitpid, unlink and atomics only). Does nothing in a forked child, so a child that
+/// inherited the table never kills its siblings.
+pub fn cleanup() {
+    if !narrate::is_owner() {
+        return;
+    }
+    for slot in &PIDS {
+        let pid = slot.swap(0, Ordering::SeqCst);
+        if pid > 0 {
+            // SAFETY: kill and waitpid have no memory-safety preconditions; a pid that is not
+            // our child makes waitpid fail with ECHILD at once, which is fine.
+            unsafe {
+                libc::kill(pid, libc::SIGKILL);
+                while libc::waitpid(pid, ptr::null_mut(), 0) < 0 && *libc::__errno_location() == libc::EINTR {}
+            }
+        }
+    }
+    for slot in &SHM {
+        let p = slot.swap(ptr::null_mut(), Ordering::SeqCst);
+        if !p.is_null() {
+            // SAFETY: p is a valid NUL-terminated path; it is leaked (free is not
+            // async-signal-safe).
+            unsafe { libc::unlink(p) };
+        }
+    }
+}
+
+extern "C" fn on_signal(sig: libc::c_int) {
+    if narrate::is_owner() {
+        cleanup();
+        let msg: &[u8] = if sig == libc::SIGINT {
+            b"\nproclab: interrupted (SIGINT): children killed and reaped, shared memory unlinked\n"
+        } else {
+            b"\nproclab: terminated (SIGTERM): children killed and reaped, shared memory unlinked\n"
+        };
+        narrate::write_all_fd(2, msg);
+    }
+    // Die of the same signal, so the parent shell sees "killed by SIGINT/SIGTERM".
+    // SAFETY: signal and raise are async-signal-safe.
+    unsafe {
+        libc::signal(sig, libc::SIG_DFL);
+        libc::raise(sig);
+    }
+}
+
+/// Install the SIGINT/SIGTERM handler and the panic hook (once per process).
+pub fn install() {
+    if INSTALLED.swap(true, Ordering::SeqCst) {
+        return;
+    }
+    for sig in [libc::SIGINT, libc::SIGTERM] {
+        // SAFETY: the handler only calls async-signal-safe functions.
+        unsafe {
+            let mut sa: libc::sigaction = std::mem::zeroed();
+            sa.sa_sigaction = on_signal as *const () as usize;
+            sa.sa_flags = libc::SA_RESTART;
+            libc::sigemptyset(&mut sa.sa_mask);
+            libc::sigaction(sig, &sa, ptr::null_mut());
+        }
+    }
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        default_hook(info);
+        if narrate::is_owner() {
+            cleanup();
+            std::process::exit(crate::EXIT_ERROR);
+        }
+        // SAFETY: a forked child leaves with _exit, never through the parent's code.
+        unsafe { libc::_exit(crate::EXIT_ERROR) }
+    }));
+}
+
+/// Runs [`cleanup`] when dropped. The [`crate::Lab`] holds one.
+pub struct Guard;
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        cleanup();
+    }
+}

@@ -1,0 +1,43 @@
+//! The harness the labs share: small helpers, each independent.
+//!
+//! - [`narrate`]: `say!` lines that name the speaker (`[parent 4211] forked child 4212`),
+//!   safe to call in a forked child (no heap, no locks: one `write(2)` per line).
+//! - [`report`]: the [`Lab`] that records observations and checks, prints them (or JSON lines
+//!   with `--json`) and ends with the verdict and the exit code of the command-line contract.
+//! - [`procfacts`]: state, ppid, comm, threads, RSS of a pid from /proc, and the process tree.
+//! - [`cleanup`]: children and shared-memory names that are killed, reaped and unlinked on
+//!   every way out (normal end, error, panic, SIGINT, SIGTERM).
+//! - [`watchdog`]: breaks a hang after a deadline and says that it did.
+//! - [`errors`]: `error: waitpid: ECHILD (No child processes)` on stderr, exit 1.
+//! - [`measure`]: a stopwatch and min / median / p99 summaries.
+//! - [`roster`]: the list of labs, in the order of the book.
+
+pub mod cleanup;
+pub mod errors;
+pub mod measure;
+pub mod narrate;
+pub mod procfacts;
+pub mod report;
+pub mod roster;
+pub mod watchdog;
+
+pub use errors::{die, OrDie};
+pub use measure::{Stopwatch, Summary};
+pub use report::{Common, Lab};
+pub use watchdog::Watchdog;
+
+/// Exit code: the phenomenon was shown and verified.
+pub const EXIT_VERIFIED: i32 = 0;
+/// Exit code: the lab could not run (the error names the call and errno).
+pub const EXIT_ERROR: i32 = 1;
+/// Exit code: bad command-line input; nothing was started (clap's usage error).
+pub const EXIT_USAGE: i32 = 2;
+/// Exit code: it ran, but the phenomenon was not observed on this run.
+pub const EXIT_NOT_OBSERVED: i32 = 3;
+
+/// Flush Rust's stdout buffer. Call it right before `fork()`, or text still in the buffer
+/// is printed twice: once by the parent and once by the child.
+pub fn flush_stdout() {
+    use std::io::Write;
+    let _ = std::io::stdout().flush();
+}

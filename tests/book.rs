@@ -1,0 +1,152 @@
+//! The book and the layout: every lab has its bin, its chapter (listed in SUMMARY.md, with
+//! the code included by anchor and the measured output included), its recorded output and
+//! its README row; and the recorded output still has the shape of a fresh run.
+mod common;
+
+use proclab::roster::LABS;
+use std::fs;
+use std::path::Path;
+
+fn read(path: &str) -> String {
+    fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(path)).unwrap_or_else(|e| panic!("read {path}: {e}"))
+}
+
+#[test]
+fn every_lab_has_bin_chapter_measured_output_and_readme_row() {
+    let cargo = read("Cargo.toml");
+    let summary = read("book/src/SUMMARY.md");
+    let readme = read("README.md");
+    for l in LABS {
+        let bin = format!("name = \"{}\"\npath = \"labs/{}\"\nbench = false", l.name, l.file);
+        assert!(cargo.contains(&bin), "Cargo.toml lacks [[bin]] {bin:?}");
+        assert!(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("labs").join(l.file).exists(),
+            "labs/{} missing",
+            l.file
+        );
+        assert!(
+            l.file.starts_with(&format!("{:02}_", l.number)),
+            "{} is not numbered {:02}",
+            l.file,
+            l.number
+        );
+        assert!(
+            summary.contains(&format!("({})", l.chapter)),
+            "SUMMARY.md does not list {}",
+            l.chapter
+        );
+        let chapter = read(&format!("book/src/{}", l.chapter));
+        assert!(
+            chapter.contains(&format!("{{{{#include measured/{}.txt}}}}", l.name)),
+            "{} does not include its measured output",
+            l.chapter
+        );
+        assert!(
+            chapter.contains(&format!("{{{{#include ../../labs/{}:", l.file)),
+            "{} does not include its code by anchor",
+            l.chapter
+        );
+        assert!(
+            chapter.contains("<details>"),
+            "{} has no exercises with folded answers",
+            l.chapter
+        );
+        let measured = read(&format!("book/src/measured/{}.txt", l.name));
+        assert!(
+            measured.starts_with(&format!("$ cargo run --bin {}", l.name)),
+            "measured/{}.txt lacks its command header",
+            l.name
+        );
+        assert!(
+            measured
+                .lines()
+                .nth(1)
+                .is_some_and(|h| h.starts_with("# recorded by `lab record` on ")),
+            "measured/{}.txt lacks its machine header",
+            l.name
+        );
+        assert!(
+            readme.contains(&format!("`cargo run --bin {}`", l.name)),
+            "README has no row for {}",
+            l.name
+        );
+    }
+    // And nothing in labs/ is missing from the roster.
+    for entry in fs::read_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("labs"))
+        .unwrap()
+        .flatten()
+    {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name != "lab.rs" {
+            assert!(
+                LABS.iter().any(|l| l.file == name),
+                "labs/{name} is not in the roster (src/roster.rs)"
+            );
+        }
+    }
+}
+
+#[test]
+fn every_included_anchor_exists() {
+    for l in LABS {
+        let chapter = read(&format!("book/src/{}", l.chapter));
+        let code = read(&format!("labs/{}", l.file));
+        for part in chapter.split("{{#include ../../labs/").skip(1) {
+            let spec = &part[..part.find("}}").expect("closed include")];
+            let (file, anchor) = spec.split_once(':').unwrap_or((spec, ""));
+            assert_eq!(file, l.file, "{} includes another lab's file", l.chapter);
+            if !anchor.is_empty() {
+                assert!(
+                    code.contains(&format!("// ANCHOR: {anchor}\n")),
+                    "{}: no ANCHOR {anchor} in {file}",
+                    l.chapter
+                );
+                assert!(
+                    code.contains(&format!("// ANCHOR_END: {anchor}\n")),
+                    "{}: no ANCHOR_END {anchor} in {file}",
+                    l.chapter
+                );
+            }
+        }
+    }
+}
+
+/// The shape of an output: its section headings, its checks and its verdict, in order, with
+/// every number masked (pids, timings, sizes and counts vary between runs).
+fn shape(text: &str) -> Vec<String> {
+    let mut mask = String::new();
+    text.lines()
+        .filter(|l| l.starts_with("== ") || l.starts_with("  ✓") || l.starts_with("  ✗") || l.starts_with("verdict:"))
+        .map(|l| {
+            mask.clear();
+            let mut in_num = false;
+            for c in l.chars() {
+                let digit = c.is_ascii_digit() || (in_num && (c == '.' || c == ','));
+                if digit && !in_num {
+                    mask.push('N');
+                }
+                if !digit {
+                    mask.push(c);
+                }
+                in_num = digit;
+            }
+            mask.clone()
+        })
+        .collect()
+}
+
+#[test]
+fn recorded_outputs_have_the_shape_of_a_fresh_run() {
+    for l in LABS {
+        let recorded = read(&format!("book/src/measured/{}.txt", l.name));
+        let (code, fresh) = common::run_human(l.name, l.args);
+        assert_eq!(code, Some(0), "{} did not verify on a fresh run:\n{fresh}", l.name);
+        assert_eq!(
+            shape(&recorded),
+            shape(&fresh),
+            "book/src/measured/{}.txt no longer matches the lab: run `cargo run --bin lab -- record {}`",
+            l.name,
+            l.name
+        );
+    }
+}

@@ -1,0 +1,80 @@
+mod common;
+use common::*;
+
+#[test]
+fn zombie_is_z_until_reaped_and_gone_after() {
+    let run = run_json("zombie", &["--linger", "0", "--count", "2"]);
+    run.assert_verified();
+    let unreaped: Vec<_> = run
+        .observations("state")
+        .into_iter()
+        .filter(|o| o["phase"] == "unreaped")
+        .collect();
+    assert_eq!(unreaped.len(), 2);
+    for o in &unreaped {
+        assert_eq!(o["state"], "Z", "{o}");
+    }
+    let reaped = run.observations("reaped");
+    assert_eq!(reaped.len(), 2);
+    for r in reaped {
+        assert_eq!(r["gone"], true);
+        assert_eq!(
+            r["code"], r["expected"],
+            "status given by the child came back through waitpid"
+        );
+    }
+    // The zombies appear in the lab's own process tree as children of the lab.
+    let tree = run.observation("tree");
+    let zombies = tree["processes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["state"] == "Z")
+        .count();
+    assert_eq!(zombies, 2);
+}
+
+#[test]
+fn sigkill_leaves_the_zombie_in_place() {
+    let run = run_json("zombie", &["--linger", "0", "--count", "1"]);
+    let after = run
+        .observations("state")
+        .into_iter()
+        .find(|o| o["phase"] == "after_sigkill")
+        .cloned()
+        .expect("after_sigkill");
+    assert_eq!(after["state"], "Z");
+    assert!(run.check("sigkill_no_effect"));
+}
+
+#[test]
+fn sigchld_ignored_means_no_zombie_and_echild() {
+    let run = run_json("zombie", &["--linger", "0", "--count", "1"]);
+    let o = run.observation("sig_ign");
+    assert!(!o["states_seen"].as_str().unwrap().contains('Z'), "{o}");
+    assert_eq!(o["gone"], true);
+    assert!(o["waitpid"].as_str().unwrap().contains("ECHILD"));
+}
+
+#[test]
+fn sigint_in_the_middle_leaves_no_child() {
+    // --linger keeps the zombies unreaped long enough to interrupt the lab while it owns them.
+    let mut s = start_json("zombie", &["--linger", "30000", "--count", "3"]);
+    s.wait_for(|v| v["event"] == "check" && v["name"] == "zombie_seen")
+        .expect("zombies made");
+    let status = interrupt(s, libc::SIGINT);
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(
+        status.signal(),
+        Some(libc::SIGINT),
+        "the lab dies of the signal after cleaning up"
+    );
+}
+
+#[test]
+fn bad_flags_exit_2() {
+    assert_usage_error("zombie", &["--count", "0"]);
+    assert_usage_error("zombie", &["--count", "100000"]);
+    assert_usage_error("zombie", &["--linger", "-5"]);
+    assert_usage_error("zombie", &["--no-such-flag"]);
+}
