@@ -2,7 +2,9 @@
 //!
 //! `cargo run --bin lab` lists the labs; `lab all` runs every lab in order and prints a table
 //! of verdicts (exit 1 if any lab did not verify); `lab record` runs each lab and writes its
-//! output, with the command, date, kernel and CPU, to `book/src/measured/NAME.txt`.
+//! output, with the command, date, kernel and CPU, to `book/src/measured/NAME.txt`;
+//! `lab benchmarks` runs `cargo bench` and the plain C reference (`refbench.c`) in one session
+//! and writes their figures to `book/src/measured/bench-GROUP.txt` and `refbench.txt`.
 
 use clap::{Parser, Subcommand};
 use proclab::procfacts;
@@ -10,6 +12,8 @@ use proclab::roster::{self, LabInfo, LABS};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use proclab::benchsum;
 
 /// The proclab runner: list, run or record the labs.
 #[derive(Parser)]
@@ -33,6 +37,15 @@ enum Cmd {
         /// Only these labs.
         names: Vec<String>,
     },
+    /// Run `cargo bench` (or only the groups named) and the C reference, then write the
+    /// figures into book/src/measured/ (bench-GROUP.txt, refbench.txt).
+    Benchmarks {
+        /// Only these criterion groups (e.g. spawn ipc); all when empty.
+        groups: Vec<String>,
+        /// Do not run anything: only summarise what target/criterion already holds.
+        #[arg(long)]
+        no_run: bool,
+    },
 }
 
 fn main() {
@@ -41,6 +54,7 @@ fn main() {
         Cmd::List => list(),
         Cmd::All { names } => all(&select(&names)),
         Cmd::Record { names } => record(&select(&names)),
+        Cmd::Benchmarks { groups, no_run } => benchmarks(&groups, no_run),
     }
 }
 
@@ -197,11 +211,77 @@ fn utc_now() -> String {
     format!("{y:04}-{m:02}-{d:02} {:02}:{:02} UTC", rem / 3600, rem % 3600 / 60)
 }
 
+fn header(command: &str, tool: &str) -> String {
+    let (kernel, cpu, cpus) = procfacts::machine();
+    format!(
+        "$ {command}\n# recorded by `{tool}` on {}, Linux {kernel}, {cpus} x {cpu}\n",
+        utc_now()
+    )
+}
+
+fn benchmarks(groups: &[String], no_run: bool) {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target"));
+    let out_dir = root.join("book/src/measured");
+    std::fs::create_dir_all(&out_dir).expect("create book/src/measured");
+    let filter = groups.join("|");
+    if !no_run {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let mut cmd = Command::new(cargo);
+        cmd.args(["bench", "--manifest-path"]).arg(root.join("Cargo.toml"));
+        if !filter.is_empty() {
+            cmd.args(["--", &format!("^({filter})/")]);
+        }
+        match cmd.status() {
+            Ok(s) if s.success() => {}
+            other => {
+                eprintln!("error: cargo bench failed: {other:?}");
+                std::process::exit(1)
+            }
+        }
+        match benchsum::run_refbench(root, &target) {
+            Ok(text) => {
+                let command = "gcc -O2 -pthread ../shared/reference/refbench.c -o refbench && ./refbench";
+                std::fs::write(out_dir.join("refbench.txt"), header(command, "lab benchmarks") + &text)
+                    .expect("write refbench.txt");
+                eprintln!("wrote {}", out_dir.join("refbench.txt").display());
+            }
+            Err(e) => eprintln!("note: C reference not run: {e}"),
+        }
+    }
+    let results = benchsum::collect(&target.join("criterion"));
+    if results.is_empty() {
+        eprintln!(
+            "error: no criterion results under {}",
+            target.join("criterion").display()
+        );
+        std::process::exit(1)
+    }
+    let reference = std::fs::read_to_string(out_dir.join("refbench.txt"))
+        .map(|t| benchsum::parse_refbench(&t))
+        .unwrap_or_default();
+    for (group, rows) in benchsum::by_group(&results) {
+        if !groups.is_empty() && !groups.contains(&group) {
+            continue;
+        }
+        let command = format!("cargo bench -- '^{group}/'");
+        let text = header(&command, "lab benchmarks") + &benchsum::table(&rows, &reference);
+        let path = out_dir.join(format!("bench-{group}.txt"));
+        std::fs::write(&path, text).expect("write bench summary");
+        let svg = target.join("criterion").join(&group).join("report/violin.svg");
+        if svg.exists() {
+            let _ = std::fs::copy(&svg, out_dir.join(format!("bench-{group}.svg")));
+        }
+        eprintln!("wrote {}", path.display());
+    }
+}
+
 fn record(labs: &[&'static LabInfo]) {
     let dir = bin_dir();
     let out_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("book/src/measured");
     std::fs::create_dir_all(&out_dir).expect("create book/src/measured");
-    let (kernel, cpu, cpus) = procfacts::machine();
     let mut failed = 0;
     for l in labs {
         eprint!("recording {} ... ", l.name);
@@ -215,11 +295,7 @@ fn record(labs: &[&'static LabInfo]) {
         if !l.args.is_empty() {
             command += &format!(" -- {}", l.args.join(" "));
         }
-        let text = format!(
-            "$ {command}\n# recorded by `lab record` on {}, Linux {kernel}, {cpus} x {cpu}\n{}",
-            utc_now(),
-            out.stdout
-        );
+        let text = header(&command, "lab record") + &out.stdout;
         let path = out_dir.join(format!("{}.txt", l.name));
         std::fs::write(&path, text).expect("write measured output");
         eprintln!("ok ({:.1}s) -> {}", out.secs, path.display());

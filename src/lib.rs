@@ -12,6 +12,7 @@
 //! - [`measure`]: a stopwatch and min / median / p99 summaries.
 //! - [`roster`]: the list of labs, in the order of the book.
 
+pub mod benchsum;
 pub mod cleanup;
 pub mod errors;
 pub mod measure;

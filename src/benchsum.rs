@@ -1,0 +1,191 @@
+//! Summaries of benchmark results for the book: criterion's estimates (target/criterion) as
+//! one table per group, beside the plain C reference figures of `refbench.c` where a bench
+//! has the same name. Used by `lab benchmarks`.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::Command;
+
+/// One criterion benchmark: `group/function[/parameter]`, its median and its throughput.
+#[derive(Clone, Debug, PartialEq)]
+pub struct BenchResult {
+    pub group: String,
+    pub id: String,
+    /// The function name within the group (`fork_exit_wait`), used to match the C reference.
+    pub function: String,
+    pub median_ns: f64,
+    /// Bytes per iteration, when the bench declared a throughput.
+    pub bytes: Option<u64>,
+    /// Elements per iteration, when the bench declared one.
+    pub elements: Option<u64>,
+}
+
+fn find_files(dir: &Path, name: &str, out: &mut Vec<std::path::PathBuf>) {
+    let Ok(rd) = std::fs::read_dir(dir) else { return };
+    for e in rd.flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            find_files(&p, name, out);
+        } else if p.file_name().is_some_and(|n| n == name) && p.parent().is_some_and(|d| d.ends_with("new")) {
+            out.push(p);
+        }
+    }
+}
+
+/// Every benchmark criterion has results for under `dir` (target/criterion).
+pub fn collect(dir: &Path) -> Vec<BenchResult> {
+    let mut files = Vec::new();
+    find_files(dir, "benchmark.json", &mut files);
+    let mut out = Vec::new();
+    for f in files {
+        let Ok(meta) = std::fs::read_to_string(&f) else {
+            continue;
+        };
+        let Ok(est) = std::fs::read_to_string(f.with_file_name("estimates.json")) else {
+            continue;
+        };
+        let (Ok(meta), Ok(est)) = (
+            serde_json::from_str::<serde_json::Value>(&meta),
+            serde_json::from_str::<serde_json::Value>(&est),
+        ) else {
+            continue;
+        };
+        let Some(median_ns) = est["median"]["point_estimate"].as_f64() else {
+            continue;
+        };
+        out.push(BenchResult {
+            group: meta["group_id"].as_str().unwrap_or("").to_string(),
+            id: meta["full_id"].as_str().unwrap_or("").to_string(),
+            function: meta["function_id"].as_str().unwrap_or("").to_string(),
+            median_ns,
+            bytes: meta["throughput"]["Bytes"]
+                .as_u64()
+                .or_else(|| meta["throughput"]["BytesDecimal"].as_u64()),
+            elements: meta["throughput"]["Elements"].as_u64(),
+        });
+    }
+    out.sort_by(|a, b| a.id.cmp(&b.id));
+    out
+}
+
+/// Results by group, in id order.
+pub fn by_group(results: &[BenchResult]) -> BTreeMap<String, Vec<BenchResult>> {
+    let mut m: BTreeMap<String, Vec<BenchResult>> = BTreeMap::new();
+    for r in results {
+        m.entry(r.group.clone()).or_default().push(r.clone());
+    }
+    m
+}
+
+/// A C reference figure: median and unit (`us` or `GB/s`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct RefFigure {
+    pub median: f64,
+    pub unit: String,
+}
+
+/// Parse refbench's output (`name<TAB>median<TAB>unit<TAB>samples` lines; others ignored).
+pub fn parse_refbench(text: &str) -> BTreeMap<String, RefFigure> {
+    text.lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split('\t').collect();
+            if f.len() < 3 {
+                return None;
+            }
+            Some((
+                f[0].to_string(),
+                RefFigure {
+                    median: f[1].parse().ok()?,
+                    unit: f[2].to_string(),
+                },
+            ))
+        })
+        .collect()
+}
+
+fn fmt_ns(ns: f64) -> String {
+    crate::measure::fmt_duration(std::time::Duration::from_nanos(ns.round() as u64))
+}
+
+/// The table for one group: id, median, throughput, and the C reference figure with the
+/// ratio where refbench has a figure of the same name as the bench's function.
+pub fn table(rows: &[BenchResult], reference: &BTreeMap<String, RefFigure>) -> String {
+    let mut lines = vec![format!(
+        "{:<44} {:>12} {:>14}   {}",
+        "bench", "median", "throughput", "C reference (refbench.c)"
+    )];
+    for r in rows {
+        let thr = match (r.bytes, r.elements) {
+            (Some(b), _) => format!("{:.2} GB/s", b as f64 / r.median_ns),
+            (None, Some(e)) => format!("{:.2} M/s", e as f64 / r.median_ns * 1e3),
+            _ => String::new(),
+        };
+        let c = match reference.get(&r.function) {
+            Some(f) if f.unit == "us" => {
+                format!("{:.1} µs, Rust/C = {:.2}", f.median, r.median_ns / 1e3 / f.median)
+            }
+            Some(f) if f.unit == "GB/s" => match r.bytes {
+                Some(b) => format!(
+                    "{:.2} GB/s, Rust/C = {:.2}",
+                    f.median,
+                    (b as f64 / r.median_ns) / f.median
+                ),
+                None => format!("{:.2} GB/s", f.median),
+            },
+            Some(f) => format!("{} {}", f.median, f.unit),
+            None => String::new(),
+        };
+        lines.push(
+            format!("{:<44} {:>12} {:>14}   {}", r.id, fmt_ns(r.median_ns), thr, c)
+                .trim_end()
+                .to_string(),
+        );
+    }
+    lines.join("\n") + "\n"
+}
+
+/// Build `refbench.c` (from ../shared/reference beside the repository) with gcc and run it;
+/// returns its output.
+pub fn run_refbench(root: &Path, target: &Path) -> Result<String, String> {
+    let src = root.join("../shared/reference/refbench.c");
+    if !src.exists() {
+        return Err(format!("{} not found", src.display()));
+    }
+    let exe = target.join("refbench");
+    let st = Command::new("gcc")
+        .args(["-O2", "-pthread"])
+        .arg(&src)
+        .arg("-o")
+        .arg(&exe)
+        .status()
+        .map_err(|e| format!("gcc: {e}"))?;
+    if !st.success() {
+        return Err(format!("gcc failed: {st}"));
+    }
+    let out = Command::new(&exe).output().map_err(|e| format!("refbench: {e}"))?;
+    if !out.status.success() {
+        return Err(format!("refbench failed: {}", out.status));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reference_ratio_uses_matching_function_names() {
+        let reference = parse_refbench("fork_exit_wait\t100.000\tus\t2000\nmemcpy_64MiB\t10.0\tGB/s\t10\nnoise line\n");
+        assert_eq!(reference.len(), 2);
+        let rows = vec![BenchResult {
+            group: "spawn".into(),
+            id: "spawn/fork_exit_wait".into(),
+            function: "fork_exit_wait".into(),
+            median_ns: 110_000.0,
+            bytes: None,
+            elements: None,
+        }];
+        let t = table(&rows, &reference);
+        assert!(t.contains("Rust/C = 1.10"), "{t}");
+    }
+}
