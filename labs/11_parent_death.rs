@@ -113,8 +113,8 @@ fn main() {
 
     lab.section("0. The observer becomes a subreaper");
     // ANCHOR: subreaper
-    prctl::set_child_subreaper(true).or_die("prctl(PR_SET_CHILD_SUBREAPER)"); // orphans below us come to us, not to PID 1
-                                                                              // Ask the kernel back rather than trust the call:
+    // From now on, orphans below us are re-parented to us, not to PID 1. Then ask the kernel back.
+    prctl::set_child_subreaper(true).or_die("prctl(PR_SET_CHILD_SUBREAPER)");
     let subreaper = prctl::get_child_subreaper().or_die("prctl(PR_GET_CHILD_SUBREAPER)");
     // ANCHOR_END: subreaper
     let init = procfacts::comm(1).unwrap_or_else(|| "?".into());
@@ -138,7 +138,8 @@ fn main() {
         let parent_end = reap(fam.parent); // the observer is the parent's parent: waitpid says how it died
         observe_parent(&mut lab, Scenario::Plain, fam.parent, parent_end);
         std::thread::sleep(linger); // time for the children to die, if they were going to
-                                    // Alive or dead? Whose child now?
+
+        // Alive or dead? Whose child now?
         let fates: Vec<Fate> = fam.children.iter().map(|&c| look(c)).collect();
         // ANCHOR_END: kill_plain
         for (&c, f) in fam.children.iter().zip(&fates) {
@@ -216,8 +217,9 @@ fn main() {
         let fam = start_family(&mut lab, Scenario::Pgroup, n, hold);
         let leaver = fam.extra.map(|(_, p)| p).expect("a leaver");
         // ANCHOR: killpg
-        let pgid = fam.parent; // the parent leads the group; its children inherited it at fork
-                               // kill(-pgid, SIGTERM): one signal to every member of the group at once
+        // The parent leads the group and its children inherited it at fork: one
+        // kill(-pgid, SIGTERM) reaches every member at once.
+        let pgid = fam.parent;
         killpg(pgid, Signal::SIGTERM).or_die("killpg");
         // ANCHOR_END: killpg
         let parent_end = reap(fam.parent);
@@ -579,19 +581,18 @@ fn die_with_parent(parent: Pid) {
 }
 // ANCHOR_END: pdeathsig
 
+// ANCHOR: race
 /// Scenario 2's late child: as if preempted between fork and prctl until its parent died.
 fn late_child(parent: Pid, ready: &OwnedFd, go: &OwnedFd) -> ! {
     child_defaults();
     report(ready, Role::Late);
-    // ANCHOR: race
     // Stands in for "descheduled right after fork": the observer says go only once it has
     // reaped our parent, so we have surely been re-parented before we call prctl.
     wait_for_byte(go);
     die_with_parent(parent); // the same call as the other children: only its re-check saves us
-                             // Reached only without the re-check: then nothing would ever end this process.
-    wait_forever()
-    // ANCHOR_END: race
+    wait_forever() // reached only without the re-check, and then nothing would end this process
 }
+// ANCHOR_END: race
 
 /// Scenario 3's leaver: moves to a process group of its own, as a daemon (or `setsid`) does.
 fn leaver(ready: &OwnedFd) -> ! {
