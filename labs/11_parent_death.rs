@@ -27,7 +27,7 @@ use clap::{Parser, ValueEnum};
 use nix::errno::Errno;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::prctl;
-use nix::sys::signal::{kill, killpg, Signal};
+use nix::sys::signal::{kill, killpg, sigprocmask, SigSet, SigmaskHow, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::{fork, getpid, getppid, pause, pipe, read, setpgid, write, ForkResult, Pid};
 use proclab::procfacts::{self, state_name};
@@ -318,9 +318,11 @@ struct Family {
 /// Fork the parent of `scenario`, collect the reports of the whole family (each pid is
 /// tracked for cleanup as soon as it is known), and show it.
 fn start_family(lab: &mut Lab, scenario: Scenario, n: usize, hold: Duration) -> Family {
+    // Scenario 2: the observer tells the late child when to go on.
+    let (go_r, go) = pipe().or_die("pipe");
     // ANCHOR: family
     let (ready_r, ready_w) = pipe().or_die("pipe"); // each member writes (role, pid) here when ready
-    let (go_r, go) = pipe().or_die("pipe"); // scenario 2: the observer tells the late child when to go on
+    sigprocmask(SigmaskHow::SIG_BLOCK, Some(&stop_signals()), None).or_die("sigprocmask"); // Ctrl-C waits until all are tracked
     flush_stdout();
     // SAFETY: parent() only makes async-signal-safe calls and never returns (it ends by a signal or _exit).
     let parent = match unsafe { fork() }.or_die("fork") {
@@ -343,7 +345,8 @@ fn start_family(lab: &mut Lab, scenario: Scenario, n: usize, hold: Duration) -> 
             other => extra = Some((other, pid)),
         }
     }
-    // ANCHOR_END: family
+    sigprocmask(SigmaskHow::SIG_UNBLOCK, Some(&stop_signals()), None).or_die("sigprocmask"); // a pending Ctrl-C lands now
+                                                                                             // ANCHOR_END: family
     children.sort(); // in fork order (the reports arrive in the order the scheduler chose)
     let fam = Family {
         parent,
@@ -444,6 +447,16 @@ fn child_defaults() {
         libc::signal(libc::SIGTERM, libc::SIG_DFL);
         libc::alarm(SAFETY_SECS); // SIGALRM ends this process after a minute, whatever happens
     }
+    // Inherited from the observer, which blocks them while it learns the family's pids.
+    sigprocmask(SigmaskHow::SIG_UNBLOCK, Some(&stop_signals()), None).or_die("sigprocmask");
+}
+
+/// SIGINT and SIGTERM, the signals the lab's cleanup handler answers.
+fn stop_signals() -> SigSet {
+    let mut set = SigSet::empty();
+    set.add(Signal::SIGINT);
+    set.add(Signal::SIGTERM);
+    set
 }
 
 /// Tell the observer "I am ready": one 8-byte write, atomic on a pipe (less than PIPE_BUF).

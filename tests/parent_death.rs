@@ -154,3 +154,15 @@ fn bad_flags_exit_2() {
     assert_usage_error("parent-death", &["--hold", "x"]);
     assert_usage_error("parent-death", &["--no-such-flag"]);
 }
+
+#[test]
+fn sigint_at_any_early_moment_leaves_nothing() {
+    // Not synchronisation: these delays only sample different moments (before the handler is
+    // installed, while a family is being forked and its pids are not all known yet, after).
+    // Whatever the moment, no process of the run may be left.
+    for delay_ms in [0u64, 1, 2, 4, 8, 16, 32, 64] {
+        let s = start_json("parent-death", &["--hold", "30000"]);
+        std::thread::sleep(std::time::Duration::from_millis(delay_ms));
+        interrupt(s, libc::SIGINT);
+    }
+}
