@@ -320,6 +320,7 @@ struct Family {
 fn start_family(lab: &mut Lab, scenario: Scenario, n: usize, hold: Duration) -> Family {
     // Scenario 2: the observer tells the late child when to go on.
     let (go_r, go) = pipe().or_die("pipe");
+    let deadline = Instant::now() + TIMEOUT;
     // ANCHOR: family
     let (ready_r, ready_w) = pipe().or_die("pipe"); // each member writes (role, pid) here when ready
     sigprocmask(SigmaskHow::SIG_BLOCK, Some(&stop_signals()), None).or_die("sigprocmask"); // Ctrl-C waits until all are tracked
@@ -332,7 +333,6 @@ fn start_family(lab: &mut Lab, scenario: Scenario, n: usize, hold: Duration) -> 
     cleanup::track(parent); // tracked first, so the cleanup kills it before its children
     drop((ready_w, go_r)); // only the family holds these ends
     let (mut children, mut extra, mut parent_done) = (Vec::new(), None, false);
-    let deadline = Instant::now() + TIMEOUT;
     while !parent_done || children.len() < n || (needs_extra(scenario) && extra.is_none()) {
         let (role, pid) = next_report(&ready_r, deadline); // blocks (bounded) until someone is ready
         if role == Role::Parent {
@@ -345,8 +345,9 @@ fn start_family(lab: &mut Lab, scenario: Scenario, n: usize, hold: Duration) -> 
             other => extra = Some((other, pid)),
         }
     }
-    sigprocmask(SigmaskHow::SIG_UNBLOCK, Some(&stop_signals()), None).or_die("sigprocmask"); // a pending Ctrl-C lands now
-                                                                                             // ANCHOR_END: family
+    // Every member is tracked: a pending Ctrl-C is delivered now, and the cleanup reaches all.
+    sigprocmask(SigmaskHow::SIG_UNBLOCK, Some(&stop_signals()), None).or_die("sigprocmask");
+    // ANCHOR_END: family
     children.sort(); // in fork order (the reports arrive in the order the scheduler chose)
     let fam = Family {
         parent,
