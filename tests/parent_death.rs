@@ -28,8 +28,26 @@ fn plain_fork_children_survive_as_orphans_of_the_subreaper() {
     run.assert_verified();
     assert_eq!(run.observation("subreaper")["subreaper"], true);
     assert_eq!(parent_signal(&run, "plain"), "SIGKILL");
+    // Before the kill: the children's ppid is the parent's pid (family table: role, pid, ppid, ...).
+    let family = run.observation("family");
+    let rows = family["rows"].as_array().unwrap();
+    let parent_pid = rows.iter().find(|r| r[0] == "parent").unwrap()[1]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let before: Vec<&Value> = rows.iter().filter(|r| r[0] == "child").collect();
+    assert_eq!(before.len(), 3);
+    assert!(
+        before.iter().all(|r| r[2].as_str() == Some(parent_pid.as_str())),
+        "{family}"
+    );
     let kids = fates(&run, "plain", "child");
     assert_eq!(kids.len(), 3);
+    assert!(
+        kids.iter()
+            .all(|k| k["parent"].as_i64().map(|p| p.to_string()) == Some(parent_pid.clone())),
+        "{kids:?}"
+    );
     for k in &kids {
         // Alive after the parent was reaped, with a new ppid: the observer's.
         assert_eq!(k["alive"], true, "{k}");
@@ -73,6 +91,14 @@ fn group_signal_kills_the_members_but_not_a_child_that_left_the_group() {
     let kids = fates(&run, "pgroup", "child");
     assert_eq!(kids.len(), 3);
     assert!(kids.iter().all(|k| k["signal"] == "SIGTERM"), "{kids:?}");
+    // Before the kill: the parent leads the group the children share (pgrp column).
+    let family = run.observation("family");
+    let rows = family["rows"].as_array().unwrap();
+    let parent = rows.iter().find(|r| r[0] == "parent").unwrap();
+    assert_eq!(parent[3], parent[1], "the parent leads its group: {family}");
+    for r in rows.iter().filter(|r| r[0] == "child") {
+        assert_eq!(r[3], parent[1], "a child is in the parent's group: {family}");
+    }
     let leaver = fates(&run, "pgroup", "leaver");
     assert_eq!(leaver.len(), 1);
     let l = leaver[0];
