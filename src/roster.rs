@@ -18,14 +18,24 @@ pub struct LabInfo {
     pub args: &'static [&'static str],
 }
 
-pub const LABS: &[LabInfo] = &[LabInfo {
-    number: 3,
-    name: "zombie",
-    file: "03_zombie.rs",
-    chapter: "03-zombie.md",
-    shows: "an exited child stays as Z until reaped; SIGKILL cannot remove it; SIG_IGN avoids it",
-    args: &[],
-}];
+pub const LABS: &[LabInfo] = &[
+    LabInfo {
+        number: 3,
+        name: "zombie",
+        file: "03_zombie.rs",
+        chapter: "03-zombie.md",
+        shows: "an exited child stays as Z until reaped; SIGKILL cannot remove it; SIG_IGN avoids it",
+        args: &[],
+    },
+    LabInfo {
+        number: 11,
+        name: "parent-death",
+        file: "11_parent_death.rs",
+        chapter: "11-parent-death.md",
+        shows: "children outlive a kill -9'd parent; PDEATHSIG, killpg or a pipe EOF end them",
+        args: &[],
+    },
+];
 
 /// The lab called `name`.
 pub fn find(name: &str) -> Option<&'static LabInfo> {

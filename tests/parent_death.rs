@@ -1,0 +1,194 @@
+mod common;
+use common::*;
+use serde_json::Value;
+
+/// The fates of `role` in `scenario`.
+fn fates<'a>(run: &'a Run, scenario: &str, role: &str) -> Vec<&'a Value> {
+    run.observations("fate")
+        .into_iter()
+        .filter(|o| o["scenario"] == scenario && o["role"] == role)
+        .collect()
+}
+
+fn parent_signal(run: &Run, scenario: &str) -> String {
+    let p = run
+        .observations("parent_death")
+        .into_iter()
+        .find(|o| o["scenario"] == scenario)
+        .unwrap_or_else(|| panic!("no parent_death for {scenario}:\n{}", run.stdout));
+    p["signal"].as_str().unwrap_or("none").to_string()
+}
+
+#[test]
+fn plain_fork_children_survive_as_orphans_of_the_subreaper() {
+    let run = run_json(
+        "parent-death",
+        &["--scenario", "plain", "--children", "3", "--linger", "50"],
+    );
+    run.assert_verified();
+    assert_eq!(run.observation("subreaper")["subreaper"], true);
+    assert_eq!(parent_signal(&run, "plain"), "SIGKILL");
+    // Before the kill: the children's ppid is the parent's pid (family table: role, pid, ppid, ...).
+    let family = run.observation("family");
+    let rows = family["rows"].as_array().unwrap();
+    let parent_pid = rows.iter().find(|r| r[0] == "parent").unwrap()[1]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let before: Vec<&Value> = rows.iter().filter(|r| r[0] == "child").collect();
+    assert_eq!(before.len(), 3);
+    assert!(
+        before.iter().all(|r| r[2].as_str() == Some(parent_pid.as_str())),
+        "{family}"
+    );
+    let kids = fates(&run, "plain", "child");
+    assert_eq!(kids.len(), 3);
+    assert!(
+        kids.iter()
+            .all(|k| k["parent"].as_i64().map(|p| p.to_string()) == Some(parent_pid.clone())),
+        "{kids:?}"
+    );
+    for k in &kids {
+        // Alive after the parent was reaped, with a new ppid: the observer's.
+        assert_eq!(k["alive"], true, "{k}");
+        assert_ne!(k["ppid"], k["parent"], "{k}");
+        assert_eq!(k["ppid"], k["observer"], "{k}");
+    }
+    // Then the observer ended them itself: killed by its SIGTERM.
+    let cleaned = run.observations("cleaned");
+    assert_eq!(cleaned.len(), 3);
+    assert!(cleaned.iter().all(|c| c["signal"] == "SIGTERM"));
+    assert!(run.check("plain_children_survive"));
+}
+
+#[test]
+fn pdeathsig_children_are_killed_by_sigterm_and_the_late_one_catches_the_race() {
+    let run = run_json(
+        "parent-death",
+        &["--scenario", "pdeathsig", "--children", "4", "--linger", "0"],
+    );
+    run.assert_verified();
+    assert_eq!(parent_signal(&run, "pdeathsig"), "SIGKILL");
+    let kids = fates(&run, "pdeathsig", "child");
+    assert_eq!(kids.len(), 4);
+    for k in &kids {
+        assert_eq!(k["alive"], false, "{k}");
+        assert_eq!(k["signal"], "SIGTERM", "{k}");
+    }
+    // The child whose prctl came after the parent died got no signal: its getppid re-check
+    // made it exit with the lab's PARENT_GONE status (4).
+    let late = fates(&run, "pdeathsig", "late child");
+    assert_eq!(late.len(), 1);
+    assert_eq!(late[0]["how"], "exit", "{}", late[0]);
+    assert_eq!(late[0]["code"], 4, "{}", late[0]);
+}
+
+#[test]
+fn group_signal_kills_the_members_but_not_a_child_that_left_the_group() {
+    let run = run_json("parent-death", &["--scenario", "pgroup", "--linger", "50"]);
+    run.assert_verified();
+    assert_eq!(parent_signal(&run, "pgroup"), "SIGTERM");
+    let kids = fates(&run, "pgroup", "child");
+    assert_eq!(kids.len(), 3);
+    assert!(kids.iter().all(|k| k["signal"] == "SIGTERM"), "{kids:?}");
+    // Before the kill: the parent leads the group the children share (pgrp column).
+    let family = run.observation("family");
+    let rows = family["rows"].as_array().unwrap();
+    let parent = rows.iter().find(|r| r[0] == "parent").unwrap();
+    assert_eq!(parent[3], parent[1], "the parent leads its group: {family}");
+    for r in rows.iter().filter(|r| r[0] == "child") {
+        assert_eq!(r[3], parent[1], "a child is in the parent's group: {family}");
+    }
+    let leaver = fates(&run, "pgroup", "leaver");
+    assert_eq!(leaver.len(), 1);
+    let l = leaver[0];
+    assert_eq!(l["alive"], true, "{l}");
+    assert_eq!(l["ppid"], l["observer"], "{l}");
+    assert_eq!(l["pgrp"], l["pid"], "the leaver leads a group of its own: {l}");
+}
+
+#[test]
+fn pipe_children_exit_zero_on_eof() {
+    let run = run_json(
+        "parent-death",
+        &["--scenario", "pipe", "--children", "2", "--linger", "0"],
+    );
+    run.assert_verified();
+    assert_eq!(parent_signal(&run, "pipe"), "SIGKILL");
+    let kids = fates(&run, "pipe", "child");
+    assert_eq!(kids.len(), 2);
+    for k in &kids {
+        assert_eq!(k["how"], "exit", "{k}");
+        assert_eq!(k["code"], 0, "{k}");
+    }
+}
+
+#[test]
+fn all_four_by_default_with_a_summary() {
+    let run = run_json("parent-death", &["--linger", "0"]);
+    run.assert_verified();
+    let summary = run.observation("summary");
+    let rows = summary["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 4);
+    // "died with it": only the plain fork says NO.
+    let died: Vec<&str> = rows.iter().map(|r| r[3].as_str().unwrap()).collect();
+    assert_eq!(died, ["NO", "yes", "yes", "yes"]);
+    for s in ["plain", "pdeathsig", "pgroup", "pipe"] {
+        assert!(
+            !run.observations("fate").iter().all(|o| o["scenario"] != s),
+            "no fate for {s}"
+        );
+    }
+}
+
+/// Interrupt the lab at the first observation `kind` of `scenario` (`pause` makes it wait
+/// there) and check that nothing of it is left: the observer's cleanup reaches the grandchildren.
+fn sigint_at(scenario: &str, kind: &str, pause: &str) {
+    let mut s = start_json("parent-death", &["--scenario", scenario, pause, "30000"]);
+    s.wait_for(|v| v["event"] == "observation" && v["kind"] == kind)
+        .unwrap_or_else(|| panic!("no {kind} observation in {scenario}"));
+    let status = interrupt(s, libc::SIGINT);
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(
+        status.signal(),
+        Some(libc::SIGINT),
+        "the lab dies of the signal after cleaning up"
+    );
+}
+
+#[test]
+fn sigint_while_parent_and_children_are_up_leaves_nothing() {
+    // The grandchildren are still the parent's children here.
+    for scenario in ["plain", "pdeathsig", "pgroup", "pipe"] {
+        sigint_at(scenario, "family", "--hold");
+    }
+}
+
+#[test]
+fn sigint_while_orphans_linger_leaves_nothing() {
+    // The parent is dead and reaped; its children are now the observer's.
+    sigint_at("plain", "parent_death", "--linger");
+}
+
+#[test]
+fn bad_flags_exit_2() {
+    assert_usage_error("parent-death", &["--children", "0"]);
+    assert_usage_error("parent-death", &["--children", "17"]);
+    assert_usage_error("parent-death", &["--scenario", "exec"]);
+    assert_usage_error("parent-death", &["--linger", "-1"]);
+    assert_usage_error("parent-death", &["--linger", "60001"]);
+    assert_usage_error("parent-death", &["--hold", "x"]);
+    assert_usage_error("parent-death", &["--no-such-flag"]);
+}
+
+#[test]
+fn sigint_at_any_early_moment_leaves_nothing() {
+    // Not synchronisation: these delays only sample different moments (before the handler is
+    // installed, while a family is being forked and its pids are not all known yet, after).
+    // Whatever the moment, no process of the run may be left.
+    for delay_ms in [0u64, 1, 2, 4, 8, 16, 32, 64] {
+        let s = start_json("parent-death", &["--hold", "30000"]);
+        std::thread::sleep(std::time::Duration::from_millis(delay_ms));
+        interrupt(s, libc::SIGINT);
+    }
+}
