@@ -80,19 +80,56 @@ fn now_ns() -> u64 {
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
-/// Read exactly `buf.len()` bytes; false on EOF first.
-fn read_exact(fd: &OwnedFd, buf: &mut [u8]) -> bool {
+/// Write `N` words in one write(2) (at most 24 bytes < PIPE_BUF: never interleaved with
+/// another child's). Async-signal-safe.
+fn send_words<const N: usize>(fd: &OwnedFd, words: [u64; N]) {
+    let mut buf = [0u8; 24];
+    for (i, w) in words.iter().enumerate() {
+        buf[i * 8..i * 8 + 8].copy_from_slice(&w.to_ne_bytes());
+    }
+    let _ = write(fd, &buf[..N * 8]);
+}
+
+/// Read `N` words written by [`send_words`]; None at EOF.
+fn read_words<const N: usize>(fd: &OwnedFd) -> Option<[u64; N]> {
+    let mut buf = [0u8; 24];
     let mut got = 0;
-    while got < buf.len() {
-        match read(fd, &mut buf[got..]) {
-            Ok(0) => return false,
+    while got < N * 8 {
+        match read(fd, &mut buf[got..N * 8]) {
+            Ok(0) => return None,
             Ok(n) => got += n,
             Err(nix::errno::Errno::EINTR) => continue,
             Err(e) => proclab::die("read", e),
         }
     }
-    true
+    let mut words = [0u64; N];
+    for (i, w) in words.iter_mut().enumerate() {
+        *w = u64::from_ne_bytes(buf[i * 8..i * 8 + 8].try_into().unwrap_or_default());
+    }
+    Some(words)
 }
+
+// ANCHOR: fates
+/// In a child of part 2: meet the fate it was given. Async-signal-safe; never returns.
+fn live_out(fate: Fate, hold_rx: &OwnedFd, hold_tx: &OwnedFd) -> ! {
+    match fate {
+        Fate::Exit(code) => say!("exiting with status {code}"),
+        Fate::RaiseSigkill => {
+            say!("raising SIGKILL on myself");
+            let _ = nix::sys::signal::raise(Signal::SIGKILL); // dies here: no status of its own
+        }
+        Fate::KilledByParent => {
+            say!("blocking in read(2) until my parent kills me");
+            // SAFETY: closes this child's copy of the write end, so EOF if the parent dies.
+            unsafe { libc::close(hold_tx.as_raw_fd()) };
+            let _ = read(hold_rx, &mut [0u8; 1]); // SIGTERM arrives here
+        }
+    }
+    let code = if let Fate::Exit(code) = fate { code } else { 1 };
+    // SAFETY: _exit leaves at once, without running the parent's destructors.
+    unsafe { libc::_exit(code) }
+}
+// ANCHOR_END: fates
 
 /// "parent by 35.0 µs" / "child by 120.0 µs".
 fn who_first(parent_ns: u64, child_ns: u64) -> (&'static str, u64) {
@@ -112,39 +149,38 @@ fn main() {
     // ANCHOR: copy
     let mut value: u64 = 1; // in the parent's memory; fork gives the child its own copy
     let (rx, tx) = pipe().or_die("pipe"); // the child reports what it saw through this
-    flush_stdout(); // or text still buffered would be printed by the child too
-                    // SAFETY: the child only writes its own memory, calls say! and write(2), then _exit.
+
+    // Flush, or text still in the buffer would be printed by the child too.
+    flush_stdout();
+    // SAFETY: the child only writes its own memory, calls say! and write(2), then _exit.
     let child = match unsafe { fork() }.or_die("fork") {
         ForkResult::Child => {
             let started = now_ns();
             value = 99; // changes the child's copy only
             let addr = &value as *const u64 as u64;
             say!("I set value = {value} at address {addr:#x}");
-            let mut report = [0u8; 24];
-            report[..8].copy_from_slice(&value.to_ne_bytes());
-            report[8..16].copy_from_slice(&addr.to_ne_bytes());
-            report[16..].copy_from_slice(&started.to_ne_bytes());
-            let _ = write(&tx, &report); // one write(2), async-signal-safe
-                                         // SAFETY: _exit leaves at once, without running the parent's destructors.
+            // One write(2) (async-signal-safe): what we saw, where, and when we started.
+            send_words(&tx, [value, addr, started]);
+            // SAFETY: _exit leaves at once, without running the parent's destructors.
             unsafe { libc::_exit(0) }
         }
         ForkResult::Parent { child } => child,
     };
+    // ANCHOR_END: copy
     let parent_ns = now_ns();
+    // ANCHOR: copy_parent
     cleanup::track(child); // killed and reaped on every way out
     drop(tx); // keep only the child's write end open, so EOF means the child is gone
-    let mut report = [0u8; 24];
-    let got_report = read_exact(&rx, &mut report); // blocks until the child has written
+    let report = read_words::<3>(&rx); // blocks until the child has written
     let status = waitpid(child, None).or_die("waitpid"); // the child has exited: reap it
     cleanup::forget(child);
     // SAFETY: a plain read of our own live variable; volatile so that it really comes from
     // memory, not from a value the compiler remembers.
     let parent_value = unsafe { std::ptr::read_volatile(&value) };
     let parent_addr = &value as *const u64 as u64;
-    // ANCHOR_END: copy
-    let child_value = u64::from_ne_bytes(report[..8].try_into().unwrap_or_default());
-    let child_addr = u64::from_ne_bytes(report[8..16].try_into().unwrap_or_default());
-    let child_ns = u64::from_ne_bytes(report[16..].try_into().unwrap_or_default());
+    // ANCHOR_END: copy_parent
+    let got_report = report.is_some();
+    let [child_value, child_addr, child_ns] = report.unwrap_or_default();
     say!("after the child exited ({status:?}), my value = {parent_value} at address {parent_addr:#x}");
     lab.observe(
         "copy",
@@ -169,51 +205,33 @@ fn main() {
     );
 
     lab.section(&format!("2. {} children, each with its own fate", args.children));
-    // ANCHOR: many
     let (hello_rx, hello_tx) = pipe().or_die("pipe"); // each child writes (index, start time)
-    let (hold_rx, hold_tx) = pipe().or_die("pipe"); // nobody writes: a read blocks until killed
+
+    // Nobody writes into `hold`: a child reading it blocks until it is killed.
+    let (hold_rx, hold_tx) = pipe().or_die("pipe");
+    // ANCHOR: many
     let mut kids: Vec<(Pid, Fate, u64)> = Vec::new();
     for i in 0..args.children {
         let fate = fate_of(i, args.children);
         flush_stdout();
-        // SAFETY: the child only calls write/read/raise/close, say! and _exit.
+        // SAFETY: the child runs `live_out` (write, read, raise, close, say!, _exit only).
         match unsafe { fork() }.or_die("fork") {
             ForkResult::Child => {
-                let mut hello = [0u8; 16];
-                hello[..8].copy_from_slice(&(i as u64).to_ne_bytes());
-                hello[8..].copy_from_slice(&now_ns().to_ne_bytes());
-                let _ = write(&hello_tx, &hello); // 16 bytes < PIPE_BUF: never interleaved
-                match fate {
-                    Fate::Exit(code) => say!("exiting with status {code}"),
-                    Fate::RaiseSigkill => {
-                        say!("raising SIGKILL on myself");
-                        let _ = nix::sys::signal::raise(Signal::SIGKILL); // dies here
-                    }
-                    Fate::KilledByParent => {
-                        say!("blocking in read(2) until my parent kills me");
-                        // SAFETY: closes this child's copy of the write end (OwnedFd never drops here).
-                        unsafe { libc::close(hold_tx.as_raw_fd()) }; // so EOF if the parent dies
-                        let _ = read(&hold_rx, &mut [0u8; 1]); // SIGTERM arrives here
-                    }
-                }
-                let code = if let Fate::Exit(code) = fate { code } else { 1 };
-                // SAFETY: _exit leaves at once, without running the parent's destructors.
-                unsafe { libc::_exit(code) }
+                send_words(&hello_tx, [i as u64, now_ns()]); // "I am running"
+                live_out(fate, &hold_rx, &hold_tx) // never returns
             }
             ForkResult::Parent { child } => {
                 kids.push((child, fate, now_ns()));
-                cleanup::track(child);
+                cleanup::track(child); // killed and reaped on every way out
             }
         }
     }
     // ANCHOR_END: many
     drop(hello_tx);
     let mut started = vec![0u64; kids.len()];
-    let mut hello = [0u8; 16];
-    while read_exact(&hello_rx, &mut hello) {
-        let i = u64::from_ne_bytes(hello[..8].try_into().unwrap_or_default()) as usize;
-        if i < started.len() {
-            started[i] = u64::from_ne_bytes(hello[8..].try_into().unwrap_or_default());
+    while let Some([i, t]) = read_words::<2>(&hello_rx) {
+        if let Some(slot) = started.get_mut(i as usize) {
+            *slot = t;
         }
         if started.iter().all(|&t| t > 0) {
             break; // every child has run; the blocked one keeps the pipe open
@@ -242,17 +260,21 @@ fn main() {
     }
 
     // ANCHOR: reap
-    let mut rows = Vec::new();
-    let mut matched = 0;
+    let mut ended = Vec::new();
     for _ in 0..kids.len() {
         let status = waitpid(Pid::from_raw(-1), None).or_die("waitpid"); // any child, in order of death
         let (pid, code, signal) = match status {
-            WaitStatus::Exited(pid, code) => (pid, Some(code), None), // _exit(code)
-            WaitStatus::Signaled(pid, sig, _core) => (pid, None, Some(sig)), // killed by sig
-            other => (other.pid().unwrap_or(Pid::from_raw(0)), None, None),
+            WaitStatus::Exited(pid, code) => (pid, Some(code), None), // it called _exit(code)
+            WaitStatus::Signaled(pid, sig, _core) => (pid, None, Some(sig)), // a signal killed it
+            other => (other.pid().unwrap_or(Pid::from_raw(0)), None, None), // not asked for
         };
         cleanup::forget(pid);
-        // ANCHOR_END: reap
+        ended.push((pid, code, signal, status));
+    }
+    // ANCHOR_END: reap
+    let mut rows = Vec::new();
+    let mut matched = 0;
+    for (pid, code, signal, status) in ended {
         let Some(idx) = kids.iter().position(|k| k.0 == pid) else {
             continue;
         };

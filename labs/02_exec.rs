@@ -123,7 +123,8 @@ fn main() {
     let (comm_before, exe_before) = (procfacts::comm(pid), procfacts::exe(pid)); // still this lab
     write(&go_tx, b"g").or_die("write"); // release the child: it execs now
     let failed = exec_result(&err_rx); // EOF: exec closed the pipe, the new program runs
-                                       // ANCHOR_END: replace
+
+    // ANCHOR_END: replace
     lab.observe(
         "image",
         json!({"pid": pid, "phase": "before", "comm": comm_before, "exe": exe_before}),
@@ -313,6 +314,9 @@ fn main() {
         let a = waitpid(child, None).or_die("waitpid");
         cleanup::forget(child);
         t_fork.push(sw.elapsed());
+        // ANCHOR_END: timing
+
+        // ANCHOR: timing_others
 
         let sw = Stopwatch::start(); // posix_spawn + waitpid
         let child = posix_spawn(true_args[0].as_c_str(), &actions, &attr, &true_args, &empty_env).or_die("posix_spawn");
@@ -327,7 +331,7 @@ fn main() {
             .status()
             .or_die("Command::status");
         t_cmd.push(sw.elapsed());
-        // ANCHOR_END: timing
+        // ANCHOR_END: timing_others
         ok_runs += matches!(a, WaitStatus::Exited(_, 0)) as u32
             + matches!(b, WaitStatus::Exited(_, 0)) as u32
             + c.success() as u32;

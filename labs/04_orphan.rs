@@ -112,6 +112,26 @@ fn nap(ms: u64) {
     unsafe { libc::nanosleep(&ts, std::ptr::null_mut()) };
 }
 
+// ANCHOR: orphan_child
+/// In the orphan-to-be: report the parent, wait (bounded) until getppid() changes, report the
+/// adopter, live on a little, then end by itself. Async-signal-safe.
+fn be_orphan(parent: Pid, reports: &OwnedFd, linger: u64) -> ! {
+    send_report(reports, getppid().as_raw()); // "my parent is <parent>"
+    for _ in 0..5000 {
+        if getppid() != parent {
+            break; // adopted: the parent has exited
+        }
+        nap(1); // bounded: 5 s at most
+    }
+    let adopter = getppid(); // who the kernel gave us to
+    send_report(reports, adopter.as_raw()); // with /proc/ADOPTER/comm
+    say_as!("orphan", "my parent {parent} is gone; getppid() now says {adopter}");
+    nap(linger); // live on a little, then end by ourselves
+                 // SAFETY: _exit leaves at once, without running the lab's destructors.
+    unsafe { libc::_exit(ORPHAN_STATUS) }
+}
+// ANCHOR_END: orphan_child
+
 /// The pids above the lab, up to PID 1 (where an orphan of ours may be sent).
 fn ancestors(of: i32) -> Vec<i32> {
     let mut chain = Vec::new();
@@ -147,27 +167,12 @@ fn make_orphan(lab: &mut Lab, linger: u64) -> Outcome {
             unsafe { libc::close(go_tx.as_raw_fd()) };
             let parent = getpid();
             // SAFETY: as above: the orphan only calls async-signal-safe functions.
-            match unsafe { fork() } {
-                Ok(ForkResult::Child) => {
-                    send_report(&rep_tx, getppid().as_raw()); // "my parent is <parent>"
-                    for _ in 0..5000 {
-                        if getppid() != parent {
-                            break; // adopted: the parent has exited
-                        }
-                        nap(1); // bounded: 5 s at most
-                    }
-                    let adopter = getppid(); // who the kernel gave us to
-                    send_report(&rep_tx, adopter.as_raw());
-                    say_as!("orphan", "my parent {parent} is gone; getppid() now says {adopter}");
-                    nap(linger); // live on a little, then end by ourselves
-                                 // SAFETY: _exit leaves at once, without running the lab's destructors.
-                    unsafe { libc::_exit(ORPHAN_STATUS) }
-                }
-                Ok(ForkResult::Parent { child }) => {
+            match unsafe { fork() }.or_die("fork") {
+                ForkResult::Child => be_orphan(parent, &rep_tx, linger), // never returns
+                ForkResult::Parent { child } => {
                     say!("forked {child}; I will exit without waiting for it");
                     let _ = read(&go_rx, &mut [0u8; 1]); // until the lab has looked
                 }
-                Err(_) => {}
             }
             // SAFETY: the parent leaves at once; its child becomes an orphan.
             unsafe { libc::_exit(0) }
@@ -177,11 +182,12 @@ fn make_orphan(lab: &mut Lab, linger: u64) -> Outcome {
     // ANCHOR_END: orphan
     cleanup::track(middle);
     drop(rep_tx); // only the orphan holds the write end now: EOF when it has ended
-    let before = next_report(&rep_rx).unwrap_or_default();
+    let Some(before) = next_report(&rep_rx) else {
+        // The parent could not fork (it printed the error): nothing to observe.
+        proclab::die("fork (in the parent, see above)", nix::errno::Errno::ECHILD)
+    };
     let orphan = Pid::from_raw(before.pid);
-    if before.pid > 0 {
-        cleanup::track(orphan); // killed on every way out (reaped too, once it is ours)
-    }
+    cleanup::track(orphan); // killed on every way out (reaped too, once it is ours)
     lab.observe(
         "before",
         json!({"orphan": before.pid, "parent": middle.as_raw(), "ppid": before.ppid,
@@ -201,7 +207,8 @@ fn make_orphan(lab: &mut Lab, linger: u64) -> Outcome {
     cleanup::forget(middle);
     let after = next_report(&rep_rx).unwrap_or_default(); // the orphan's new getppid()
     let ppid_from_proc = procfacts::ppid(after.pid); // the kernel's view, from outside
-                                                     // ANCHOR_END: exit
+
+    // ANCHOR_END: exit
     lab.observe(
         "parent_exited",
         json!({"pid": middle.as_raw(), "status": format!("{status:?}")}),
@@ -305,7 +312,8 @@ fn main() {
     lab.section("B. The lab is a child subreaper: it adopts and reaps the orphan");
     // ANCHOR: subreaper
     prctl::set_child_subreaper(true).or_die("prctl(PR_SET_CHILD_SUBREAPER)"); // orphans below us come to us
-                                                                              // ANCHOR_END: subreaper
+
+    // ANCHOR_END: subreaper
     let b = make_orphan(&mut lab, args.linger);
     lab.observe(
         "adopted",
