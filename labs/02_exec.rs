@@ -39,6 +39,10 @@ struct Args {
     /// How many times each way of starting /bin/true is timed in part 4.
     #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=5000))]
     rounds: u32,
+    /// Touch this many MiB of memory before part 4: fork must copy the page tables that map
+    /// it, posix_spawn (vfork-like) does not.
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=4096))]
+    ballast: u32,
     #[command(flatten)]
     common: Common,
 }
@@ -285,6 +289,13 @@ fn main() {
         "4. Starting /bin/true: fork+exec, posix_spawn, Command ({} rounds each)",
         args.rounds
     ));
+    let ballast = vec![1u8; args.ballast as usize * 1024 * 1024]; // every page touched
+    if args.ballast > 0 {
+        say!(
+            "touched {} MiB of ballast: fork has that much more to map",
+            args.ballast
+        );
+    }
     let true_path = if std::path::Path::new("/bin/true").exists() {
         "/bin/true"
     } else {
@@ -336,6 +347,7 @@ fn main() {
             + matches!(b, WaitStatus::Exited(_, 0)) as u32
             + c.success() as u32;
     }
+    drop(ballast);
     let mut rows = Vec::new();
     for (name, samples) in [
         ("fork + execve + waitpid", &t_fork),
