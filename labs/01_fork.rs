@@ -218,6 +218,7 @@ fn main() {
         match unsafe { fork() }.or_die("fork") {
             ForkResult::Child => {
                 send_words(&hello_tx, [i as u64, now_ns()]); // "I am running"
+                drop(hello_tx); // close(2) our copy: EOF for the parent once all have run
                 live_out(fate, &hold_rx, &hold_tx) // never returns
             }
             ForkResult::Parent { child } => {

@@ -64,6 +64,20 @@ fn one_child_is_killed_by_the_parent() {
 }
 
 #[test]
+fn the_largest_allowed_family_is_reaped_in_full() {
+    let run = run_json("fork", &["--children", "64"]);
+    run.assert_verified();
+    assert_eq!(run.observations("reaped").len(), 64);
+    // Every fourth child raises SIGKILL, the last is killed with SIGTERM.
+    let by_sigkill = run
+        .observations("reaped")
+        .iter()
+        .filter(|r| r["signal"] == "SIGKILL")
+        .count();
+    assert_eq!(by_sigkill, 16);
+}
+
+#[test]
 fn sigint_in_the_middle_leaves_no_child() {
     let mut s = start_json("fork", &["--children", "8", "--linger", "30000"]);
     s.wait_for(|v| v["event"] == "observation" && v["kind"] == "forked")
