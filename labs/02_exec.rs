@@ -116,6 +116,7 @@ fn main() {
         ForkResult::Child => {
             drop(go_tx); // our copy of the write end: EOF if the parent dies
             let _ = read(&go_rx, &mut [0u8; 1]); // wait until the parent has looked at us
+                                                 // SAFETY: argv is a NULL-terminated array of live C strings built before fork.
             unsafe { libc::execvp(sleep_argv[0], sleep_argv.as_ptr()) }; // returns only on failure
             exec_failed(&err_tx)
         }
@@ -184,6 +185,7 @@ fn main() {
     // SAFETY: the child only calls execvp, write and _exit.
     let child = match unsafe { fork() }.or_die("fork") {
         ForkResult::Child => {
+            // SAFETY: argv is a NULL-terminated array of live C strings built before fork.
             unsafe { libc::execvp(missing_argv[0], missing_argv.as_ptr()) }; // fails: ENOENT
             say!("execvp failed; reporting errno to my parent and exiting 127");
             exec_failed(&err_tx)
@@ -237,8 +239,11 @@ fn main() {
     // SAFETY: the child only calls dup2, execvp, write and _exit.
     let child = match unsafe { fork() }.or_die("fork") {
         ForkResult::Child => {
-            unsafe { libc::dup2(out_tx.as_raw_fd(), 1) }; // stdout -> pipe (dup2 clears CLOEXEC)
-            unsafe { libc::execvp(ls_argv[0], ls_argv.as_ptr()) }; // ls lists its own descriptors
+            // SAFETY: dup2 on two open descriptors; argv is NULL-terminated, built before fork.
+            unsafe {
+                libc::dup2(out_tx.as_raw_fd(), 1); // stdout -> pipe (dup2 clears CLOEXEC)
+                libc::execvp(ls_argv[0], ls_argv.as_ptr()); // ls lists its own descriptors
+            }
             exec_failed(&err_tx)
         }
         ForkResult::Parent { child } => child,
@@ -316,8 +321,11 @@ fn main() {
         // SAFETY: the child only calls execve and _exit.
         let child = match unsafe { fork() }.or_die("fork") {
             ForkResult::Child => {
-                unsafe { libc::execve(true_argv[0], true_argv.as_ptr(), no_env.as_ptr()) };
-                unsafe { libc::_exit(127) }
+                // SAFETY: argv and envp are NULL-terminated arrays built before fork.
+                unsafe {
+                    libc::execve(true_argv[0], true_argv.as_ptr(), no_env.as_ptr());
+                    libc::_exit(127)
+                }
             }
             ForkResult::Parent { child } => child,
         };
