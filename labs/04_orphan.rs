@@ -268,7 +268,7 @@ fn main() {
             && a.ppid_from_proc == Some(adopter)
             && (adopter == 1 || above.contains(&adopter)),
         format_args!(
-            "the orphan's parent changed from {} (exited) to {adopter} ({adopter_comm}), which is PID 1 or an ancestor of the lab",
+            "the orphan's parent changed from {} (exited) to {adopter}, which is PID 1 or an ancestor of the lab",
             a.before.ppid
         ),
     );
