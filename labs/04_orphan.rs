@@ -16,7 +16,8 @@
 //!
 //! Caveats: the orphan ends by itself within a few seconds (`--linger`). In case A its
 //! zombie belongs to the adopter: if that process never reaps, the zombie stays until it
-//! does; the lab reports what it saw (and case B shows the cure).
+//! does; the lab reports what it saw (case B shows the cure, and `--skip-plain` runs only
+//! case B where PID 1 is known not to reap).
 
 use clap::Parser;
 use nix::sys::prctl;
@@ -36,6 +37,10 @@ struct Args {
     /// How long the orphan lives after reporting its adoption, in ms (it then exits by itself).
     #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u64).range(0..=10_000))]
     linger: u64,
+    /// Skip case A, where the orphan's adopter is not the lab's to control (use this where
+    /// PID 1 does not reap: the orphan's zombie would stay until it does).
+    #[arg(long)]
+    skip_plain: bool,
     #[command(flatten)]
     common: Common,
 }
@@ -224,20 +229,10 @@ fn make_orphan(lab: &mut Lab, linger: u64) -> Outcome {
     }
 }
 
-fn main() {
-    let args = Args::parse();
-    let mut lab = Lab::start("orphan", &args.common);
+/// Case A: the lab is an ordinary process; the kernel picks the orphan's adopter.
+fn plain_case(lab: &mut Lab, above: &[i32], linger: u64) {
     let me = getpid();
-    lab.section("A. The parent exits; the kernel picks the adopter");
-    let above = ancestors(me.as_raw());
-    let pid1 = procfacts::comm(1).unwrap_or_else(|| "?".into());
-    lab.observe(
-        "machine",
-        json!({"pid1_comm": pid1, "lab_pid": me.as_raw(), "ancestors": above}),
-        format_args!("PID 1 here is {pid1:?}; the lab's ancestors: {above:?}"),
-    );
-
-    let a = make_orphan(&mut lab, args.linger);
+    let a = make_orphan(lab, linger);
     let adopter = a.after.ppid;
     let adopter_comm = procfacts::comm(adopter).unwrap_or_else(|| a.after.comm.clone());
     lab.observe(
@@ -308,6 +303,26 @@ fn main() {
         ended && procfacts::state(a.orphan.as_raw()).is_none_or(|s| s == 'Z'),
         "the orphan ended by itself (its report pipe closed; it is gone or a zombie of its adopter)",
     );
+}
+
+fn main() {
+    let args = Args::parse();
+    let mut lab = Lab::start("orphan", &args.common);
+    let me = getpid();
+    lab.section("A. The parent exits; the kernel picks the adopter");
+    let above = ancestors(me.as_raw());
+    let pid1 = procfacts::comm(1).unwrap_or_else(|| "?".into());
+    lab.observe(
+        "machine",
+        json!({"pid1_comm": pid1, "lab_pid": me.as_raw(), "ancestors": above}),
+        format_args!("PID 1 here is {pid1:?}; the lab's ancestors: {above:?}"),
+    );
+
+    if args.skip_plain {
+        say!("case A skipped (--skip-plain): no orphan is left to an adopter the lab does not control");
+    } else {
+        plain_case(&mut lab, &above, args.linger);
+    }
 
     lab.section("B. The lab is a child subreaper: it adopts and reaps the orphan");
     // ANCHOR: subreaper

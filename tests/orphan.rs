@@ -42,6 +42,15 @@ fn subreaper_adopts_and_reaps_the_orphan_every_time() {
 }
 
 #[test]
+fn skip_plain_runs_only_the_subreaper_case() {
+    let run = run_json("orphan", &["--linger", "0", "--skip-plain"]);
+    run.assert_verified();
+    assert!(run.observations("adopted").iter().all(|o| o["case"] == "subreaper"));
+    assert_eq!(run.observations("adopted").len(), 1);
+    assert!(run.observations("plain_end").is_empty());
+}
+
+#[test]
 fn sigint_in_the_middle_leaves_nothing() {
     // --linger keeps the adopted orphan alive; interrupt while the subreaper lab owns it.
     let mut s = start_json("orphan", &["--linger", "10000"]);
