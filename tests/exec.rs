@@ -66,9 +66,18 @@ fn three_ways_to_start_a_program_are_timed() {
 }
 
 #[test]
+fn ballast_still_verifies() {
+    // With memory touched before part 4 the lab still runs every program; speed is not tested.
+    let run = run_json("exec", &["--rounds", "2", "--ballast", "64"]);
+    run.assert_verified();
+    assert_eq!(run.observations("start_cost").len(), 3);
+}
+
+#[test]
 fn bad_flags_exit_2() {
     assert_usage_error("exec", &["--rounds", "0"]);
     assert_usage_error("exec", &["--rounds", "5001"]);
     assert_usage_error("exec", &["--rounds", "x"]);
+    assert_usage_error("exec", &["--ballast", "4097"]);
     assert_usage_error("exec", &["--bogus"]);
 }
