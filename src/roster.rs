@@ -20,11 +20,35 @@ pub struct LabInfo {
 
 pub const LABS: &[LabInfo] = &[
     LabInfo {
+        number: 1,
+        name: "fork",
+        file: "01_fork.rs",
+        chapter: "01-fork.md",
+        shows: "the child's memory is a copy; waitpid returns each child's exit code or killing signal",
+        args: &[],
+    },
+    LabInfo {
+        number: 2,
+        name: "exec",
+        file: "02_exec.rs",
+        chapter: "02-exec.md",
+        shows: "exec keeps the pid, replaces the program; failure exits 127; CLOEXEC; spawn costs",
+        args: &[],
+    },
+    LabInfo {
         number: 3,
         name: "zombie",
         file: "03_zombie.rs",
         chapter: "03-zombie.md",
         shows: "an exited child stays as Z until reaped; SIGKILL cannot remove it; SIG_IGN avoids it",
+        args: &[],
+    },
+    LabInfo {
+        number: 4,
+        name: "orphan",
+        file: "04_orphan.rs",
+        chapter: "04-orphan.md",
+        shows: "a child outlives its parent and is adopted by PID 1 or the nearest subreaper",
         args: &[],
     },
     LabInfo {

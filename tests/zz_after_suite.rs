@@ -4,7 +4,7 @@ mod common;
 
 #[test]
 fn no_process_of_any_test_run_is_alive() {
-    let needle = format!("{}=", common::TAG_VAR);
+    let needle = format!("{}={}", common::TAG_VAR, common::tag_prefix());
     let mut alive = Vec::new();
     for entry in std::fs::read_dir("/proc").unwrap().flatten() {
         let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {

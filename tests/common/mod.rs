@@ -23,10 +23,17 @@ pub fn bin(name: &str) -> PathBuf {
 
 static COUNTER: AtomicUsize = AtomicUsize::new(0);
 
+/// The prefix of every tag of this checkout's test suite (another checkout's tests running
+/// on the same machine carry another prefix).
+pub fn tag_prefix() -> String {
+    format!("{}:", env!("CARGO_MANIFEST_DIR"))
+}
+
 /// A tag unique to one lab run.
 pub fn new_tag(name: &str) -> String {
     format!(
-        "{name}-{}-{}",
+        "{}{name}-{}-{}",
+        tag_prefix(),
         std::process::id(),
         COUNTER.fetch_add(1, Ordering::SeqCst)
     )
