@@ -25,6 +25,14 @@ pub const LABS: &[LabInfo] = &[LabInfo {
     chapter: "03-zombie.md",
     shows: "an exited child stays as Z until reaped; SIGKILL cannot remove it; SIG_IGN avoids it",
     args: &[],
+},
+LabInfo {
+    number: 7,
+    name: "deadlock",
+    file: "07_deadlock.rs",
+    chapter: "07-deadlock.md",
+    shows: "certain deadlocks (threads, file locks, pipes, philosophers) detected, shown as a cycle, broken; the Coffman fixes finishing",
+    args: &[],
 }];
 
 /// The lab called `name`.
