@@ -208,7 +208,6 @@ impl Worker {
     }
 }
 
-// ANCHOR: spawn
 fn spawn_worker(role: Role, args: &Args) -> Worker {
     let exe = CString::new(
         std::env::current_exe()
@@ -229,6 +228,7 @@ fn spawn_worker(role: Role, args: &Args) -> Worker {
     .into_iter()
     .map(|a| CString::new(a).expect("no NUL"))
     .collect();
+    // ANCHOR: spawn
     let (rd, wr) = pipe2(OFlag::O_CLOEXEC).or_die("pipe2"); // the worker's stdout, to us
     let (in_r, in_w) = pipe2(OFlag::O_CLOEXEC).or_die("pipe2"); // its stdin, from us
     flush_stdout();
@@ -251,8 +251,8 @@ fn spawn_worker(role: Role, args: &Args) -> Worker {
             }
         }
     }
+    // ANCHOR_END: spawn
 }
-// ANCHOR_END: spawn
 
 /// Make the deadlock of `role` (two threads, or the philosophers) in a worker, see it from
 /// the inside (the worker's report) and the outside (/proc), and break it.
@@ -277,20 +277,8 @@ fn thread_deadlock(lab: &mut Lab, args: &Args, role: Role, name: &'static str) -
                 txt(&ev["lock"])
             ),
             Some("cycle") => {
-                let names = cycle_threads(&ev);
                 let left = deadline.saturating_sub(dog.elapsed());
-                tasks = procfacts::poll_until(left, || {
-                    let t = task_rows(pid.as_raw()); // the same threads, seen from outside
-                    names
-                        .iter()
-                        .all(|n| t.iter().any(|r| &r.1 == n && r.2 == 'S'))
-                        .then_some(t)
-                })
-                .unwrap_or_else(|| task_rows(pid.as_raw()));
-                if let Some(t) = tasks.iter().find(|t| names.first() == Some(&t.1)) {
-                    let path = format!("/proc/{pid}/task/{}/stack", t.0); // needs root
-                    stack = format!("{path}:\n{}", std::fs::read_to_string(&path).unwrap_or_default());
-                }
+                (tasks, stack) = snapshot(pid, &cycle_threads(&ev), left); // seen from outside
                 report = Some(ev);
                 w.go(); // now the worker may ask parking_lot too
             }
@@ -454,6 +442,25 @@ fn txt(v: &Value) -> &str {
     v.as_str().unwrap_or("?")
 }
 
+/// The threads of `pid` once every one of `names` sleeps (bounded by `left`), and the
+/// kernel stack of the first one (reading /proc/PID/task/TID/stack needs root).
+fn snapshot(pid: Pid, names: &[String], left: Duration) -> (Vec<(i32, String, char, String)>, String) {
+    let tasks = procfacts::poll_until(left, || {
+        let t = task_rows(pid.as_raw());
+        names
+            .iter()
+            .all(|n| t.iter().any(|r| &r.1 == n && r.2 == 'S'))
+            .then_some(t)
+    })
+    .unwrap_or_else(|| task_rows(pid.as_raw()));
+    let mut stack = String::new();
+    if let Some(t) = tasks.iter().find(|t| names.first() == Some(&t.1)) {
+        let path = format!("/proc/{pid}/task/{}/stack", t.0);
+        stack = format!("{path}:\n{}", std::fs::read_to_string(&path).unwrap_or_default());
+    }
+    (tasks, stack)
+}
+
 /// (tid, thread name, state, wchan) of every thread of `pid`.
 fn task_rows(pid: i32) -> Vec<(i32, String, char, String)> {
     let mut rows: Vec<(i32, String, char, String)> = std::fs::read_dir(format!("/proc/{pid}/task"))
@@ -593,7 +600,7 @@ fn coffman_fixes(lab: &mut Lab, args: &Args) -> (String, bool) {
     })
     .collect();
     lab.table("fixes", &["condition removed", "fix", "time", "retries"], &rows);
-    ("4 fixes".into(), ok1 && ok2 && ok3 && ok4 && ok5)
+    ("four fixes".into(), ok1 && ok2 && ok3 && ok4 && ok5)
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1333,39 +1340,44 @@ fn process_deadlock(lab: &mut Lab, args: &Args) -> Outcome {
 // Pipes: two processes, each writing more than a pipe holds before reading.
 // ---------------------------------------------------------------------------------------
 
+/// Async-signal-safe: write all of `msg` to `fd` (blocks while the pipe is full).
+fn send_all(fd: RawFd, msg: &[u8]) -> bool {
+    let mut off = 0;
+    while off < msg.len() {
+        // SAFETY: writes from a live slice.
+        let n = unsafe { libc::write(fd, msg[off..].as_ptr().cast(), msg.len() - off) };
+        if n <= 0 {
+            return false;
+        }
+        off += n as usize;
+    }
+    true
+}
+
+/// Async-signal-safe: fill `buf` from `fd`.
+fn recv_all(fd: RawFd, buf: &mut [u8]) -> bool {
+    let mut off = 0;
+    while off < buf.len() {
+        // SAFETY: reads into a live slice.
+        let n = unsafe { libc::read(fd, buf[off..].as_mut_ptr().cast(), buf.len() - off) };
+        if n <= 0 {
+            return false;
+        }
+        off += n as usize;
+    }
+    true
+}
+
 // ANCHOR: pipe_child
 /// A child: send `msg` on `out`, receive as many bytes on `inp` (or the other way round).
 /// Exits 0 when every byte went out and came in.
 fn pipe_child(out: RawFd, inp: RawFd, msg: &[u8], buf: &mut [u8], read_first: bool) -> ! {
-    let send = |msg: &[u8]| {
-        let mut off = 0;
-        while off < msg.len() {
-            // SAFETY: writes from a live slice; blocks while the pipe is full.
-            let n = unsafe { libc::write(out, msg[off..].as_ptr().cast(), msg.len() - off) };
-            if n <= 0 {
-                return false;
-            }
-            off += n as usize;
-        }
-        true
-    };
-    let recv = |buf: &mut [u8]| {
-        let mut off = 0;
-        while off < buf.len() {
-            // SAFETY: reads into a live slice.
-            let n = unsafe { libc::read(inp, buf[off..].as_mut_ptr().cast(), buf.len() - off) };
-            if n <= 0 {
-                return false;
-            }
-            off += n as usize;
-        }
-        true
-    };
     let ok = match read_first {
-        true => recv(buf) && send(msg),  // B in the fix: read everything, then answer
-        false => send(msg) && recv(buf), // both in the deadlock: write everything first
+        true => recv_all(inp, buf) && send_all(out, msg), // B in the fix: read, then answer
+        false => send_all(out, msg) && recv_all(inp, buf), // the deadlock: both write first
     };
-    unsafe { libc::_exit(if ok { 0 } else { 1 }) } // SAFETY: leave without the parent's code
+    // SAFETY: leave without running the parent's code.
+    unsafe { libc::_exit(if ok { 0 } else { 1 }) }
 }
 // ANCHOR_END: pipe_child
 
