@@ -21,14 +21,19 @@
 //!    The fix: take the lower-numbered fork first.
 //!
 //! What to look for: the cycle (who holds what, who waits for what), the threads and
-//! processes in state S with their wait channel (`futex_wait_queue`, `flock_lock_inode_wait`,
-//! `pipe_write`), how long detection took, and the fixed versions finishing.
+//! processes in state S with their wait channel (`futex_do_wait`, `locks_lock_inode_wait`,
+//! `anon_pipe_write` on a 6.x kernel), how long detection took, and the fixes finishing.
 //! `--hold MS` keeps each deadlock in place after detection so you can look at it yourself
 //! (`ps -L`, `cat /proc/PID/task/*/wchan`, `gdb -p PID`).
 //!
 //! Caveats: a deadlock between threads cannot be undone from inside the process (no thread
 //! can be forced to give up a mutex), which is why those threads run in a separate process
-//! that can be killed. Timings vary from run to run; the cycles do not.
+//! that can be killed. Every child asks for PR_SET_PDEATHSIG, so even `kill -9` of the lab
+//! takes its deadlocked children down; the lock files in /dev/shm are removed on every exit
+//! but that one (no handler runs on SIGKILL). parking_lot's detector resolves symbols for
+//! its backtraces, which is slow in a debug build; if it has not answered by the deadline
+//! the lab says so and relies on its own wait-for graph and /proc. Timings vary from run to
+//! run; the cycles do not.
 
 use clap::{Parser, ValueEnum};
 use nix::errno::Errno;
@@ -229,6 +234,7 @@ fn spawn_worker(role: Role, args: &Args) -> Worker {
     .map(|a| CString::new(a).expect("no NUL"))
     .collect();
     // ANCHOR: spawn
+    let lab = getpid().as_raw();
     let (rd, wr) = pipe2(OFlag::O_CLOEXEC).or_die("pipe2"); // the worker's stdout, to us
     let (in_r, in_w) = pipe2(OFlag::O_CLOEXEC).or_die("pipe2"); // its stdin, from us
     flush_stdout();
@@ -236,6 +242,7 @@ fn spawn_worker(role: Role, args: &Args) -> Worker {
     // built before the fork.
     match unsafe { fork() }.or_die("fork") {
         ForkResult::Child => unsafe {
+            die_with_parent(lab);
             libc::dup2(wr.as_raw_fd(), 1); // the worker's JSON lines go into the pipe
             libc::dup2(in_r.as_raw_fd(), 0); // and it reads "go" from us
             let _ = nix::unistd::execv(&exe, &argv); // a fresh process: threads are fine there
@@ -435,6 +442,18 @@ fn cycle_threads(ev: &Value) -> Vec<String> {
                 .collect()
         })
         .unwrap_or_default()
+}
+
+/// In a child right after fork (async-signal-safe): if the lab dies, even of SIGKILL, the
+/// kernel sends this child SIGKILL too, so a deadlocked child is never left behind.
+fn die_with_parent(lab: i32) {
+    // SAFETY: prctl, getppid and _exit are async-signal-safe.
+    unsafe {
+        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL); // survives execv
+        if libc::getppid() != lab {
+            libc::_exit(1); // the lab died before prctl took effect
+        }
+    }
 }
 
 /// A JSON string's text ("?" if it is not a string).
@@ -1101,10 +1120,14 @@ fn lock_child(kind: Kind, first: &CString, second: &CString, g: &Gate) -> ! {
 // ANCHOR_END: lock_child
 
 fn fork_lock_child(kind: Kind, first: &CString, second: &CString, g: &Gate) -> Pid {
+    let lab = getpid().as_raw();
     flush_stdout();
     // SAFETY: the child runs lock_child: async-signal-safe calls only, then _exit.
     match unsafe { fork() }.or_die("fork") {
-        ForkResult::Child => lock_child(kind, first, second, g),
+        ForkResult::Child => {
+            die_with_parent(lab);
+            lock_child(kind, first, second, g)
+        }
         ForkResult::Parent { child } => {
             cleanup::track(child);
             child
@@ -1251,7 +1274,9 @@ fn process_deadlock(lab: &mut Lab, args: &Args) -> Outcome {
         "processes: killing one process released its locks and the other finished",
     );
 
-    lab.plain_note("fcntl record locks: the same two-process cycle, but the kernel checks for it");
+    if !lab.json() {
+        proclab::plain!("-- fcntl record locks: the same two-process cycle, but the kernel checks for it --");
+    }
     let (g1, g2) = (gate(), gate());
     let c1 = fork_lock_child(Kind::Fcntl, &paths[0], &paths[1], &g1);
     let c2 = fork_lock_child(Kind::Fcntl, &paths[1], &paths[0], &g2);
@@ -1382,10 +1407,14 @@ fn pipe_child(out: RawFd, inp: RawFd, msg: &[u8], buf: &mut [u8], read_first: bo
 // ANCHOR_END: pipe_child
 
 fn fork_pipe_child(out: &OwnedFd, inp: &OwnedFd, msg: &[u8], buf: &mut [u8], read_first: bool) -> Pid {
+    let lab = getpid().as_raw();
     flush_stdout();
     // SAFETY: the child runs pipe_child: read, write and _exit only; buffers allocated before.
     match unsafe { fork() }.or_die("fork") {
-        ForkResult::Child => pipe_child(out.as_raw_fd(), inp.as_raw_fd(), msg, buf, read_first),
+        ForkResult::Child => {
+            die_with_parent(lab);
+            pipe_child(out.as_raw_fd(), inp.as_raw_fd(), msg, buf, read_first)
+        }
         ForkResult::Parent { child } => {
             cleanup::track(child);
             child
@@ -1503,18 +1532,5 @@ fn pipe_deadlock(lab: &mut Lab, args: &Args) -> Outcome {
         broken,
         fix: "B reads first".into(),
         fix_ok,
-    }
-}
-
-trait Note {
-    fn plain_note(&self, text: &str);
-}
-
-impl Note for Lab {
-    /// A sub-heading inside a section (human output only).
-    fn plain_note(&self, text: &str) {
-        if !self.json() {
-            proclab::plain!("-- {text} --");
-        }
     }
 }

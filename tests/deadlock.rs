@@ -275,6 +275,37 @@ fn sigterm_in_the_middle_of_a_pipe_deadlock_leaves_nothing() {
 }
 
 #[test]
+fn sigkill_of_the_lab_still_takes_the_deadlocked_worker_down() {
+    // SIGKILL runs no handler: the worker dies through PR_SET_PDEATHSIG instead.
+    let _g = serial();
+    let mut st = start_json("deadlock", &["--scenario", "threads", "--hold", "30000"]);
+    let held = st.wait_for(|v| v["kind"] == "holding").expect("deadlock held");
+    let worker = held["pid"].as_i64().unwrap() as i32;
+    let status = interrupt(st, libc::SIGKILL);
+    assert_eq!(status.signal(), Some(libc::SIGKILL));
+    let state = std::fs::read_to_string(format!("/proc/{worker}/stat")).unwrap_or_default();
+    assert!(
+        state.is_empty() || state.contains(") Z"),
+        "worker {worker} still alive: {state}"
+    );
+}
+
+#[test]
+fn a_short_deadline_still_ends_in_time_and_leaves_nothing() {
+    let _g = serial();
+    let run = run_json(
+        "deadlock",
+        &["--scenario", "threads", "--deadline", "150", "--iters", "100"],
+    );
+    // The wait-for graph usually sees the cycle within 150 ms; parking_lot's slower answer
+    // may be cut off by the watchdog. Either way the lab ends and says which.
+    assert!(matches!(run.code, Some(0) | Some(3)), "{}", run.stderr);
+    let b = run.observation("broken");
+    assert!(b["ended_after_ms"].as_u64().unwrap() <= 150 + 1000, "{b}");
+    assert!(s(&b["status"]).contains("SIGKILL"), "{b}");
+}
+
+#[test]
 fn bad_flags_exit_2() {
     assert_usage_error("deadlock", &["--deadline", "0"]);
     assert_usage_error("deadlock", &["--deadline", "99"]);
