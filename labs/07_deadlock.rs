@@ -131,7 +131,7 @@ fn main() {
     if want(Scenario::Threads) {
         lab.section("1. Two threads, two mutexes, opposite order");
         let mut o = thread_deadlock(&mut lab, &args, Role::Pair, "threads");
-        lab.section("2. The four Coffman conditions, one fix each");
+        lab.section("2. Four fixes, each taking away a condition the deadlock needs");
         let (names, ok) = coffman_fixes(&mut lab, &args);
         o.fix = names;
         o.fix_ok = ok;
@@ -184,7 +184,7 @@ fn main() {
         &["scenario", "cycle seen", "detected in", "broken", "fix", "verdict"],
         &rows,
     );
-    lab.finish("each deadlock formed for certain, was detected within the deadline with its cycle shown, and was broken; each fix removed one Coffman condition and finished")
+    lab.finish("each deadlock formed for certain, was detected within the deadline with its cycle shown, and was broken; each fix took away a condition the deadlock needs and finished")
 }
 
 // ---------------------------------------------------------------------------------------
@@ -600,7 +600,7 @@ fn coffman_fixes(lab: &mut Lab, args: &Args) -> (String, bool) {
         ("circular wait", "global order A then B", &order),
         ("hold and wait", "try_lock + release, random back-off", &jitter),
         ("no preemption", "timed lock gives up", &timed),
-        ("mutual exclusion of two", "one lock for both", &one),
+        ("a second lock to wait for", "one lock for both", &one),
     ]
     .iter()
     .map(|(cond, fix, d)| {
@@ -618,7 +618,7 @@ fn coffman_fixes(lab: &mut Lab, args: &Args) -> (String, bool) {
         ]
     })
     .collect();
-    lab.table("fixes", &["condition removed", "fix", "time", "retries"], &rows);
+    lab.table("fixes", &["takes away", "fix", "time", "retries"], &rows);
     ("four fixes".into(), ok1 && ok2 && ok3 && ok4 && ok5)
 }
 
