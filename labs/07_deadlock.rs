@@ -392,7 +392,7 @@ fn thread_deadlock(lab: &mut Lab, args: &Args, role: Role, name: &'static str) -
     lab.check(
         &format!("{name}_cycle_seen"),
         seen,
-        format_args!("{name}: the circular wait was seen in the wait-for graph (parking_lot agrees) and every thread in it sleeps on a futex"),
+        format_args!("{name}: the circular wait was seen in the wait-for graph (and by parking_lot, if it answered in time); every thread in it sleeps on a futex"),
     );
     hold(lab, args, pid);
     // ANCHOR: break
