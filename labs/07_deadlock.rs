@@ -394,7 +394,12 @@ fn thread_deadlock(lab: &mut Lab, args: &Args, role: Role, name: &'static str) -
         seen,
         format_args!("{name}: the circular wait was seen in the wait-for graph (and by parking_lot, if it answered in time); every thread in it sleeps on a futex"),
     );
-    hold(lab, args, pid);
+    hold(
+        lab,
+        args,
+        pid,
+        "`ps -L -o pid,tid,stat,wchan:32,comm -p PID` or `gdb -p PID -batch -ex 'thread apply all bt'`",
+    );
     // ANCHOR: break
     let _ = kill(pid, Signal::SIGKILL); // no thread can be made to give a mutex back: end the process
     let status = waitpid(pid, None).or_die("waitpid");
@@ -503,11 +508,12 @@ fn task_rows(pid: i32) -> Vec<(i32, String, char, String)> {
 }
 
 /// With --hold, leave the deadlock in place for a person to inspect it.
-fn hold(lab: &mut Lab, args: &Args, pid: Pid) {
+fn hold(lab: &mut Lab, args: &Args, pid: Pid, look: &str) {
     if args.hold > 0 {
         say!(
-            "holding the deadlock {} ms: try `ps -L -o pid,tid,stat,wchan:32,comm -p {pid}` or `gdb -p {pid} -batch -ex 'thread apply all bt'`",
-            args.hold
+            "holding the deadlock {} ms: try {}",
+            args.hold,
+            look.replace("PID", &pid.to_string())
         );
         lab.observe(
             "holding",
@@ -1246,7 +1252,7 @@ fn process_deadlock(lab: &mut Lab, args: &Args) -> Outcome {
         cycle,
         "processes: both children asleep (S) in a file-lock wait, and /proc/locks shows each holding the lock the other waits for",
     );
-    hold(lab, args, c2);
+    hold(lab, args, c2, "`cat /proc/locks`, `lslocks` or `cat /proc/PID/wchan`");
     // ANCHOR: break_one
     kill(c2, Signal::SIGKILL).or_die("kill"); // the victim: its locks die with it
     let victim = waitpid(c2, None).or_die("waitpid");
@@ -1476,7 +1482,7 @@ fn pipe_deadlock(lab: &mut Lab, args: &Args) -> Outcome {
         cycle,
         "pipes: both writers asleep (S) in pipe_write with both pipes full: each waits for the other to read",
     );
-    hold(lab, args, a);
+    hold(lab, args, a, "`cat /proc/PID/wchan` or `ls -l /proc/PID/fd`");
     let _ = kill(a, Signal::SIGKILL); // nothing will ever read: end both
     let _ = kill(b, Signal::SIGKILL);
     let sa = waitpid(a, None).or_die("waitpid");
