@@ -52,6 +52,14 @@ pub const LABS: &[LabInfo] = &[
         args: &[],
     },
     LabInfo {
+        number: 7,
+        name: "deadlock",
+        file: "07_deadlock.rs",
+        chapter: "07-deadlock.md",
+        shows: "certain deadlocks (threads, file locks, pipes, philosophers) detected, shown as a cycle, broken; the Coffman fixes finishing",
+        args: &[],
+    },
+    LabInfo {
         number: 11,
         name: "parent-death",
         file: "11_parent_death.rs",

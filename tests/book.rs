@@ -139,8 +139,14 @@ fn shape(text: &str) -> Vec<String> {
 fn recorded_outputs_have_the_shape_of_a_fresh_run() {
     for l in LABS {
         let recorded = read(&format!("book/src/measured/{}.txt", l.name));
-        let (code, fresh) = common::run_human(l.name, l.args);
-        assert_eq!(code, Some(0), "{} did not verify on a fresh run:\n{fresh}", l.name);
+        // This test is about drift, not about verifying (each lab's own tests do that): a run
+        // that did not verify on a loaded machine is tried once more before failing.
+        let (mut code, mut fresh) = common::run_human(l.name, l.args);
+        if code != Some(0) {
+            eprintln!("{} exited {code:?} on a fresh run; trying once more:\n{fresh}", l.name);
+            (code, fresh) = common::run_human(l.name, l.args);
+        }
+        assert_eq!(code, Some(0), "{} did not verify on two fresh runs:\n{fresh}", l.name);
         assert_eq!(
             shape(&recorded),
             shape(&fresh),
