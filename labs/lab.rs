@@ -85,16 +85,22 @@ fn list() {
 }
 
 /// Build every lab (cargo run only built this one), then return the directory of the binaries.
-fn bin_dir() -> PathBuf {
+/// `release`: build and use the optimised binaries (what `lab record` uses, so timings in the
+/// book are not those of a debug build); otherwise the profile `lab` itself was built with.
+fn bin_dir(release: bool) -> PathBuf {
     let me = std::env::current_exe().expect("current_exe");
-    let dir = me.parent().expect("exe dir").to_path_buf();
+    let mut dir = me.parent().expect("exe dir").to_path_buf();
+    let release = release || dir.ends_with("release");
+    if release && !dir.ends_with("release") {
+        dir = dir.parent().expect("target dir").join("release");
+    }
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml");
     let mut build = Command::new(cargo);
     build
         .args(["build", "--quiet", "--bins", "--manifest-path"])
         .arg(&manifest);
-    if dir.ends_with("release") {
+    if release {
         build.arg("--release");
     }
     match build.status() {
@@ -153,7 +159,7 @@ fn verdict_word(code: Option<i32>) -> &'static str {
 }
 
 fn all(labs: &[&'static LabInfo]) {
-    let dir = bin_dir();
+    let dir = bin_dir(false);
     let mut rows = Vec::new();
     for l in labs {
         eprintln!("running {} ...", l.name);
@@ -279,7 +285,7 @@ fn benchmarks(groups: &[String], no_run: bool) {
 }
 
 fn record(labs: &[&'static LabInfo]) {
-    let dir = bin_dir();
+    let dir = bin_dir(true);
     let out_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("book/src/measured");
     std::fs::create_dir_all(&out_dir).expect("create book/src/measured");
     let mut failed = 0;
@@ -291,7 +297,7 @@ fn record(labs: &[&'static LabInfo]) {
             failed += 1;
             continue;
         }
-        let mut command = format!("cargo run --bin {}", l.name);
+        let mut command = format!("cargo run --release --bin {}", l.name);
         if !l.args.is_empty() {
             command += &format!(" -- {}", l.args.join(" "));
         }

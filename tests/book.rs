@@ -53,7 +53,7 @@ fn every_lab_has_bin_chapter_measured_output_and_readme_row() {
         );
         let measured = read(&format!("book/src/measured/{}.txt", l.name));
         assert!(
-            measured.starts_with(&format!("$ cargo run --bin {}", l.name)),
+            measured.starts_with(&format!("$ cargo run --release --bin {}", l.name)),
             "measured/{}.txt lacks its command header",
             l.name
         );
