@@ -25,6 +25,14 @@ pub const LABS: &[LabInfo] = &[LabInfo {
     chapter: "03-zombie.md",
     shows: "an exited child stays as Z until reaped; SIGKILL cannot remove it; SIG_IGN avoids it",
     args: &[],
+},
+LabInfo {
+    number: 9,
+    name: "pool",
+    file: "09_pool.rs",
+    chapter: "09-pool.md",
+    shows: "a process pool from fork and pipes: exact map, killed worker replaced and its task retried; back-pressure; vs threads, rayon, Python",
+    args: &[],
 }];
 
 /// The lab called `name`.
