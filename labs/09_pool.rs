@@ -41,7 +41,7 @@ struct Args {
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=64))]
     workers: u32,
     /// Tasks in flight per worker: 1 is pure on-demand, more hides the hand-off latency.
-    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=64))]
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=64))]
     depth: u32,
     /// Tiny tasks in the timing (section 5), also given to Python.
     #[arg(long, default_value_t = 20_000, value_parser = clap::value_parser!(u32).range(100..=200_000))]
@@ -138,6 +138,7 @@ const FRAME: usize = 4 + BODY;
 
 /// One message: a task (master to worker), a result (worker to master) or a STOP pill.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
+#[repr(C)]
 pub struct Frame {
     pub kind: u32,
     pub attempt: u32,
@@ -149,26 +150,38 @@ pub struct Frame {
 }
 
 impl Frame {
-    fn encode(&self, out: &mut [u8]) {
-        out[0..4].copy_from_slice(&(BODY as u32).to_le_bytes()); // the length prefix
-        out[4..8].copy_from_slice(&self.kind.to_le_bytes());
-        out[8..12].copy_from_slice(&self.attempt.to_le_bytes());
-        out[12..20].copy_from_slice(&self.id.to_le_bytes());
-        out[20..28].copy_from_slice(&self.value.to_le_bytes());
-        out[28..32].copy_from_slice(&self.rounds.to_le_bytes());
-        out[32..36].copy_from_slice(&self.mode.to_le_bytes());
-    }
-    fn decode(b: &[u8]) -> Frame {
-        let u32_at = |i: usize| u32::from_le_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
-        let u64_at = |i: usize| u64::from(u32_at(i)) | (u64::from(u32_at(i + 4)) << 32);
+    fn task(id: usize, attempt: u32, t: &Task) -> Frame {
+        let (id, value, rounds, mode) = (id as u64, t.x, t.rounds, t.mode as u32);
         Frame {
-            kind: u32_at(0),
-            attempt: u32_at(4),
-            id: u64_at(8),
-            value: u64_at(16),
-            rounds: u32_at(24),
-            mode: u32_at(28),
+            kind: TASK,
+            attempt,
+            id,
+            value,
+            rounds,
+            mode,
         }
+    }
+    fn result(id: u64, attempt: u32, value: u64) -> Frame {
+        Frame {
+            kind: RESULT,
+            attempt,
+            id,
+            value,
+            ..Frame::default()
+        }
+    }
+    /// The length prefix, then the struct's bytes as they are in memory (both ends are the
+    /// same program on the same machine).
+    fn encode(&self, out: &mut [u8]) {
+        out[..4].copy_from_slice(&(BODY as u32).to_ne_bytes());
+        // SAFETY: Frame is repr(C), 32 bytes of integers without padding.
+        let bytes: &[u8; BODY] = unsafe { &*(self as *const Frame).cast() };
+        out[4..FRAME].copy_from_slice(bytes);
+    }
+    fn decode(body: &[u8]) -> Frame {
+        assert!(body.len() >= BODY);
+        // SAFETY: BODY bytes are there; every bit pattern is a valid Frame (integers only).
+        unsafe { std::ptr::read_unaligned(body.as_ptr().cast()) }
     }
 }
 
@@ -217,7 +230,7 @@ impl Frames {
         if have.len() < 4 {
             return None;
         }
-        let len = u32::from_le_bytes([have[0], have[1], have[2], have[3]]) as usize;
+        let len = u32::from_ne_bytes([have[0], have[1], have[2], have[3]]) as usize;
         if len != BODY {
             self.start = self.end; // not our protocol: drop it, report a bad frame
             return Some(Frame::default());
@@ -304,30 +317,17 @@ pub fn unpack(word: u64) -> (i32, Option<(usize, u32)>) {
 /// A task's outcome: its value, or the number of attempts after which it was given up.
 pub type Outcome = Result<u64, u32>;
 
-/// What the pool saw during a map.
+/// A worker that died during a map and was replaced: (slot, its pid, its wait status, the
+/// task and attempt it was running, the new worker's pid, the new worker's ppid in /proc).
 #[derive(Clone, Debug)]
-pub enum PoolEvent {
-    Died {
-        slot: usize,
-        pid: Pid,
-        status: WaitStatus,
-        task: Option<(usize, u32)>,
-    },
-    Replaced {
-        slot: usize,
-        old: Pid,
-        new: Pid,
-        ppid: i32,
-    },
-    Retried {
-        task: usize,
-        attempt: u32,
-    },
-    GaveUp {
-        task: usize,
-        attempts: u32,
-    },
-}
+pub struct Replacement(
+    pub usize,
+    pub Pid,
+    pub WaitStatus,
+    pub Option<(usize, u32)>,
+    pub Pid,
+    pub i32,
+);
 
 /// One worker as the master sees it.
 pub struct Worker {
@@ -343,9 +343,7 @@ pub struct ProcPool {
     pub workers: Vec<Worker>,
     board: &'static Board,
     depth: usize,
-    pub events: Vec<PoolEvent>,
-    /// (pid, tasks done) of workers that died and were replaced.
-    pub retired: Vec<(Pid, u64)>,
+    pub replacements: Vec<Replacement>,
 }
 
 /// What `map` returns: one outcome per input, in input order (None: lost, which must not happen).
@@ -356,24 +354,47 @@ pub struct MapResult {
     /// For each task, how many results had arrived before its own.
     pub rank: Vec<usize>,
     pub timed_out: bool,
+    left: usize,
+    arrived: usize,
 }
 
 impl MapResult {
+    fn new(n: usize) -> MapResult {
+        let (results, rank) = (vec![None; n], vec![0; n]);
+        MapResult {
+            results,
+            duplicates: 0,
+            rank,
+            timed_out: false,
+            left: n,
+            arrived: 0,
+        }
+    }
+
+    /// File the outcome of task `id` at its own index: that is what puts results in order.
+    fn put(&mut self, id: usize, outcome: Outcome) {
+        if self.results[id].is_some() {
+            self.duplicates += 1;
+            return;
+        }
+        self.results[id] = Some(outcome);
+        self.rank[id] = self.arrived;
+        self.arrived += 1;
+        self.left -= 1;
+    }
+
     pub fn values(&self) -> Vec<u64> {
-        self.results
-            .iter()
-            .map(|r| r.and_then(|o| o.ok()).unwrap_or(0))
-            .collect()
+        let value = |r: &Option<Outcome>| r.and_then(|o| o.ok()).unwrap_or(0);
+        self.results.iter().map(value).collect()
     }
 }
 
 // ANCHOR: worker
 /// A worker's whole life after fork: read a task, compute it, write the result, until STOP.
-/// Only read, write, nanosleep and _exit (async-signal-safe) and no allocation.
+/// SAFETY (every unsafe here): only read, write, nanosleep, getpid and _exit, which are
+/// async-signal-safe, on our own descriptors and stack buffers; nothing is allocated.
 fn worker_loop(tasks: RawFd, results: RawFd, board: &AtomicU64) -> ! {
-    // SAFETY: getpid is async-signal-safe.
     let me = (unsafe { libc::getpid() } as u64) << 32;
-    board.store(me, Ordering::Release);
     let mut inbox = Frames::new(); // on the stack: nothing is allocated after fork
     let mut out = [0u8; FRAME];
     loop {
@@ -386,17 +407,10 @@ fn worker_loop(tasks: RawFd, results: RawFd, board: &AtomicU64) -> ! {
         if f.kind != TASK {
             unsafe { libc::_exit(if f.kind == STOP { 0 } else { 2 }) } // STOP: the poison pill
         }
-        board.store(me | (f.id + 1) << 4 | u64::from(f.attempt), Ordering::Release);
+        board.store(me | (f.id + 1) << 4 | u64::from(f.attempt), Ordering::Release); // on show
         let value = run_task(&f);
         board.store(me, Ordering::Release);
-        Frame {
-            kind: RESULT,
-            id: f.id,
-            attempt: f.attempt,
-            value,
-            ..Frame::default()
-        }
-        .encode(&mut out);
+        Frame::result(f.id, f.attempt, value).encode(&mut out);
         if !write_all(results, &out) {
             unsafe { libc::_exit(1) } // EPIPE: the master is gone
         }
@@ -423,15 +437,46 @@ fn run_task(f: &Frame) -> u64 {
     work(f.value, f.rounds)
 }
 
+fn pollin(fd: &OwnedFd) -> libc::pollfd {
+    libc::pollfd {
+        fd: fd.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    }
+}
+
+impl Worker {
+    fn new(pid: Pid, tasks: OwnedFd, results: OwnedFd, depth: usize) -> Worker {
+        let (inbox, inflight) = (Box::default(), VecDeque::with_capacity(depth));
+        Worker {
+            pid,
+            tasks,
+            results,
+            inbox,
+            inflight,
+            done: 0,
+        }
+    }
+
+    /// Every whole result in the inbox, filed under its task id.
+    fn take_results(&mut self, out: &mut MapResult) {
+        while let Some(f) = self.inbox.pop() {
+            self.inflight.pop_front(); // results come back in the order the tasks went
+            self.done += 1;
+            out.put(f.id as usize, Ok(f.value));
+        }
+    }
+}
+
 impl ProcPool {
     /// Fork `n` workers once; each may hold `depth` tasks at a time.
     pub fn start(n: usize, depth: usize) -> ProcPool {
+        let board = shared::<Board>();
         let mut pool = ProcPool {
             workers: Vec::with_capacity(n),
-            board: shared::<Board>(),
+            board,
             depth,
-            events: Vec::new(),
-            retired: Vec::new(),
+            replacements: Vec::new(),
         };
         for slot in 0..n.min(MAX_WORKERS) {
             let w = pool.spawn(slot);
@@ -440,13 +485,17 @@ impl ProcPool {
         pool
     }
 
+    /// The master's ends of every other worker's pipes.
+    fn fds_except(&self, slot: usize) -> Vec<RawFd> {
+        let others = self.workers.iter().enumerate().filter(|&(i, _)| i != slot);
+        others
+            .flat_map(|(_, w)| [w.tasks.as_raw_fd(), w.results.as_raw_fd()])
+            .collect()
+    }
+
     // ANCHOR: spawn
     fn spawn(&self, slot: usize) -> Worker {
-        // Other workers' pipe ends, listed before fork: the child closes them without allocating.
-        let others: Vec<RawFd> = (self.workers.iter().enumerate())
-            .filter(|&(i, _)| i != slot)
-            .flat_map(|(_, w)| [w.tasks.as_raw_fd(), w.results.as_raw_fd()])
-            .collect();
+        let others = self.fds_except(slot); // listed before fork: the child must not allocate
         let (task_r, task_w) = pipe2(OFlag::O_CLOEXEC).or_die("pipe2"); // master -> worker: tasks
         let (res_r, res_w) = pipe2(OFlag::O_CLOEXEC).or_die("pipe2"); // worker -> master: results
         self.board.slots[slot].store(0, Ordering::Release);
@@ -454,30 +503,16 @@ impl ProcPool {
         // SAFETY: the child only calls close, read, write, nanosleep, getpid and _exit.
         match unsafe { fork() }.or_die("fork") {
             ForkResult::Child => {
-                for &fd in &others {
-                    unsafe { libc::close(fd) }; // so EOF on a pipe means its one peer is gone
+                for fd in others.iter().chain(&[task_w.as_raw_fd(), res_r.as_raw_fd()]) {
+                    unsafe { libc::close(*fd) }; // the master's ends: EOF must mean "peer died"
                 }
-                unsafe { libc::close(task_w.as_raw_fd()) }; // the master's ends
-                unsafe { libc::close(res_r.as_raw_fd()) };
-                say_as!(
-                    "worker",
-                    "ready in slot {slot}: tasks on fd {}, results on fd {}",
-                    task_r.as_raw_fd(),
-                    res_w.as_raw_fd()
-                );
+                say_as!("worker", "ready in slot {slot}");
                 worker_loop(task_r.as_raw_fd(), res_w.as_raw_fd(), &self.board.slots[slot])
             }
             ForkResult::Parent { child } => {
                 cleanup::track(child); // killed and reaped on every way out
                 drop((task_r, res_w)); // the worker's ends: only the worker holds them now
-                Worker {
-                    pid: child,
-                    tasks: task_w,
-                    results: res_r,
-                    inbox: Box::default(),
-                    inflight: VecDeque::with_capacity(self.depth),
-                    done: 0,
-                }
+                Worker::new(child, task_w, res_r, self.depth)
             }
         }
     }
@@ -486,20 +521,14 @@ impl ProcPool {
     /// Top worker `w` up to `depth` tasks in flight, from the front of `queue`, in one write.
     fn refill(&mut self, w: usize, tasks: &[Task], queue: &mut VecDeque<(usize, u32)>) {
         let worker = &mut self.workers[w];
+        if worker.inflight.len() >= self.depth || queue.is_empty() {
+            return; // full, or nothing left to hand out
+        }
         let mut buf = [0u8; FRAME * 64];
         let mut len = 0;
         while worker.inflight.len() < self.depth {
             let Some((id, attempt)) = queue.pop_front() else { break };
-            let t = tasks[id];
-            let f = Frame {
-                kind: TASK,
-                attempt,
-                id: id as u64,
-                value: t.x,
-                rounds: t.rounds,
-                mode: t.mode as u32,
-            };
-            f.encode(&mut buf[len..len + FRAME]);
+            Frame::task(id, attempt, &tasks[id]).encode(&mut buf[len..len + FRAME]);
             len += FRAME;
             worker.inflight.push_back((id, attempt));
         }
@@ -510,48 +539,24 @@ impl ProcPool {
     // ANCHOR: map
     /// Run every task; one outcome per task, in input order.
     pub fn map(&mut self, tasks: &[Task]) -> MapResult {
-        let n = tasks.len();
-        let mut out = MapResult {
-            results: vec![None; n],
-            duplicates: 0,
-            rank: vec![0; n],
-            timed_out: false,
-        };
-        let mut queue: VecDeque<(usize, u32)> = (0..n).map(|id| (id, 1)).collect(); // (task, attempt)
-        let (mut left, mut arrived) = (n, 0);
-        let mut fds: Vec<libc::pollfd> = Vec::with_capacity(self.workers.len());
-        while left > 0 {
+        let mut out = MapResult::new(tasks.len());
+        let mut queue: VecDeque<(usize, u32)> = (0..tasks.len()).map(|id| (id, 1)).collect(); // (task, attempt)
+        while out.left > 0 {
             for w in 0..self.workers.len() {
                 self.refill(w, tasks, &mut queue); // on demand: at most `depth` per worker
             }
-            fds.clear();
-            fds.extend(self.workers.iter().map(|w| libc::pollfd {
-                fd: w.results.as_raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            }));
-            // SAFETY: fds is a live array of pollfd. Sleeps until some worker has written (or died).
+            let mut fds: Vec<libc::pollfd> = self.workers.iter().map(|w| pollin(&w.results)).collect();
+            // SAFETY: fds is a live array of pollfd. Sleeps until a worker wrote results or died.
             if unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, 20_000) } == 0 {
                 out.timed_out = true; // nothing for 20 s: give up rather than hang
                 break;
             }
             for w in (0..fds.len()).filter(|&w| fds[w].revents != 0) {
                 let worker = &mut self.workers[w];
-                if worker.inbox.fill(worker.results.as_raw_fd()) <= 0 {
-                    left -= self.replace(w, &mut queue, &mut out); // EOF: the worker died
-                    continue;
-                }
-                while let Some(f) = worker.inbox.pop() {
-                    worker.inflight.pop_front(); // results come back in the order tasks went
-                    worker.done += 1;
-                    let slot = &mut out.results[f.id as usize];
-                    if slot.is_some() {
-                        out.duplicates += 1;
-                        continue;
-                    }
-                    *slot = Some(Ok(f.value));
-                    out.rank[f.id as usize] = arrived;
-                    (left, arrived) = (left - 1, arrived + 1);
+                if worker.inbox.fill(worker.results.as_raw_fd()) > 0 {
+                    worker.take_results(&mut out); // filed by task id: in input order
+                } else {
+                    self.replace(w, &mut queue, &mut out); // EOF: the worker died
                 }
             }
         }
@@ -560,51 +565,27 @@ impl ProcPool {
     // ANCHOR_END: map
 
     // ANCHOR: replace
-    /// Worker `w` died: reap it, put its tasks back (the one it was running: retried once),
-    /// fork a replacement into its slot. Returns how many tasks were given up.
-    fn replace(&mut self, w: usize, queue: &mut VecDeque<(usize, u32)>, out: &mut MapResult) -> usize {
+    /// Worker `w` died: reap it, put its tasks back (the one it was running: once), and fork
+    /// a replacement into its slot.
+    fn replace(&mut self, w: usize, queue: &mut VecDeque<(usize, u32)>, out: &mut MapResult) {
         let old = self.workers[w].pid;
         let status = waitpid(old, None).or_die("waitpid"); // how it ended: Signaled(SIGKILL)?
         cleanup::forget(old);
         let mut inflight = std::mem::take(&mut self.workers[w].inflight);
         let running = inflight.pop_front(); // it was running the oldest task not answered
-        self.events.push(PoolEvent::Died {
-            slot: w,
-            pid: old,
-            status,
-            task: running,
-        });
         for t in inflight.into_iter().rev() {
             queue.push_front(t); // never started: back to the queue as they were
         }
-        let mut given_up = 0;
-        if let Some((id, attempt)) = running {
-            if attempt < 2 {
-                queue.push_front((id, attempt + 1)); // retried once, first in line
-                self.events.push(PoolEvent::Retried {
-                    task: id,
-                    attempt: attempt + 1,
-                });
-            } else {
-                out.results[id] = Some(Err(attempt)); // a second death: give up on this task
-                self.events.push(PoolEvent::GaveUp {
-                    task: id,
-                    attempts: attempt,
-                });
-                given_up = 1;
-            }
+        match running {
+            Some((id, 1)) => queue.push_front((id, 2)), // retried once, first in line
+            Some((id, attempt)) => out.put(id, Err(attempt)), // died again: given up
+            None => {}
         }
-        self.retired.push((old, self.workers[w].done));
         let new = self.spawn(w);
         let ppid = procfacts::ppid(new.pid.as_raw()).unwrap_or(0); // the kernel's word: our child
-        self.events.push(PoolEvent::Replaced {
-            slot: w,
-            old,
-            new: new.pid,
-            ppid,
-        });
+        self.replacements
+            .push(Replacement(w, old, status, running, new.pid, ppid));
         self.workers[w] = new; // the old pipes are closed here
-        given_up
     }
     // ANCHOR_END: replace
 
@@ -661,6 +642,7 @@ impl ThreadPool {
             threads,
         }
     }
+    // ANCHOR_END: threadpool
 
     pub fn map(&self, tasks: &[Task]) -> Vec<u64> {
         let tx = self.tasks.as_ref().expect("running");
@@ -674,7 +656,6 @@ impl ThreadPool {
         }
         out
     }
-    // ANCHOR_END: threadpool
 }
 
 impl Drop for ThreadPool {
@@ -813,9 +794,9 @@ fn main() {
 
     lab.section("3. A worker killed in the middle of a task");
     let mut tasks: Vec<Task> = (0..200).map(Task::tiny).collect();
-    tasks[7].mode = Mode::CrashOnce; // killed on attempt 1, fine on the retry
-    tasks[11].mode = Mode::CrashAlways; // killed on both attempts: given up
-                                        // ANCHOR: killer
+    // Task 7 is killed on attempt 1 and fine on the retry; task 11 is killed on both.
+    (tasks[7].mode, tasks[11].mode) = (Mode::CrashOnce, Mode::CrashAlways);
+    // ANCHOR: killer
     let stop = Arc::new(AtomicBool::new(false));
     let killer = {
         let (stop, board, tasks) = (stop.clone(), pool.board, tasks.clone());
@@ -848,47 +829,38 @@ fn main() {
             format_args!("SIGKILL to worker {pid} while it ran task {task} (attempt {attempt}, state {state})"),
         );
     }
-    let mut reaped_killed = 0;
-    let mut replaced = 0;
-    for e in &pool.events {
-        match e {
-            PoolEvent::Died {
-                slot,
-                pid,
-                status,
-                task,
-            } => {
-                let sig = match status {
-                    WaitStatus::Signaled(_, s, _) => Some(*s as i32),
-                    _ => None,
-                };
-                let was_killed = kills.iter().any(|k| k.0 == pid.as_raw()) && sig == Some(libc::SIGKILL);
-                reaped_killed += was_killed as usize;
-                lab.observe(
-                    "died",
-                    json!({"slot": slot, "pid": pid.as_raw(), "signal": sig, "status": format!("{status:?}"), "task": task.map(|t| t.0), "attempt": task.map(|t| t.1)}),
-                    format_args!("EOF on slot {slot}'s result pipe; waitpid({pid}) -> {status:?}, it was running task {:?}", task.map(|t| t.0)),
-                );
-            }
-            PoolEvent::Replaced { slot, old, new, ppid } => {
-                replaced += (new != old && *ppid == me.as_raw()) as usize;
-                lab.observe(
-                    "replaced",
-                    json!({"slot": slot, "old": old.as_raw(), "new": new.as_raw(), "ppid": ppid}),
-                    format_args!("slot {slot}: worker {old} replaced by a new fork, {new} (ppid {ppid})"),
-                );
-            }
-            PoolEvent::Retried { task, attempt } => lab.observe(
+    let (mut reaped_killed, mut replaced) = (0, 0);
+    for Replacement(slot, old, status, running, new, ppid) in &pool.replacements {
+        let sig = match status {
+            WaitStatus::Signaled(_, s, _) => Some(*s as i32),
+            _ => None,
+        };
+        reaped_killed += (kills.iter().any(|k| k.0 == old.as_raw()) && sig == Some(libc::SIGKILL)) as usize;
+        let (task, attempt) = (running.map(|t| t.0), running.map(|t| t.1));
+        lab.observe(
+            "died",
+            json!({"slot": slot, "pid": old.as_raw(), "signal": sig, "status": format!("{status:?}"), "task": task, "attempt": attempt}),
+            format_args!("EOF on slot {slot}'s result pipe; waitpid({old}) -> {status:?}; it was running task {task:?}"),
+        );
+        match running {
+            Some((task, 1)) => lab.observe(
                 "retried",
-                json!({"task": task, "attempt": attempt}),
-                format_args!("task {task} put back first in the queue for attempt {attempt}"),
+                json!({"task": task, "attempt": 2}),
+                format_args!("task {task} put back first in the queue for attempt 2"),
             ),
-            PoolEvent::GaveUp { task, attempts } => lab.observe(
+            Some((task, attempts)) => lab.observe(
                 "gave_up",
                 json!({"task": task, "attempts": attempts}),
                 format_args!("task {task} killed its worker on {attempts} attempts: given up, not retried again"),
             ),
+            None => {}
         }
+        replaced += (new != old && *ppid == me.as_raw()) as usize;
+        lab.observe(
+            "replaced",
+            json!({"slot": slot, "old": old.as_raw(), "new": new.as_raw(), "ppid": ppid}),
+            format_args!("slot {slot}: worker {old} replaced by a new fork, {new} (ppid {ppid})"),
+        );
     }
     lab.check(
         "worker_replaced",
@@ -963,22 +935,22 @@ fn main() {
 fn queue_section(lab: &mut Lab, consumers: usize, hold_ms: u64) {
     let board = shared::<QueueBoard>();
     // ANCHOR: queue
-    let (q_r, q_w) = pipe2(OFlag::O_CLOEXEC).or_die("pipe2"); // the queue
-                                                              // SAFETY: fcntl on our own pipe. One page: the queue holds 4096 / 16 = 256 messages.
+    // The queue is a pipe, shrunk to one page: it holds 4096 / 16 = 256 messages.
+    let (q_r, q_w) = pipe2(OFlag::O_CLOEXEC).or_die("pipe2");
+    // SAFETY: fcntl on our own pipe.
     let cap = unsafe { libc::fcntl(q_w.as_raw_fd(), libc::F_SETPIPE_SZ, 4096) };
-    let (gate_r, gate_w) = pipe2(OFlag::O_CLOEXEC).or_die("pipe2"); // consumers wait here until the lab opens it
+    let (gate_r, gate_w) = pipe2(OFlag::O_CLOEXEC).or_die("pipe2"); // consumers wait here for the lab
+    let (queue, gate, not_mine) = (
+        q_r.as_raw_fd(),
+        gate_r.as_raw_fd(),
+        [q_w.as_raw_fd(), gate_w.as_raw_fd()],
+    );
     let mut consumer_pids = Vec::new();
     for k in 0..consumers {
         flush_stdout();
         // SAFETY: the child only calls read, close, _exit and atomics on shared memory.
         match unsafe { fork() }.or_die("fork") {
-            ForkResult::Child => consumer(
-                k,
-                q_r.as_raw_fd(),
-                [q_w.as_raw_fd(), gate_w.as_raw_fd()],
-                gate_r.as_raw_fd(),
-                &board.consumers[k],
-            ),
+            ForkResult::Child => consumer(k, queue, gate, not_mine, &board.consumers[k]),
             ForkResult::Parent { child } => {
                 cleanup::track(child);
                 consumer_pids.push(child);
@@ -992,8 +964,9 @@ fn queue_section(lab: &mut Lab, consumers: usize, hold_ms: u64) {
         ForkResult::Parent { child } => child,
     };
     cleanup::track(producer);
-    drop((q_w, gate_r)); // the children's ends; the lab keeps q_r to count the queued bytes
-                         // ANCHOR_END: queue
+    // The lab closes the children's ends, and keeps q_r to count the queued bytes.
+    drop((q_w, gate_r));
+    // ANCHOR_END: queue
     let cap = if cap > 0 { cap as u64 } else { 65536 };
     let breaker = {
         let mut all = consumer_pids.clone();
@@ -1118,8 +1091,10 @@ fn producer(queue: RawFd, consumers: usize, board: &QueueBoard) -> ! {
     }
     unsafe { libc::_exit(0) }
 }
+// ANCHOR_END: producer
 
-fn consumer(k: usize, queue: RawFd, close: [RawFd; 2], gate: RawFd, me: &ConsumerBoard) -> ! {
+// ANCHOR: consumer
+fn consumer(k: usize, queue: RawFd, gate: RawFd, close: [RawFd; 2], me: &ConsumerBoard) -> ! {
     for fd in close {
         unsafe { libc::close(fd) }; // not a writer: EOF must mean the producer is gone
     }
@@ -1146,7 +1121,7 @@ fn consumer(k: usize, queue: RawFd, close: [RawFd; 2], gate: RawFd, me: &Consume
         me.seq_sum.fetch_add(seq, Ordering::AcqRel);
     }
 }
-// ANCHOR_END: producer
+// ANCHOR_END: consumer
 
 /// Median wall time of `reps` runs of `f`, and the last run's results.
 fn timed(reps: usize, mut f: impl FnMut() -> Vec<u64>) -> (Duration, Vec<u64>) {
@@ -1311,14 +1286,15 @@ fn run_python(lab: &mut Lab, tasks: usize, workers: usize) -> Py {
         Err(e) => return Py::Failed(format!("cannot run python3: {e}")),
     };
     let pid = Pid::from_raw(child.id() as i32);
+    // Killed on every way out; its Pool workers follow through their own PDEATHSIG.
     cleanup::track(pid);
+    // ANCHOR_END: python
     lab.observe(
         "python_started",
         json!({"pid": pid.as_raw()}),
         format_args!("python3 {pid} runs {script}"),
     );
     let status = procfacts::poll_until(Duration::from_secs(60), || child.try_wait().ok().flatten());
-    // ANCHOR_END: python
     if status.is_none() {
         let _ = child.kill();
     }
