@@ -267,6 +267,18 @@ fn write_all(fd: RawFd, mut bytes: &[u8]) -> bool {
     true
 }
 
+/// In a child right after fork: be killed if the lab dies, even by SIGKILL (no cleanup runs
+/// then). prctl and getppid are async-signal-safe.
+fn die_with_parent(parent: i32) {
+    // SAFETY: prctl(PR_SET_PDEATHSIG) and getppid only touch this process's own state.
+    unsafe {
+        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+        if libc::getppid() != parent {
+            libc::_exit(1); // the parent died before prctl: too late to be told
+        }
+    }
+}
+
 /// Sleep with nanosleep(2) (async-signal-safe, unlike anything that may allocate).
 fn nap(d: Duration) {
     let ts = libc::timespec {
@@ -340,6 +352,7 @@ pub struct Worker {
 }
 
 pub struct ProcPool {
+    master: i32,
     pub workers: Vec<Worker>,
     board: &'static Board,
     depth: usize,
@@ -472,7 +485,9 @@ impl ProcPool {
     /// Fork `n` workers once; each may hold `depth` tasks at a time.
     pub fn start(n: usize, depth: usize) -> ProcPool {
         let board = shared::<Board>();
+        let master = nix::unistd::getpid().as_raw();
         let mut pool = ProcPool {
+            master,
             workers: Vec::with_capacity(n),
             board,
             depth,
@@ -503,6 +518,7 @@ impl ProcPool {
         // SAFETY: the child only calls close, read, write, nanosleep, getpid and _exit.
         match unsafe { fork() }.or_die("fork") {
             ForkResult::Child => {
+                die_with_parent(self.master);
                 for fd in others.iter().chain(&[task_w.as_raw_fd(), res_r.as_raw_fd()]) {
                     unsafe { libc::close(*fd) }; // the master's ends: EOF must mean "peer died"
                 }
@@ -716,24 +732,26 @@ fn main() {
     let mut pool = ProcPool::start(nworkers, depth);
     let mut alive = 0;
     for w in &pool.workers {
-        let f = procfacts::facts(w.pid.as_raw());
-        let (state, ppid) = f.map(|f| (f.state, f.ppid)).unwrap_or(('?', 0));
+        let pid = w.pid.as_raw();
+        // An idle worker sleeps in read(2) on its task pipe: wait (bounded) until it is there.
+        let state = procfacts::wait_for_state(pid, &['S'], Duration::from_secs(5)).unwrap_or('?');
+        let wchan = procfacts::poll_until(Duration::from_secs(1), || procfacts::wchan(pid)).unwrap_or_default();
+        let ppid = procfacts::ppid(pid).unwrap_or(0);
         lab.observe(
             "worker",
-            json!({"pid": w.pid.as_raw(), "ppid": ppid, "state": state.to_string()}),
+            json!({"pid": pid, "ppid": ppid, "state": state.to_string(), "wchan": wchan}),
             format_args!(
-                "worker {} has ppid {ppid} and state {}",
-                w.pid,
+                "worker {pid}: ppid {ppid}, state {}, waiting in {wchan}",
                 procfacts::state_name(state)
             ),
         );
-        alive += (ppid == me.as_raw() && state != 'Z') as usize;
+        alive += (ppid == me.as_raw() && state == 'S') as usize;
     }
     lab.show_tree(me);
     lab.check(
         "workers_forked",
         alive == nworkers,
-        format_args!("{alive} of {nworkers} workers are alive children of the master, forked once and reused"),
+        format_args!("{alive} of {nworkers} workers are children of the master, idle (S) and waiting for tasks"),
     );
 
     lab.section("2. map: one result per input, in order");
@@ -840,7 +858,10 @@ fn main() {
         lab.observe(
             "died",
             json!({"slot": slot, "pid": old.as_raw(), "signal": sig, "status": format!("{status:?}"), "task": task, "attempt": attempt}),
-            format_args!("EOF on slot {slot}'s result pipe; waitpid({old}) -> {status:?}; it was running task {task:?}"),
+            format_args!(
+                "EOF on slot {slot}'s result pipe; waitpid({old}) -> {status:?}; it was running task {}",
+                task.map_or("none".into(), |t| t.to_string())
+            ),
         );
         match running {
             Some((task, 1)) => lab.observe(
@@ -933,6 +954,7 @@ fn main() {
 }
 
 fn queue_section(lab: &mut Lab, consumers: usize, hold_ms: u64) {
+    let lab_pid = nix::unistd::getpid().as_raw();
     let board = shared::<QueueBoard>();
     // ANCHOR: queue
     // The queue is a pipe, shrunk to one page: it holds 4096 / 16 = 256 messages.
@@ -950,7 +972,10 @@ fn queue_section(lab: &mut Lab, consumers: usize, hold_ms: u64) {
         flush_stdout();
         // SAFETY: the child only calls read, close, _exit and atomics on shared memory.
         match unsafe { fork() }.or_die("fork") {
-            ForkResult::Child => consumer(k, queue, gate, not_mine, &board.consumers[k]),
+            ForkResult::Child => {
+                die_with_parent(lab_pid); // even if the lab is killed with SIGKILL
+                consumer(k, queue, gate, not_mine, &board.consumers[k])
+            }
             ForkResult::Parent { child } => {
                 cleanup::track(child);
                 consumer_pids.push(child);
@@ -960,7 +985,10 @@ fn queue_section(lab: &mut Lab, consumers: usize, hold_ms: u64) {
     flush_stdout();
     // SAFETY: the child only calls write, clock_gettime, _exit and atomics on shared memory.
     let producer = match unsafe { fork() }.or_die("fork") {
-        ForkResult::Child => producer(q_w.as_raw_fd(), consumers, board),
+        ForkResult::Child => {
+            die_with_parent(lab_pid);
+            producer(q_w.as_raw_fd(), consumers, board)
+        }
         ForkResult::Parent { child } => child,
     };
     cleanup::track(producer);
@@ -1235,8 +1263,8 @@ fn three_ways(lab: &mut Lab, pool: &mut ProcPool, nworkers: usize, ntiny: usize,
         "three_ways",
         &[
             "pool",
+            "work",
             "tasks",
-            "n",
             "wall (median of 3)",
             "µs per task",
             "overhead µs per task",
@@ -1292,7 +1320,7 @@ fn run_python(lab: &mut Lab, tasks: usize, workers: usize) -> Py {
     lab.observe(
         "python_started",
         json!({"pid": pid.as_raw()}),
-        format_args!("python3 {pid} runs {script}"),
+        format_args!("python3 {pid} runs book/scripts/pool_mp.py"),
     );
     let status = procfacts::poll_until(Duration::from_secs(60), || child.try_wait().ok().flatten());
     if status.is_none() {

@@ -53,6 +53,7 @@ def main():
     if not (1 <= a.tasks <= 1_000_000 and 1 <= a.workers <= 64):
         ap.error("--tasks 1..1000000, --workers 1..64")
 
+    # ANCHOR: map
     ctx = multiprocessing.get_context("fork")  # the Linux default before Python 3.14
     inputs = list(range(a.tasks))
     with ctx.Pool(a.workers, initializer=die_with_parent, initargs=(os.getpid(),)) as pool:
@@ -60,6 +61,7 @@ def main():
         t0 = time.perf_counter()
         out = pool.map(tiny, inputs, chunksize=1)
         secs = time.perf_counter() - t0
+    # ANCHOR_END: map
     checksum = 0
     for v in out:
         checksum = (checksum + v) & MASK
