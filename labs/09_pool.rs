@@ -225,6 +225,12 @@ impl Frames {
     }
 
     /// The next whole frame in the buffer, if there is one. A bad length gives kind 0.
+    /// True if a whole frame is waiting in the buffer.
+    pub fn has_frame(&self) -> bool {
+        let have = &self.buf[self.start..self.end];
+        have.len() >= 4 && have.len() >= 4 + u32::from_ne_bytes([have[0], have[1], have[2], have[3]]) as usize
+    }
+
     pub fn pop(&mut self) -> Option<Frame> {
         let have = &self.buf[self.start..self.end];
         if have.len() < 4 {
@@ -403,30 +409,32 @@ impl MapResult {
 }
 
 // ANCHOR: worker
-/// A worker's whole life after fork: read a task, compute it, write the result, until STOP.
+/// A worker's whole life after fork: read tasks, compute them, write the results, until STOP.
 /// SAFETY (every unsafe here): only read, write, nanosleep, getpid and _exit, which are
 /// async-signal-safe, on our own descriptors and stack buffers; nothing is allocated.
 fn worker_loop(tasks: RawFd, results: RawFd, board: &AtomicU64) -> ! {
     let me = (unsafe { libc::getpid() } as u64) << 32;
     let mut inbox = Frames::new(); // on the stack: nothing is allocated after fork
-    let mut out = [0u8; FRAME];
+    let (mut outbox, mut ready) = ([0u8; FRAME * 64], 0);
     loop {
         let Some(f) = inbox.pop() else {
-            if inbox.fill(tasks) <= 0 {
-                unsafe { libc::_exit(1) } // EOF: the master is gone, so are we
+            // Nothing left to do: send the results (one write for all), then wait for tasks.
+            if !write_all(results, &outbox[..std::mem::take(&mut ready)]) || inbox.fill(tasks) <= 0 {
+                unsafe { libc::_exit(1) } // EPIPE or EOF: the master is gone, so are we
             }
             continue;
         };
         if f.kind != TASK {
             unsafe { libc::_exit(if f.kind == STOP { 0 } else { 2 }) } // STOP: the poison pill
         }
+        if !inbox.has_frame() && !write_all(results, &outbox[..std::mem::take(&mut ready)]) {
+            unsafe { libc::_exit(1) } // the last task on hand: results first, so more can come
+        }
         board.store(me | (f.id + 1) << 4 | u64::from(f.attempt), Ordering::Release); // on show
         let value = run_task(&f);
         board.store(me, Ordering::Release);
-        Frame::result(f.id, f.attempt, value).encode(&mut out);
-        if !write_all(results, &out) {
-            unsafe { libc::_exit(1) } // EPIPE: the master is gone
-        }
+        Frame::result(f.id, f.attempt, value).encode(&mut outbox[ready..ready + FRAME]);
+        ready += FRAME;
     }
 }
 // ANCHOR_END: worker
@@ -587,10 +595,13 @@ impl ProcPool {
         let old = self.workers[w].pid;
         let status = waitpid(old, None).or_die("waitpid"); // how it ended: Signaled(SIGKILL)?
         cleanup::forget(old);
-        let mut inflight = std::mem::take(&mut self.workers[w].inflight);
-        let running = inflight.pop_front(); // it was running the oldest task not answered
-        for t in inflight.into_iter().rev() {
-            queue.push_front(t); // never started: back to the queue as they were
+        // What it was running, from the board it wrote in shared memory (None if it was idle).
+        let (pid, running) = unpack(self.board.slots[w].load(Ordering::Acquire));
+        let running = running.filter(|_| pid == old.as_raw());
+        for t in std::mem::take(&mut self.workers[w].inflight).into_iter().rev() {
+            if Some(t) != running {
+                queue.push_front(t); // not started, or done but unsent: back as they were
+            }
         }
         match running {
             Some((id, 1)) => queue.push_front((id, 2)), // retried once, first in line
