@@ -7,7 +7,7 @@
 //! marked task: the master sees the EOF on its result pipe, reaps it (`waitpid` says
 //! SIGKILL), forks a replacement and retries the task once. Then a bounded queue (a pipe
 //! shrunk to one page) between one producer and several consumers shows back-pressure (the
-//! producer asleep in `pipe_write`), poison pills reaching every consumer, and how the tasks
+//! producer asleep in the kernel's pipe write), poison pills reaching every consumer, and how the tasks
 //! were shared. Last, the same job is timed three ways (this pool, a thread pool over a
 //! crossbeam channel, rayon) and, when python3 is there, against `multiprocessing.Pool.map`.
 //!
