@@ -409,9 +409,8 @@ impl MapResult {
 }
 
 // ANCHOR: worker
-/// A worker's whole life after fork: read tasks, compute them, write the results, until STOP.
-/// SAFETY (every unsafe here): only read, write, nanosleep, getpid and _exit, which are
-/// async-signal-safe, on our own descriptors and stack buffers; nothing is allocated.
+/// A worker's life after fork: read tasks, compute, write results, until STOP. SAFETY (every
+/// unsafe here): async-signal-safe calls only, on our own fds and stack buffers; no allocation.
 fn worker_loop(tasks: RawFd, results: RawFd, board: &AtomicU64) -> ! {
     let me = (unsafe { libc::getpid() } as u64) << 32;
     let mut inbox = Frames::new(); // on the stack: nothing is allocated after fork
@@ -973,11 +972,8 @@ fn queue_section(lab: &mut Lab, consumers: usize, hold_ms: u64) {
     // SAFETY: fcntl on our own pipe.
     let cap = unsafe { libc::fcntl(q_w.as_raw_fd(), libc::F_SETPIPE_SZ, 4096) };
     let (gate_r, gate_w) = pipe2(OFlag::O_CLOEXEC).or_die("pipe2"); // consumers wait here for the lab
-    let (queue, gate, not_mine) = (
-        q_r.as_raw_fd(),
-        gate_r.as_raw_fd(),
-        [q_w.as_raw_fd(), gate_w.as_raw_fd()],
-    );
+    let (queue, gate) = (q_r.as_raw_fd(), gate_r.as_raw_fd());
+    let not_mine = [q_w.as_raw_fd(), gate_w.as_raw_fd()];
     let mut consumer_pids = Vec::new();
     for k in 0..consumers {
         flush_stdout();
@@ -993,6 +989,7 @@ fn queue_section(lab: &mut Lab, consumers: usize, hold_ms: u64) {
             }
         }
     }
+    // ANCHOR_END: queue
     flush_stdout();
     // SAFETY: the child only calls write, clock_gettime, _exit and atomics on shared memory.
     let producer = match unsafe { fork() }.or_die("fork") {
@@ -1005,7 +1002,6 @@ fn queue_section(lab: &mut Lab, consumers: usize, hold_ms: u64) {
     cleanup::track(producer);
     // The lab closes the children's ends, and keeps q_r to count the queued bytes.
     drop((q_w, gate_r));
-    // ANCHOR_END: queue
     let cap = if cap > 0 { cap as u64 } else { 65536 };
     let breaker = {
         let mut all = consumer_pids.clone();
