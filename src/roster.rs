@@ -60,6 +60,14 @@ pub const LABS: &[LabInfo] = &[
         args: &[],
     },
     LabInfo {
+        number: 9,
+        name: "pool",
+        file: "09_pool.rs",
+        chapter: "09-pool.md",
+        shows: "a process pool from fork and pipes: exact map, killed worker replaced and its task retried; back-pressure; vs threads, rayon, Python",
+        args: &[],
+    },
+    LabInfo {
         number: 11,
         name: "parent-death",
         file: "11_parent_death.rs",

@@ -1,0 +1,203 @@
+mod common;
+use common::*;
+use serde_json::Value;
+use std::sync::OnceLock;
+
+/// One run with the queue held 200 ms and 5 consumers, shared by the tests that only read it.
+fn run() -> &'static Run {
+    static RUN: OnceLock<Run> = OnceLock::new();
+    RUN.get_or_init(|| {
+        run_json(
+            "pool",
+            &[
+                "--python",
+                "never",
+                "--tasks",
+                "2000",
+                "--hold",
+                "200",
+                "--consumers",
+                "5",
+            ],
+        )
+    })
+}
+
+fn num(v: &Value, field: &str) -> i64 {
+    v[field]
+        .as_i64()
+        .unwrap_or_else(|| panic!("{field} is not a number in {v}"))
+}
+
+#[test]
+fn the_run_verifies_and_leaves_no_worker() {
+    let r = run(); // run_json has already asserted that no process of the run is alive
+    r.assert_verified();
+    let workers = r.observations("worker");
+    assert_eq!(workers.len(), 4, "default: 4 workers");
+    let exits = r.observations("worker_exit");
+    assert_eq!(exits.len(), 4, "every worker of the pool at the end was reaped");
+    for e in exits {
+        assert_eq!(e["code"], 0, "{e}");
+        assert_eq!(e["gone"], true, "{e}");
+    }
+}
+
+#[test]
+fn map_returns_one_result_per_input_in_order() {
+    let r = run();
+    let m = r.observation("map");
+    assert_eq!(m["results"], m["inputs"]);
+    assert_eq!(
+        m["right"], m["inputs"],
+        "every result equals the serial answer at its own index"
+    );
+    assert_eq!(m["lost"], 0);
+    assert_eq!(m["duplicates"], 0);
+    assert!(r.check("map_exact"));
+    // On demand: the slow task's result came after most of the others.
+    let o = r.observation("on_demand");
+    assert!(num(o, "finished_before_it") >= num(o, "tasks") / 2, "{o}");
+}
+
+#[test]
+fn killed_worker_is_replaced_and_its_task_retried_once() {
+    let r = run();
+    let killed = r.observations("killed");
+    assert_eq!(killed.len(), 3, "task 7 once, task 11 twice");
+    let died = r.observations("died");
+    assert_eq!(died.len(), 3);
+    for k in &killed {
+        let d = died
+            .iter()
+            .find(|d| d["pid"] == k["pid"])
+            .unwrap_or_else(|| panic!("killed worker {k} was not reaped"));
+        assert_eq!(d["signal"], libc::SIGKILL, "waitpid status of {d}");
+        assert_eq!(d["task"], k["task"], "the task it was running is known: {d}");
+    }
+    let master = r.observations("worker")[0]["ppid"].clone();
+    let replaced = r.observations("replaced");
+    assert_eq!(replaced.len(), 3);
+    for p in &replaced {
+        assert_ne!(p["new"], p["old"]);
+        assert_eq!(p["ppid"], master, "the replacement is a child of the master: {p}");
+    }
+    let retried = r.observations("retried");
+    assert!(retried.iter().any(|o| o["task"] == 7 && o["attempt"] == 2));
+    assert!(retried.iter().any(|o| o["task"] == 11 && o["attempt"] == 2));
+    assert!(retried.iter().all(|o| o["attempt"] == 2), "never a third attempt");
+    let gave_up = r.observation("gave_up");
+    assert_eq!(gave_up["task"], 11);
+    assert_eq!(gave_up["attempts"], 2);
+    assert_eq!(r.observation("retry_outcome")["once_ok"], true);
+    let m = r.observation("map_after_crash");
+    assert_eq!(m["results"], m["inputs"]);
+    assert_eq!(num(m, "right"), num(m, "inputs") - 1, "all but the given-up task");
+    assert_eq!(m["lost"], 0);
+    assert_eq!(m["duplicates"], 0);
+}
+
+#[test]
+fn full_queue_blocks_the_producer() {
+    let r = run();
+    let b = r.observation("back_pressure");
+    assert_eq!(b["state"], "S", "{b}");
+    assert_eq!(b["queued_bytes"], b["capacity"], "the queue was exactly full: {b}");
+    assert_eq!(b["sent"], b["capacity_messages"], "{b}");
+    let p = r.observation("producer_blocked");
+    assert_eq!(p["sent_while_held"], b["sent"], "nothing more was sent while held: {p}");
+    assert!(
+        p["longest_write_ms"].as_f64().unwrap() >= 200.0,
+        "one write(2) blocked for the whole hold: {p}"
+    );
+}
+
+#[test]
+fn poison_pill_reaches_every_consumer() {
+    let r = run();
+    let exits = r.observations("consumer_exit");
+    assert_eq!(exits.len(), 5);
+    for e in &exits {
+        assert_eq!(e["pill"], 1, "{e}");
+        assert!(e["status"].as_str().unwrap().starts_with("Exited("), "{e}");
+        assert!(e["status"].as_str().unwrap().ends_with(", 0)"), "{e}");
+    }
+    let t = r.observation("queue_totals");
+    assert_eq!(t["taken"], t["sent"]);
+    assert_eq!(t["seq_sum"], t["want_seq_sum"]);
+    assert_eq!(t["torn"], 0);
+    let taken: i64 = exits.iter().map(|e| num(e, "taken")).sum();
+    assert_eq!(taken, num(t, "sent"), "tasks per consumer add up");
+}
+
+#[test]
+fn the_three_pools_agree() {
+    let r = run();
+    assert!(r.check("three_ways_agree"));
+    let table = r.observation("three_ways");
+    let rows = table["rows"].as_array().unwrap();
+    for pool in ["process pool", "thread pool (crossbeam)", "rayon"] {
+        assert_eq!(
+            rows.iter().filter(|row| row[0] == pool).count(),
+            2,
+            "{pool}: tiny and heavy"
+        );
+    }
+    assert_eq!(r.observation("python")["status"], "skipped");
+}
+
+#[test]
+fn python_is_timed_when_present_and_skipped_when_not() {
+    let r = run_json("pool", &["--tasks", "500", "--hold", "0", "--workers", "2"]);
+    r.assert_verified();
+    let py = r.observation("python");
+    let present = std::process::Command::new("python3")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if present {
+        assert_eq!(py["status"], "measured", "{py}");
+        assert_eq!(py["same_results"], true, "Python computed the same answers: {py}");
+        assert!(py["python_per_task_us"].as_f64().unwrap() > 0.0);
+    } else {
+        assert_eq!(py["status"], "skipped", "{py}");
+    }
+}
+
+#[test]
+fn sigint_in_the_middle_leaves_no_worker() {
+    // --hold keeps the queue full, the producer blocked and the consumers waiting, while the
+    // pool's workers are alive: interrupt then.
+    let mut s = start_json("pool", &["--hold", "30000", "--python", "never"]);
+    s.wait_for(|v| v["event"] == "observation" && v["kind"] == "back_pressure")
+        .expect("queue full");
+    let status = interrupt(s, libc::SIGINT);
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(status.signal(), Some(libc::SIGINT));
+}
+
+#[test]
+fn sigint_while_python_runs_leaves_no_python_worker() {
+    let mut s = start_json("pool", &["--hold", "0", "--tasks", "200000", "--workers", "2"]);
+    let started =
+        s.wait_for(|v| v["event"] == "observation" && (v["kind"] == "python_started" || v["kind"] == "python"));
+    let started = started.expect("reached the Python part");
+    let skipped = started["kind"] == "python";
+    let status = interrupt(s, libc::SIGINT); // asserts no tagged process (python3 and its Pool) is left
+    use std::os::unix::process::ExitStatusExt;
+    if !skipped {
+        assert_eq!(status.signal(), Some(libc::SIGINT));
+    }
+}
+
+#[test]
+fn bad_flags_exit_2() {
+    assert_usage_error("pool", &["--workers", "0"]);
+    assert_usage_error("pool", &["--workers", "65"]);
+    assert_usage_error("pool", &["--depth", "0"]);
+    assert_usage_error("pool", &["--tasks", "5"]);
+    assert_usage_error("pool", &["--consumers", "17"]);
+    assert_usage_error("pool", &["--hold", "-1"]);
+    assert_usage_error("pool", &["--python", "sometimes"]);
+    assert_usage_error("pool", &["--no-such-flag"]);
+}
