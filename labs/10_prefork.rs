@@ -150,8 +150,16 @@ fn main() {
                "reuseport": args.reuseport, "pid": getpid().as_raw()}),
         format_args!(
             "listening on http://127.0.0.1:{port}/ with {workers} {} ({})",
-            if args.model == Model::Process { "worker processes" } else { "worker threads" },
-            if args.reuseport { "SO_REUSEPORT: one socket per worker" } else { "one shared socket" }
+            if args.model == Model::Process {
+                "worker processes"
+            } else {
+                "worker threads"
+            },
+            if args.reuseport {
+                "SO_REUSEPORT: one socket per worker"
+            } else {
+                "one shared socket"
+            }
         ),
     );
     let grace = Duration::from_millis(args.grace_ms);
@@ -162,12 +170,19 @@ fn main() {
     if args.demo {
         demo(lab, master);
     }
-    say!("master: SIGTERM stops gracefully, Ctrl-C fast, SIGTTIN/SIGTTOU add/remove a worker, SIGHUP replaces them all");
-    say!("try: curl -s http://127.0.0.1:{port}/   (kill -TTIN {} adds a worker)", getpid());
+    say!(
+        "master: SIGTERM stops gracefully, Ctrl-C fast, SIGTTIN/SIGTTOU add/remove a worker, SIGHUP replaces them all"
+    );
+    say!(
+        "try: curl -s http://127.0.0.1:{port}/   (kill -TTIN {} adds a worker)",
+        getpid()
+    );
     master.start_all(&mut lab);
     while !master.tick(&mut lab, Duration::from_secs(1)) {}
     master.check_stopped(&mut lab);
-    lab.finish("the master forked and supervised its workers and, when told to stop, every worker was reaped and none is left")
+    lab.finish(
+        "the master forked and supervised its workers and, when told to stop, every worker was reaped and none is left",
+    )
 }
 
 /// The signals the master handles in its loop.
@@ -312,7 +327,11 @@ fn worker_main(cfg: &Cfg, master: Pid, bufs: &mut Bufs) -> ! {
         say_as!("worker", "broken deploy: exiting with code 70 at start");
         unsafe { libc::_exit(70) }
     }
-    let listen_fd = if cfg.reuseport { bind_listener(cfg.port, true, true).0 } else { cfg.listen_fd };
+    let listen_fd = if cfg.reuseport {
+        bind_listener(cfg.port, true, true).0
+    } else {
+        cfg.listen_fd
+    };
     say_as!("worker", "ready, blocking in accept()");
     let (conns, reqs) = accept_loop(listen_fd, cfg, bufs, getpid().as_raw(), Some(master));
     say_as!("worker", "stopping: served {conns} connections, {reqs} requests");
@@ -327,7 +346,14 @@ fn accept_loop(listen_fd: RawFd, cfg: &Cfg, bufs: &mut Bufs, me: i32, master: Op
     let (mut conns, mut reqs) = (0, 0);
     while !STOP.load(Ordering::SeqCst) {
         // SAFETY: accept4 with null address pointers; the new descriptor is ours to close.
-        let c = unsafe { libc::accept4(listen_fd, std::ptr::null_mut(), std::ptr::null_mut(), libc::SOCK_CLOEXEC) }; // sleep until the kernel hands us a connection
+        let c = unsafe {
+            libc::accept4(
+                listen_fd,
+                std::ptr::null_mut(),
+                std::ptr::null_mut(),
+                libc::SOCK_CLOEXEC,
+            )
+        }; // sleep until the kernel hands us a connection
         if c < 0 {
             if master.is_some_and(|m| getppid() != m) {
                 break; // the master is gone (the SIGTERM of PDEATHSIG may already be here too)
@@ -370,8 +396,16 @@ fn read_head(fd: RawFd, buf: &mut [u8], len: &mut usize, timeout: Duration) -> H
         }
         // Stopping: an idle keep-alive connection is closed, unless a request already came.
         let stopping = STOP.load(Ordering::SeqCst) && *len == 0;
-        let ms = if stopping { 0 } else { (deadline - now).as_millis().min(TICK_MS as u128) as i32 };
-        let mut p = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
+        let ms = if stopping {
+            0
+        } else {
+            (deadline - now).as_millis().min(TICK_MS as u128) as i32
+        };
+        let mut p = libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        };
         // SAFETY: one valid pollfd.
         let r = unsafe { libc::poll(&mut p, 1, ms) }; // wait for bytes, a signal or the tick
         if r == 0 && stopping {
@@ -409,6 +443,7 @@ fn serve_connection(fd: RawFd, bufs: &mut Bufs, cfg: &Cfg, me: i32) -> u64 {
             Head::Closed => return served,
             Head::TooLarge => {
                 respond(fd, &mut bufs.out, 431, b"request head too large\n", Conn::Close, false);
+                linger(fd, &mut bufs.req);
                 return served;
             }
             Head::TimedOut => {
@@ -418,7 +453,11 @@ fn serve_connection(fd: RawFd, bufs: &mut Bufs, cfg: &Cfg, me: i32) -> u64 {
         };
         let keep = match parse(&bufs.req[..end]) {
             Ok(req) => {
-                let conn = if STOP.load(Ordering::SeqCst) { Conn::Close } else { req.conn };
+                let conn = if STOP.load(Ordering::SeqCst) {
+                    Conn::Close
+                } else {
+                    req.conn
+                };
                 let mut body = [0u8; 128];
                 let mut w = SliceWriter::new(&mut body);
                 let status = route(&req, me, &mut w);
@@ -427,6 +466,7 @@ fn serve_connection(fd: RawFd, bufs: &mut Bufs, cfg: &Cfg, me: i32) -> u64 {
             }
             Err(status) => {
                 respond(fd, &mut bufs.out, status, b"bad request\n", Conn::Close, false);
+                linger(fd, &mut bufs.req);
                 false
             }
         };
@@ -435,6 +475,33 @@ fn serve_connection(fd: RawFd, bufs: &mut Bufs, cfg: &Cfg, me: i32) -> u64 {
         len -= end;
         if !keep {
             return served;
+        }
+    }
+}
+
+/// Before closing on an error: stop sending, then read and drop what the client still
+/// sends (bounded), because closing with unread bytes makes the kernel send a reset, which
+/// can destroy our error response before the client reads it.
+fn linger(fd: RawFd, scratch: &mut [u8]) {
+    // SAFETY: shutdown, poll and recv on our connection, into a live buffer.
+    unsafe {
+        libc::shutdown(fd, libc::SHUT_WR); // our FIN goes after the response
+        let deadline = Instant::now() + Duration::from_millis(500);
+        let mut drained = 0;
+        while Instant::now() < deadline && drained < 1 << 20 {
+            let mut p = libc::pollfd {
+                fd,
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            if libc::poll(&mut p, 1, 100) <= 0 {
+                continue; // nothing yet (or a signal): bounded by the deadline
+            }
+            let n = libc::recv(fd, scratch.as_mut_ptr().cast(), scratch.len(), libc::MSG_DONTWAIT); // discard
+            if n <= 0 {
+                return; // EOF: the client closed its side
+            }
+            drained += n as usize;
         }
     }
 }
@@ -483,7 +550,11 @@ fn parse(head: &[u8]) -> Result<Req<'_>, u16> {
         let line = line.strip_suffix(b"\r".as_slice()).unwrap_or(line); // the last one lost its CRLF above
         let colon = line.iter().position(|&b| b == b':').ok_or(400u16)?;
         let (name, value) = (&line[..colon], line[colon + 1..].trim_ascii());
-        if name.is_empty() || !name.iter().all(|&b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)) {
+        if name.is_empty()
+            || !name
+                .iter()
+                .all(|&b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+        {
             return Err(400);
         }
         if name.eq_ignore_ascii_case(b"host") {
@@ -511,14 +582,21 @@ fn parse(head: &[u8]) -> Result<Req<'_>, u16> {
         None => (target, &b""[..]),
     };
     match method {
-        b"GET" | b"HEAD" => Ok(Req { head_only: method == b"HEAD", path, query, conn }),
+        b"GET" | b"HEAD" => Ok(Req {
+            head_only: method == b"HEAD",
+            path,
+            query,
+            conn,
+        }),
         _ => Err(405),
     }
 }
 // ANCHOR_END: parse
 
 fn has_token(value: &[u8], token: &[u8]) -> bool {
-    value.split(|&b| b == b',').any(|t| t.trim_ascii().eq_ignore_ascii_case(token))
+    value
+        .split(|&b| b == b',')
+        .any(|t| t.trim_ascii().eq_ignore_ascii_case(token))
 }
 
 /// `name=N` in a query string, if present and a number.
@@ -579,7 +657,9 @@ fn sleep_ms(ms: u64) {
         let ns = t.tv_nsec as u64 + (ms % 1000) * 1_000_000;
         t.tv_sec += (ms / 1000 + ns / 1_000_000_000) as libc::time_t;
         t.tv_nsec = (ns % 1_000_000_000) as libc::c_long;
-        while libc::clock_nanosleep(libc::CLOCK_MONOTONIC, libc::TIMER_ABSTIME, &t, std::ptr::null_mut()) == libc::EINTR {} // until the absolute deadline
+        while libc::clock_nanosleep(libc::CLOCK_MONOTONIC, libc::TIMER_ABSTIME, &t, std::ptr::null_mut()) == libc::EINTR
+        {
+        } // until the absolute deadline
     }
 }
 
@@ -629,7 +709,14 @@ fn send_all(fd: RawFd, mut bytes: &[u8]) -> bool {
     let deadline = Instant::now() + Duration::from_secs(5);
     while !bytes.is_empty() {
         // SAFETY: the pointer and length describe a live slice.
-        let n = unsafe { libc::send(fd, bytes.as_ptr().cast(), bytes.len(), libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT) }; // no SIGPIPE if the client is gone
+        let n = unsafe {
+            libc::send(
+                fd,
+                bytes.as_ptr().cast(),
+                bytes.len(),
+                libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT,
+            )
+        }; // no SIGPIPE if the client is gone
         if n >= 0 {
             bytes = &bytes[n as usize..];
             continue;
@@ -637,7 +724,11 @@ fn send_all(fd: RawFd, mut bytes: &[u8]) -> bool {
         match Errno::last() {
             Errno::EINTR => {}
             Errno::EAGAIN if Instant::now() < deadline => {
-                let mut p = libc::pollfd { fd, events: libc::POLLOUT, revents: 0 };
+                let mut p = libc::pollfd {
+                    fd,
+                    events: libc::POLLOUT,
+                    revents: 0,
+                };
                 // SAFETY: one valid pollfd.
                 unsafe { libc::poll(&mut p, 1, TICK_MS as i32) }; // a slow reader: wait, bounded
             }
@@ -707,6 +798,8 @@ struct Master {
     rolling: Vec<Pid>,
     deaths: Vec<Death>,
     stragglers: usize,
+    /// Why the next workers will be forked (for the log).
+    reasons: std::collections::VecDeque<String>,
 }
 
 impl Master {
@@ -725,6 +818,7 @@ impl Master {
             rolling: Vec::new(),
             deaths: Vec::new(),
             stragglers: 0,
+            reasons: Default::default(),
         }
     }
 
@@ -745,13 +839,17 @@ impl Master {
     // ANCHOR: spawn
     fn spawn(&mut self, lab: &mut Lab, why: String) -> Pid {
         flush_stdout(); // or text still buffered would be printed by the worker too
-        // SAFETY: the child runs worker_main: system calls and say! into buffers allocated
-        // before the fork, no heap, no locks; it never returns (it ends in _exit).
+                        // SAFETY: the child runs worker_main: system calls and say! into buffers allocated
+                        // before the fork, no heap, no locks; it never returns (it ends in _exit).
         match unsafe { fork() }.or_die("fork") {
             ForkResult::Child => worker_main(&self.cfg, self.me, &mut self.bufs),
             ForkResult::Parent { child } => {
                 cleanup::track(child); // killed and reaped on every way out of the master
-                self.workers.push(Worker { pid: child, born: Instant::now(), retiring: false });
+                self.workers.push(Worker {
+                    pid: child,
+                    born: Instant::now(),
+                    retiring: false,
+                });
                 lab.observe(
                     "worker_started",
                     json!({"pid": child.as_raw(), "why": why}),
@@ -802,7 +900,8 @@ impl Master {
         }
         self.roll(lab);
         while self.active() < self.want && Instant::now() >= self.next_spawn {
-            self.spawn(lab, "replacement".into());
+            let why = self.reasons.pop_front().unwrap_or_else(|| "replacement".into());
+            self.spawn(lab, why);
         }
         false
     }
@@ -820,13 +919,17 @@ impl Master {
             };
             let Some(pid) = status.pid() else { continue };
             cleanup::forget(pid); // reaped: the pid may be reused, never kill it again
-            let Some(i) = self.workers.iter().position(|w| w.pid == pid) else { continue };
+            let Some(i) = self.workers.iter().position(|w| w.pid == pid) else {
+                continue;
+            };
             let w = self.workers.remove(i);
             let (code, signal, cause) = match status {
                 WaitStatus::Exited(_, c) => (Some(c), None, format!("exited with code {c}")),
-                WaitStatus::Signaled(_, s, core) => {
-                    (None, Some(s), format!("killed by {s}{}", if core { " (core dumped)" } else { "" }))
-                }
+                WaitStatus::Signaled(_, s, core) => (
+                    None,
+                    Some(s),
+                    format!("killed by {s}{}", if core { " (core dumped)" } else { "" }),
+                ),
                 other => (None, None, format!("{other:?}")),
             };
             let age = w.born.elapsed();
@@ -839,6 +942,7 @@ impl Master {
             };
             if replace {
                 self.next_spawn = self.next_spawn.max(Instant::now() + delay);
+                self.reasons.push_back(format!("replaces {pid}"));
             }
             let then = match (replace, delay.is_zero()) {
                 (false, _) => "not replaced".to_string(),
@@ -874,7 +978,11 @@ impl Master {
         for w in &self.workers {
             let _ = kill(w.pid, sig);
         }
-        let grace = if sig == Signal::SIGKILL { Duration::from_secs(5) } else { self.grace };
+        let grace = if sig == Signal::SIGKILL {
+            Duration::from_secs(5)
+        } else {
+            self.grace
+        };
         self.stop_by = Some(Instant::now() + grace);
     }
 
@@ -883,8 +991,15 @@ impl Master {
         if self.stop_by.is_some() || !(1..=64).contains(&want) {
             return;
         }
+        if want > self.want {
+            self.reasons.push_back("SIGTTIN: one more".into());
+        }
         self.want = want;
-        lab.observe("resize", json!({"want": want}), format_args!("now {want} workers wanted"));
+        lab.observe(
+            "resize",
+            json!({"want": want}),
+            format_args!("now {want} workers wanted"),
+        );
         if self.active() > want {
             if let Some(w) = self.workers.iter_mut().rev().find(|w| !w.retiring) {
                 w.retiring = true;
@@ -938,16 +1053,23 @@ fn serve_threads(mut lab: Lab, cfg: Cfg, n: usize, signals: &SigSet, grace: Dura
         .map(|_| {
             std::thread::spawn(move || {
                 let mut bufs = Bufs::new();
-                let fd = if cfg.reuseport { bind_listener(cfg.port, true, true).0 } else { cfg.listen_fd };
+                let fd = if cfg.reuseport {
+                    bind_listener(cfg.port, true, true).0
+                } else {
+                    cfg.listen_fd
+                };
                 // SAFETY: gettid has no preconditions.
                 let tid = unsafe { libc::gettid() };
-                say_as!("thread", "ready, blocking in accept()");
+                say_as!("thread", "{tid} ready, blocking in accept()");
                 let (c, r) = accept_loop(fd, &cfg, &mut bufs, tid, None);
                 say_as!("thread", "{tid} stopping: served {c} connections, {r} requests");
             })
         })
         .collect();
-    say!("serving with {n} threads in process {}; SIGTERM stops gracefully, Ctrl-C fast", getpid());
+    say!(
+        "serving with {n} threads in process {}; SIGTERM stops gracefully, Ctrl-C fast",
+        getpid()
+    );
     let graceful = loop {
         match wait_signal(signals, Duration::from_secs(1)) {
             Some(Signal::SIGTERM) => break true,
@@ -965,7 +1087,10 @@ fn serve_threads(mut lab: Lab, cfg: Cfg, n: usize, signals: &SigSet, grace: Dura
     lab.observe(
         "stop",
         json!({"graceful": graceful, "threads": n, "finished": done}),
-        format_args!("{} stop: {done} of {n} threads finished their requests", if graceful { "graceful" } else { "fast" }),
+        format_args!(
+            "{} stop: {done} of {n} threads finished their requests",
+            if graceful { "graceful" } else { "fast" }
+        ),
     );
     lab.check(
         "shutdown_clean",
@@ -1000,7 +1125,11 @@ fn read_response(s: &mut TcpStream) -> Resp {
     let status = head.get(9..12).and_then(|s| s.parse().ok()).ok_or("bad status line")?;
     let len: usize = head
         .lines()
-        .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().to_string()))
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("content-length:")
+                .map(|v| v.trim().to_string())
+        })
         .and_then(|v| v.parse().ok())
         .unwrap_or(0);
     while buf.len() < head_end + len {
@@ -1010,14 +1139,19 @@ fn read_response(s: &mut TcpStream) -> Resp {
         }
         buf.extend_from_slice(&chunk[..n]);
     }
-    Ok((status, String::from_utf8_lossy(&buf[head_end..head_end + len]).to_string()))
+    Ok((
+        status,
+        String::from_utf8_lossy(&buf[head_end..head_end + len]).to_string(),
+    ))
 }
 
 fn connect(port: u16) -> Result<TcpStream, String> {
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
     let s = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).map_err(|e| e.to_string())?;
-    s.set_read_timeout(Some(Duration::from_secs(15))).map_err(|e| e.to_string())?;
-    s.set_write_timeout(Some(Duration::from_secs(2))).map_err(|e| e.to_string())?;
+    s.set_read_timeout(Some(Duration::from_secs(15)))
+        .map_err(|e| e.to_string())?;
+    s.set_write_timeout(Some(Duration::from_secs(2)))
+        .map_err(|e| e.to_string())?;
     Ok(s)
 }
 
@@ -1060,7 +1194,9 @@ fn load(port: u16, stop: Arc<AtomicBool>, done: Arc<AtomicUsize>, log: Log) -> s
 }
 
 fn wait_count(counter: &AtomicUsize, at_least: usize) {
-    procfacts::poll_until(Duration::from_secs(10), || (counter.load(Ordering::SeqCst) >= at_least).then_some(()));
+    procfacts::poll_until(Duration::from_secs(10), || {
+        (counter.load(Ordering::SeqCst) >= at_least).then_some(())
+    });
 }
 
 fn demo(mut lab: Lab, mut m: Master) -> ! {
@@ -1075,14 +1211,20 @@ fn demo(mut lab: Lab, mut m: Master) -> ! {
     let (mut shared, mut in_accept) = (0, 0);
     for pid in m.pids() {
         let sock = socket_inode(pid, m.cfg.listen_fd).unwrap_or_default(); // the fd number survives fork
-        let nr = procfacts::poll_until(Duration::from_secs(5), || in_syscall(pid).filter(|&n| n == libc::SYS_accept4));
+        let nr = procfacts::poll_until(Duration::from_secs(5), || {
+            in_syscall(pid).filter(|&n| n == libc::SYS_accept4)
+        });
         lab.observe(
             "worker_socket",
             json!({"pid": pid.as_raw(), "fd": m.cfg.listen_fd, "socket": sock, "syscall": nr}),
             format_args!(
                 "worker {pid}: fd {} -> {sock}; /proc/{pid}/syscall: {}",
                 m.cfg.listen_fd,
-                if nr.is_some() { "blocked in accept4" } else { "not seen in accept4" }
+                if nr.is_some() {
+                    "blocked in accept4"
+                } else {
+                    "not seen in accept4"
+                }
             ),
         );
         shared += (sock == master_sock && sock.starts_with("socket:")) as usize;
@@ -1115,14 +1257,23 @@ fn demo(mut lab: Lab, mut m: Master) -> ! {
     let total: usize = per_worker.values().sum();
     let rows: Vec<Vec<String>> = per_worker
         .iter()
-        .map(|(pid, k)| vec![pid.to_string(), k.to_string(), format!("{:.0}%", 100.0 * *k as f64 / total.max(1) as f64)])
+        .map(|(pid, k)| {
+            vec![
+                pid.to_string(),
+                k.to_string(),
+                format!("{:.0}%", 100.0 * *k as f64 / total.max(1) as f64),
+            ]
+        })
         .collect();
     plain!("  3 clients x 20 requests, one connection each:");
     lab.table("spread", &["worker", "requests", "share"], &rows);
     lab.check(
         "spread",
         per_worker.len() > 1 && failed == 0,
-        format_args!("{total} requests answered by {} different workers, {failed} failed", per_worker.len()),
+        format_args!(
+            "{total} requests answered by {} different workers, {failed} failed",
+            per_worker.len()
+        ),
     );
     let mut ka = Vec::new();
     if let Ok(mut s) = connect(port) {
@@ -1153,7 +1304,9 @@ fn demo(mut lab: Lab, mut m: Master) -> ! {
     let loader = load(port, stop.clone(), done.clone(), log.clone());
     wait_count(&done, 20);
     // Workers younger than YOUNG that die count as a crash loop; these are not young.
-    procfacts::poll_until(Duration::from_secs(5), || m.workers.iter().all(|w| w.born.elapsed() > YOUNG).then_some(()));
+    procfacts::poll_until(Duration::from_secs(5), || {
+        m.workers.iter().all(|w| w.born.elapsed() > YOUNG).then_some(())
+    });
     let old = m.pids();
     // ANCHOR: kill
     let (gentle, brutal) = (old[0], old[1]);
@@ -1176,7 +1329,10 @@ fn demo(mut lab: Lab, mut m: Master) -> ! {
     let log = std::mem::take(&mut *log.lock().expect("log"));
     let after: Vec<&(Instant, Resp)> = log.iter().filter(|(t, _)| *t >= killed_at).collect();
     let after_ok = after.iter().filter(|(_, r)| matches!(r, Ok((200, _)))).count();
-    let before_failed = log.iter().filter(|(t, r)| *t < killed_at && !matches!(r, Ok((200, _)))).count();
+    let before_failed = log
+        .iter()
+        .filter(|(t, r)| *t < killed_at && !matches!(r, Ok((200, _))))
+        .count();
     let new: Vec<Pid> = m.pids().into_iter().filter(|p| !old.contains(p)).collect();
     let new_served = after
         .iter()
@@ -1209,14 +1365,19 @@ fn demo(mut lab: Lab, mut m: Master) -> ! {
     lab.check(
         "no_failure_after_kill",
         !after.is_empty() && after_ok == after.len(),
-        format_args!("{after_ok} of {} requests started after the kills succeeded", after.len()),
+        format_args!(
+            "{after_ok} of {} requests started after the kills succeeded",
+            after.len()
+        ),
     );
 
     lab.section("4. Graceful stop: SIGTERM to the master with a request in flight");
     // ANCHOR: graceful
     let in_flight = std::thread::spawn(move || get(port, "/work?ms=600"));
     let sleeper = procfacts::poll_until(Duration::from_secs(10), || {
-        m.pids().into_iter().find(|&p| in_syscall(p) == Some(libc::SYS_clock_nanosleep))
+        m.pids()
+            .into_iter()
+            .find(|&p| in_syscall(p) == Some(libc::SYS_clock_nanosleep))
     });
     lab.observe(
         "in_flight",
@@ -1253,7 +1414,11 @@ fn demo(mut lab: Lab, mut m: Master) -> ! {
             "{clean} of {} workers exited with code 0, {} needed SIGKILL; a new connection is {}",
             last.len(),
             m.stragglers,
-            if refused { "refused (the port is closed)" } else { "NOT refused" }
+            if refused {
+                "refused (the port is closed)"
+            } else {
+                "NOT refused"
+            }
         ),
     );
     let clean_stop = m.check_stopped(&mut lab);

@@ -18,14 +18,24 @@ pub struct LabInfo {
     pub args: &'static [&'static str],
 }
 
-pub const LABS: &[LabInfo] = &[LabInfo {
-    number: 3,
-    name: "zombie",
-    file: "03_zombie.rs",
-    chapter: "03-zombie.md",
-    shows: "an exited child stays as Z until reaped; SIGKILL cannot remove it; SIG_IGN avoids it",
-    args: &[],
-}];
+pub const LABS: &[LabInfo] = &[
+    LabInfo {
+        number: 3,
+        name: "zombie",
+        file: "03_zombie.rs",
+        chapter: "03-zombie.md",
+        shows: "an exited child stays as Z until reaped; SIGKILL cannot remove it; SIG_IGN avoids it",
+        args: &[],
+    },
+    LabInfo {
+        number: 10,
+        name: "prefork",
+        file: "10_prefork.rs",
+        chapter: "10-prefork.md",
+        shows: "prefork HTTP server: workers share one socket, the master replaces the dead, SIGTERM loses no request",
+        args: &["--demo"],
+    },
+];
 
 /// The lab called `name`.
 pub fn find(name: &str) -> Option<&'static LabInfo> {
