@@ -14,8 +14,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export NO_COLOR=1
-DUR=${DUR:-4}          # seconds per wrk run
-ROUNDS=${ROUNDS:-2}    # rounds of the prefork / threads / nginx comparison
+DUR=${DUR:-3}          # seconds per wrk run
+ROUNDS=${ROUNDS:-3}    # rounds of the prefork / threads / nginx comparison (the median is kept)
 OUT=book/src/measured/prefork-bench.txt
 
 for tool in wrk nginx python3; do
@@ -67,7 +67,7 @@ start_prefork() {
   SERVER=$!
   PIDS+=("$SERVER")
   for _ in $(seq 1 100); do
-    PORT=$(grep -o 'listening on http://127.0.0.1:[0-9]*' "$log" | head -1 | sed 's/.*://') || true
+    PORT=$(grep -o 'listening on http://127.0.0.1:[0-9]*' "$log" 2>/dev/null | head -1 | sed 's/.*://') || true
     [ -n "${PORT:-}" ] && curl -s -o /dev/null "http://127.0.0.1:$PORT/" && return 0
     sleep 0.05
   done
@@ -102,15 +102,18 @@ echo "# wrk $(wrk -v 2>&1 | head -1 | awk '{print $2}'), $(nginx -v 2>&1 | sed '
 echo
 
 echo "running (about 2.5 minutes) ..." >&2
-echo "== 1. Spread of connections over 4 workers (wrk -c 8, Connection: close) =="
-echo "connections served by each worker, most first:"
+echo "== 1. Spread of connections over 4 workers (Connection: close: one connection per request) =="
+echo "connections each worker served, most first:"
 for mode in shared reuseport; do
-  extra=(); [ "$mode" = reuseport ] && extra=(--reuseport)
-  start_prefork "$TMP/spread-$mode.log" --workers 4 "${extra[@]}"
-  r=$(wrk_run "http://127.0.0.1:$PORT/" 8 -H "Connection: close")
-  stop_server "$SERVER"
-  printf "  %-28s %s  (%s req/s)\n" "$([ "$mode" = shared ] && echo 'one shared socket:' || echo 'SO_REUSEPORT, 4 sockets:')" \
-    "$(per_worker "$TMP/spread-$mode.log")" "$(echo "$r" | awk '{print $1}')"
+  for conns in 1 8; do
+    extra=(); [ "$mode" = reuseport ] && extra=(--reuseport)
+    start_prefork "$TMP/spread.log" --workers 4 "${extra[@]}"
+    r=$(wrk_run "http://127.0.0.1:$PORT/" "$conns" -H "Connection: close")
+    stop_server "$SERVER"
+    printf "  %-26s wrk -c %-2s  %-26s (%s req/s)\n" \
+      "$([ "$mode" = shared ] && echo 'one shared socket,' || echo 'SO_REUSEPORT, 4 sockets,')" "$conns" \
+      "$(per_worker "$TMP/spread.log")" "$(echo "$r" | awk '{print $1}')"
+  done
 done
 echo
 
@@ -134,78 +137,101 @@ ours=$(curl -s -D - "http://127.0.0.1:$PORT/" | wc -c)
 stop_server "$SERVER"
 pad=$(( ${#body} - 7 ))           # "worker " + digits, and the newline curl's $() dropped
 nbody="worker $(printf '%0*d' "$pad" 0)"
-NPORT=$(free_port)
-mkdir -p "$TMP/nginx"
-cat > "$TMP/nginx/nginx.conf" <<EOF
+# start_nginx DIR PORT LISTEN_FLAGS: Debian's nginx with a config of our own in DIR.
+start_nginx() {
+  local dir=$1 port=$2 flags=$3
+  mkdir -p "$dir"
+  cat > "$dir/nginx.conf" <<EOF
 worker_processes 2;
 daemon off;
-pid $TMP/nginx/nginx.pid;
-error_log $TMP/nginx/error.log warn;
+pid $dir/nginx.pid;
+error_log $dir/error.log warn;
 events { worker_connections 1024; }
 http {
   access_log off;
   keepalive_requests 1000000;
-  client_body_temp_path $TMP/nginx/body;
-  proxy_temp_path $TMP/nginx/proxy;
-  fastcgi_temp_path $TMP/nginx/fastcgi;
-  uwsgi_temp_path $TMP/nginx/uwsgi;
-  scgi_temp_path $TMP/nginx/scgi;
+  client_body_temp_path $dir/body;
+  proxy_temp_path $dir/proxy;
+  fastcgi_temp_path $dir/fastcgi;
+  uwsgi_temp_path $dir/uwsgi;
+  scgi_temp_path $dir/scgi;
   server {
-    listen 127.0.0.1:$NPORT;
+    listen 127.0.0.1:$port$flags;
     location / { default_type text/plain; return 200 "$nbody\n"; }
   }
 }
 EOF
-nginx -e "$TMP/nginx/error.log" -p "$TMP/nginx" -c "$TMP/nginx/nginx.conf" &
-NGINX=$!
-PIDS+=("$NGINX")
-for _ in $(seq 1 100); do curl -s -o /dev/null "http://127.0.0.1:$NPORT/" && break; sleep 0.05; done
+  nginx -e "$dir/error.log" -p "$dir" -c "$dir/nginx.conf" &
+  PIDS+=("$!")
+  for _ in $(seq 1 100); do curl -s -o /dev/null "http://127.0.0.1:$port/" && return 0; sleep 0.05; done
+  echo "error: nginx did not start: $(cat "$dir/error.log")" >&2
+  exit 1
+}
+NPORT=$(free_port)
+start_nginx "$TMP/nginx" "$NPORT" ""
+RPORT=$(free_port)
+start_nginx "$TMP/nginx-rp" "$RPORT" " reuseport"
 theirs=$(curl -s -D - "http://127.0.0.1:$NPORT/" | wc -c)
 echo "  body ${#body}+1 bytes for both; whole response: prefork $ours bytes, nginx $theirs bytes (nginx adds Server and Date)"
-echo "  nginx: worker_processes 2, access_log off, keepalive_requests 1000000; $((ROUNDS)) rounds, interleaved"
-printf "  %-34s %-10s %10s %9s %9s %7s\n" setting server "req/s" "p50 ms" "p99 ms" errors
-declare -A SUM
+echo "  nginx: worker_processes 2, access_log off, keepalive_requests 1000000; nginx-rp: the same with listen ... reuseport"
+echo "  $ROUNDS rounds, the servers interleaved; errors = connect + read + write + status + timeout"
+printf "  %-38s %-9s %9s %8s %8s %7s\n" setting server "req/s" "p50 ms" "p99 ms" errors
+declare -A RUNS
 for round in $(seq 1 "$ROUNDS"); do
   for setting in keepalive close; do
     hdr=(); [ "$setting" = close ] && hdr=(-H "Connection: close")
     label=$([ "$setting" = close ] && echo "Connection: close, wrk -c 2" || echo "keep-alive, wrk -c 2")
-    for server in prefork threads nginx; do
+    for server in prefork threads nginx nginx-rp; do
       case $server in
         prefork) start_prefork "$TMP/cmp.log" --workers 2; url="http://127.0.0.1:$PORT/" ;;
         threads) start_prefork "$TMP/cmp.log" --workers 2 --model threads; url="http://127.0.0.1:$PORT/" ;;
         nginx) url="http://127.0.0.1:$NPORT/" ;;
+        nginx-rp) url="http://127.0.0.1:$RPORT/" ;;
       esac
       r=$(wrk_run "$url" 2 "${hdr[@]}")
-      [ "$server" != nginx ] && stop_server "$SERVER"
+      case $server in prefork | threads) stop_server "$SERVER" ;; esac
       read -r rps p50 p99 _ c rd w s tmo <<< "$r"
-      printf "  %-34s %-10s %10s %9s %9s %7s\n" "$label (round $round)" "$server" "$rps" "$p50" "$p99" "$((c + rd + w + s + tmo))"
-      SUM[$setting,$server]=$(( ${SUM[$setting,$server]:-0} + rps ))
+      printf "  %-38s %-9s %9s %8s %8s %7s\n" "$label (round $round)" "$server" "$rps" "$p50" "$p99" "$((c + rd + w + s + tmo))"
+      RUNS[$setting,$server]="${RUNS[$setting,$server]:-} $rps"
     done
   done
 done
+median() { tr ' ' '\n' | grep . | sort -n | awk '{a[NR] = $1} END {print (NR % 2) ? a[(NR + 1) / 2] : int((a[NR / 2] + a[NR / 2 + 1]) / 2)}'; }
 for setting in keepalive close; do
-  p=$(( SUM[$setting,prefork] / ROUNDS )); t=$(( SUM[$setting,threads] / ROUNDS )); n=$(( SUM[$setting,nginx] / ROUNDS ))
-  echo "  mean of $ROUNDS rounds, $setting: prefork $p req/s, threads $t req/s, nginx $n req/s; prefork / nginx = $(awk -v a="$p" -v b="$n" 'BEGIN {printf "%.2f", a / b}')"
+  p=$(echo "${RUNS[$setting,prefork]}" | median); t=$(echo "${RUNS[$setting,threads]}" | median)
+  n=$(echo "${RUNS[$setting,nginx]}" | median); r=$(echo "${RUNS[$setting,nginx-rp]}" | median)
+  echo "  median of $ROUNDS, $setting: prefork $p, threads $t, nginx $n, nginx-rp $r req/s;" \
+    "prefork / nginx = $(awk -v a="$p" -v b="$n" 'BEGIN {printf "%.2f", a / b}')," \
+    "prefork / nginx-rp = $(awk -v a="$p" -v b="$r" 'BEGIN {printf "%.2f", a / b}')"
 done
 echo
 
-echo "== 4. wrk -c 50 keep-alive against 2 workers (timeout 2 s) =="
-start_prefork "$TMP/c50.log" --workers 2
-r=$(wrk_run "http://127.0.0.1:$PORT/" 50)
-stop_server "$SERVER"
-read -r rps p50 p99 reqs c rd w s tmo <<< "$r"
-echo "  prefork, 2 workers: $reqs requests, $rps req/s, p99 $p99 ms; socket errors: connect $c, read $rd, write $w, timeout $tmo"
-echo "  connections each worker accepted: $(per_worker "$TMP/c50.log")(of 50 opened by wrk)"
-r=$(wrk_run "http://127.0.0.1:$NPORT/" 50)
-read -r rps p50 p99 reqs c rd w s tmo <<< "$r"
-echo "  nginx, 2 workers:   $reqs requests, $rps req/s, p99 $p99 ms; socket errors: connect $c, read $rd, write $w, timeout $tmo"
+echo "== 4. wrk -c 50 keep-alive against 2 workers, 5 s, timeout 2 s =="
+for server in prefork nginx; do
+  if [ "$server" = prefork ]; then
+    start_prefork "$TMP/c50.log" --workers 2
+    port=$PORT
+  else
+    port=$NPORT
+  fi
+  DUR=5 wrk_run "http://127.0.0.1:$port/" 50 > "$TMP/c50.out" &
+  W=$!
+  sleep 2.5
+  # Recv-Q of a listening socket: connections the kernel completed that nobody accepted yet.
+  q=$(ss -Hltn "sport = :$port" | awk '{s += $2} END {print s}')
+  wait "$W"
+  [ "$server" = prefork ] && stop_server "$SERVER"
+  read -r rps p50 p99 reqs c rd w s tmo < "$TMP/c50.out"
+  printf "  %-8s %6s requests, %6s req/s, p99 %7s ms; errors: connect %s, read %s, write %s, timeout %4s; accept queue at 2.5 s: %s\n" \
+    "$server" "$reqs" "$rps" "$p99" "$c" "$rd" "$w" "$tmo" "$q"
+done
 echo
 
 echo "== 5. Memory: 10 worker processes vs 10 worker threads, after 2 s of load =="
 for model in process threads; do
   start_prefork "$TMP/mem.log" --workers 10 --model "$model"
   DUR=2 wrk_run "http://127.0.0.1:$PORT/" 10 -H "Connection: close" > /dev/null
-  pids="$SERVER $(pgrep -P "$SERVER" | tr '\n' ' ')"
+  pids="$SERVER $( (pgrep -P "$SERVER" || true) | tr "\n" " ")"
   pss=0; rss=0
   for p in $pids; do
     pss=$(( pss + $(awk '/^Pss:/ {print $2}' "/proc/$p/smaps_rollup") ))
@@ -213,7 +239,7 @@ for model in process threads; do
   done
   nproc_=$(echo "$pids" | wc -w)
   stop_server "$SERVER"
-  echo "  --model $model: $nproc_ process(es), Pss $pss KiB in all ($(( pss / 10 )) KiB per worker), Rss summed $rss KiB"
+  echo "  --model $model: $nproc_ process(es), Pss summed $pss KiB (/10 = $(( pss / 10 )) KiB), Rss summed $rss KiB"
 done
 } > "$TMP/out.txt"   # not a pipe: a pipeline's subshell would hide PIDS from the trap
 cat "$TMP/out.txt"

@@ -248,15 +248,24 @@ fn sighup_replaces_every_worker_and_ttin_ttou_resize() {
     let mut srv = Server::start(&["--workers", "2"]);
     let old = srv.workers_started(2);
     let port = srv.port;
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let flag = stop.clone();
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::sync::Arc;
+    let (stop, count) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicUsize::new(0)));
+    let (flag, done) = (stop.clone(), count.clone());
     let load = std::thread::spawn(move || {
         let mut results = Vec::new();
-        while !flag.load(std::sync::atomic::Ordering::SeqCst) && results.len() < 5000 {
+        while !flag.load(Ordering::SeqCst) && results.len() < 5000 {
             results.push(get(port, "/"));
+            done.fetch_add(1, Ordering::SeqCst);
         }
         results
     });
+    let at_least = |n: usize| {
+        until(Duration::from_secs(10), || {
+            (count.load(Ordering::SeqCst) >= n).then_some(())
+        })
+    };
+    at_least(10);
     unsafe { libc::kill(srv.master, libc::SIGHUP) };
     let mut replaced = Vec::new();
     for _ in 0..2 {
@@ -269,9 +278,10 @@ fn sighup_replaces_every_worker_and_ttin_ttou_resize() {
     let mut o = old.clone();
     o.sort();
     assert_eq!(replaced, o, "every old worker replaced");
-    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    at_least(count.load(Ordering::SeqCst) + 10);
+    stop.store(true, Ordering::SeqCst);
     let results = load.join().unwrap();
-    assert!(!results.is_empty());
+    assert!(results.len() >= 20);
     let failed: Vec<_> = results.iter().filter(|r| !matches!(r, Ok((200, _)))).collect();
     assert!(failed.is_empty(), "requests failed during SIGHUP: {failed:?}");
 
