@@ -168,6 +168,8 @@ fn main() {
     }
     let mut master = Master::new(cfg, workers, signals, grace);
     if args.demo {
+        // Ctrl-C during the demo: the harness's handler kills and reaps the workers at once.
+        SigSet::from(Signal::SIGINT).thread_unblock().or_die("sigprocmask");
         demo(lab, master);
     }
     say!(
@@ -1322,7 +1324,7 @@ fn demo(mut lab: Lab, mut m: Master) -> ! {
         m.tick(&mut lab, Duration::from_millis(100)); // SIGCHLD -> waitpid -> fork a replacement
     }
     let dead_at = Instant::now(); // kill() returning did not mean dead; waitpid's report does
-    while m.active() < m.want && Instant::now() < deadline {
+    while m.active() < m.want && m.stop_by.is_none() && Instant::now() < deadline {
         m.tick(&mut lab, Duration::from_millis(100)); // a crash-loop back-off may delay one
     }
     // ANCHOR_END: kill
@@ -1380,6 +1382,14 @@ fn demo(mut lab: Lab, mut m: Master) -> ! {
             after.len()
         ),
     );
+
+    if m.stop_by.is_some() {
+        // Someone else sent SIGTERM or SIGQUIT: stop here, honestly.
+        while !m.tick(&mut lab, Duration::from_millis(200)) {}
+        m.check_stopped(&mut lab);
+        lab.check("not_interrupted", m.stop_by.is_none(), "the demo ran to its end");
+        lab.finish("the demo was stopped by a signal before its end");
+    }
 
     lab.section("4. Graceful stop: SIGTERM to the master with a request in flight");
     // ANCHOR: graceful

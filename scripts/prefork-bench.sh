@@ -117,6 +117,17 @@ for mode in shared reuseport; do
 done
 echo
 
+echo "4 workers, 4 clients on /work?ms=20 (Connection: close): at most 200 req/s if no request waits behind another"
+printf "  %-26s %9s %8s %8s\n" "" "req/s" "p50 ms" "p99 ms"
+for mode in shared reuseport; do
+  extra=(); [ "$mode" = reuseport ] && extra=(--reuseport)
+  start_prefork "$TMP/spread.log" --workers 4 "${extra[@]}"
+  read -r rps p50 p99 _ <<< "$(wrk_run "http://127.0.0.1:$PORT/work?ms=20" 4 -H "Connection: close")"
+  stop_server "$SERVER"
+  printf "  %-26s %9s %8s %8s\n" "$([ "$mode" = shared ] && echo 'one shared socket' || echo 'SO_REUSEPORT, 4 sockets')" "$rps" "$p50" "$p99"
+done
+echo
+
 echo "== 2. Workers: throughput and latency, 10 clients (wrk -c 10, Connection: close) =="
 printf "  %-14s %7s  %10s %9s %9s %8s\n" path workers "req/s" "p50 ms" "p99 ms" timeouts
 for path in "/" "/work?ms=20"; do
