@@ -28,18 +28,21 @@
 //! workers the extra clients wait in the kernel's accept queue (the chapter measures it).
 //! After `fork` a worker only makes raw system calls and writes into buffers allocated before
 //! the fork (no heap, no locks), because the demo's master has client threads when it forks.
+//! The HTTP parser and response writer (same rules) are in `src/prefork_http.rs`.
 
 use clap::{Parser, ValueEnum};
 use nix::errno::Errno;
 use nix::sys::signal::{kill, SigSet, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::{fork, getpid, getppid, ForkResult, Pid};
+use proclab::prefork_http::{
+    connect, find, get, linger, param, parse, read_response, respond, worker_of, Conn, Req, Resp, SliceWriter,
+};
 use proclab::{cleanup, die, flush_stdout, plain, procfacts, say, say_as, Common, Lab, OrDie};
 use serde_json::json;
 use std::collections::BTreeMap;
-use std::fmt::{self, Write as _};
-use std::io::{Read, Write as _};
-use std::net::{SocketAddr, TcpStream};
+use std::fmt::Write as _;
+use std::io::Write as _;
 use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -437,10 +440,6 @@ fn read_head(fd: RawFd, buf: &mut [u8], len: &mut usize, timeout: Duration, fres
     }
 }
 
-fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    hay.windows(needle.len()).position(|w| w == needle)
-}
-
 /// Serve requests on one connection until it closes, asks to close, misbehaves or we stop.
 /// Returns how many requests got an answer.
 fn serve_connection(fd: RawFd, bufs: &mut Bufs, cfg: &Cfg, me: i32) -> u64 {
@@ -485,135 +484,6 @@ fn serve_connection(fd: RawFd, bufs: &mut Bufs, cfg: &Cfg, me: i32) -> u64 {
             return served;
         }
     }
-}
-
-/// Before closing on an error: stop sending, then read and drop what the client still
-/// sends (bounded), because closing with unread bytes makes the kernel send a reset, which
-/// can destroy our error response before the client reads it.
-fn linger(fd: RawFd, scratch: &mut [u8]) {
-    // SAFETY: shutdown, poll and recv on our connection, into a live buffer.
-    unsafe {
-        libc::shutdown(fd, libc::SHUT_WR); // our FIN goes after the response
-        let deadline = Instant::now() + Duration::from_millis(500);
-        let mut drained = 0;
-        while Instant::now() < deadline && drained < 1 << 20 {
-            let mut p = libc::pollfd {
-                fd,
-                events: libc::POLLIN,
-                revents: 0,
-            };
-            if libc::poll(&mut p, 1, 100) <= 0 {
-                continue; // nothing yet (or a signal): bounded by the deadline
-            }
-            let n = libc::recv(fd, scratch.as_mut_ptr().cast(), scratch.len(), libc::MSG_DONTWAIT); // discard
-            if n <= 0 {
-                return; // EOF: the client closed its side
-            }
-            drained += n as usize;
-        }
-    }
-}
-
-#[derive(Clone, Copy, PartialEq)]
-enum Conn {
-    /// HTTP/1.1 default: keep the connection.
-    Keep,
-    /// HTTP/1.0 with `Connection: keep-alive`: keep it and say so.
-    KeepSay,
-    Close,
-}
-
-struct Req<'a> {
-    head_only: bool,
-    path: &'a [u8],
-    query: &'a [u8],
-    conn: Conn,
-}
-
-/// Parse a request head: `GET /path?query HTTP/1.1`, then `Name: value` lines. Anything
-/// else is a 400 (and a body, which this server does not take).
-fn parse(head: &[u8]) -> Result<Req<'_>, u16> {
-    let mut lines = head[..head.len() - 4].split(|&b| b == b'\n');
-    let first = lines.next().ok_or(400u16)?;
-    let first = first.strip_suffix(b"\r".as_slice()).ok_or(400u16)?; // lines end with CRLF
-    let mut parts = first.split(|&b| b == b' ');
-    let (method, target, version) = match (parts.next(), parts.next(), parts.next(), parts.next()) {
-        (Some(m), Some(t), Some(v), None) => (m, t, v),
-        _ => return Err(400),
-    };
-    if method.is_empty() || !method.iter().all(u8::is_ascii_uppercase) {
-        return Err(400);
-    }
-    if target.first() != Some(&b'/') || !target.iter().all(|b| b.is_ascii_graphic()) {
-        return Err(400);
-    }
-    let http11 = match version {
-        b"HTTP/1.1" => true,
-        b"HTTP/1.0" => false,
-        _ => return Err(400),
-    };
-    let (mut host, mut close, mut keep) = (false, false, false);
-    for line in lines {
-        let line = line.strip_suffix(b"\r".as_slice()).unwrap_or(line); // the last one lost its CRLF above
-        let colon = line.iter().position(|&b| b == b':').ok_or(400u16)?;
-        let (name, value) = (&line[..colon], line[colon + 1..].trim_ascii());
-        if name.is_empty()
-            || !name
-                .iter()
-                .all(|&b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
-        {
-            return Err(400);
-        }
-        if name.eq_ignore_ascii_case(b"host") {
-            host = true;
-        } else if name.eq_ignore_ascii_case(b"connection") {
-            close |= has_token(value, b"close");
-            keep |= has_token(value, b"keep-alive");
-        } else if name.eq_ignore_ascii_case(b"transfer-encoding")
-            || (name.eq_ignore_ascii_case(b"content-length") && value != b"0")
-        {
-            return Err(400); // no request bodies here
-        }
-    }
-    if http11 && !host {
-        return Err(400); // HTTP/1.1 requires Host
-    }
-    let conn = match (http11, close, keep) {
-        (_, true, _) => Conn::Close,
-        (true, false, _) => Conn::Keep,
-        (false, false, true) => Conn::KeepSay,
-        (false, false, false) => Conn::Close,
-    };
-    let (path, query) = match target.iter().position(|&b| b == b'?') {
-        Some(q) => (&target[..q], &target[q + 1..]),
-        None => (target, &b""[..]),
-    };
-    match method {
-        b"GET" | b"HEAD" => Ok(Req {
-            head_only: method == b"HEAD",
-            path,
-            query,
-            conn,
-        }),
-        _ => Err(405),
-    }
-}
-
-fn has_token(value: &[u8], token: &[u8]) -> bool {
-    value
-        .split(|&b| b == b',')
-        .any(|t| t.trim_ascii().eq_ignore_ascii_case(token))
-}
-
-/// `name=N` in a query string, if present and a number.
-fn param(query: &[u8], name: &[u8]) -> Option<u64> {
-    query.split(|&b| b == b'&').find_map(|kv| {
-        let v = kv.strip_prefix(name)?.strip_prefix(b"=".as_slice())?;
-        if v.is_empty() || v.len() > 12 || !v.iter().all(u8::is_ascii_digit) {
-            return None;
-        }
-        Some(v.iter().fold(0u64, |n, d| n * 10 + u64::from(d - b'0')))
-    })
 }
 
 /// The endpoints. Writes the body into `w`; returns the status.
@@ -674,96 +544,6 @@ fn burn(n: u64) -> u64 {
         x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(i));
     }
     x
-}
-
-fn reason(status: u16) -> &'static str {
-    match status {
-        200 => "OK",
-        400 => "Bad Request",
-        404 => "Not Found",
-        405 => "Method Not Allowed",
-        408 => "Request Timeout",
-        431 => "Request Header Fields Too Large",
-        _ => "Error",
-    }
-}
-
-/// Write the whole response; false if the client went away or stalled.
-fn respond(fd: RawFd, out: &mut [u8], status: u16, body: &[u8], conn: Conn, head_only: bool) -> bool {
-    let mut w = SliceWriter::new(out);
-    let conn_line = match conn {
-        Conn::Keep => "",
-        Conn::KeepSay => "Connection: keep-alive\r\n",
-        Conn::Close => "Connection: close\r\n",
-    };
-    let _ = write!(
-        w,
-        "HTTP/1.1 {status} {}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n{conn_line}\r\n",
-        reason(status),
-        body.len()
-    );
-    if !head_only {
-        w.put(body);
-    }
-    let n = w.len;
-    send_all(fd, &out[..n])
-}
-
-fn send_all(fd: RawFd, mut bytes: &[u8]) -> bool {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while !bytes.is_empty() {
-        // SAFETY: the pointer and length describe a live slice.
-        let n = unsafe {
-            libc::send(
-                fd,
-                bytes.as_ptr().cast(),
-                bytes.len(),
-                libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT,
-            )
-        }; // no SIGPIPE if the client is gone
-        if n >= 0 {
-            bytes = &bytes[n as usize..];
-            continue;
-        }
-        match Errno::last() {
-            Errno::EINTR => {}
-            Errno::EAGAIN if Instant::now() < deadline => {
-                let mut p = libc::pollfd {
-                    fd,
-                    events: libc::POLLOUT,
-                    revents: 0,
-                };
-                // SAFETY: one valid pollfd.
-                unsafe { libc::poll(&mut p, 1, TICK_MS as i32) }; // a slow reader: wait, bounded
-            }
-            _ => return false,
-        }
-    }
-    true
-}
-
-/// A `fmt::Write` into a fixed slice (no heap); longer text is cut.
-struct SliceWriter<'a> {
-    buf: &'a mut [u8],
-    len: usize,
-}
-
-impl<'a> SliceWriter<'a> {
-    fn new(buf: &'a mut [u8]) -> Self {
-        SliceWriter { buf, len: 0 }
-    }
-    fn put(&mut self, b: &[u8]) {
-        let n = b.len().min(self.buf.len() - self.len);
-        self.buf[self.len..self.len + n].copy_from_slice(&b[..n]);
-        self.len += n;
-    }
-}
-
-impl fmt::Write for SliceWriter<'_> {
-    fn write_str(&mut self, s: &str) -> fmt::Result {
-        self.put(s.as_bytes());
-        Ok(())
-    }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1109,69 +889,6 @@ fn serve_threads(mut lab: Lab, cfg: Cfg, n: usize, signals: &SigSet, grace: Dura
 // ---------------------------------------------------------------------------------------
 // The demo: a bounded client of its own drives the scenario of the chapter.
 // ---------------------------------------------------------------------------------------
-
-/// One response: status and body.
-type Resp = Result<(u16, String), String>;
-
-/// Read one response (status line, headers, Content-Length body) from `s`.
-fn read_response(s: &mut TcpStream) -> Resp {
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 4096];
-    let head_end = loop {
-        if let Some(i) = find(&buf, b"\r\n\r\n") {
-            break i + 4;
-        }
-        let n = s.read(&mut chunk).map_err(|e| e.to_string())?;
-        if n == 0 || buf.len() > 65_536 {
-            return Err("connection closed before a response".into());
-        }
-        buf.extend_from_slice(&chunk[..n]);
-    };
-    let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
-    let status = head.get(9..12).and_then(|s| s.parse().ok()).ok_or("bad status line")?;
-    let len: usize = head
-        .lines()
-        .find_map(|l| {
-            l.to_ascii_lowercase()
-                .strip_prefix("content-length:")
-                .map(|v| v.trim().to_string())
-        })
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0);
-    while buf.len() < head_end + len {
-        let n = s.read(&mut chunk).map_err(|e| e.to_string())?;
-        if n == 0 {
-            return Err("connection closed in the body".into());
-        }
-        buf.extend_from_slice(&chunk[..n]);
-    }
-    Ok((
-        status,
-        String::from_utf8_lossy(&buf[head_end..head_end + len]).to_string(),
-    ))
-}
-
-fn connect(port: u16) -> Result<TcpStream, String> {
-    let addr = SocketAddr::from(([127, 0, 0, 1], port));
-    let s = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).map_err(|e| e.to_string())?;
-    s.set_read_timeout(Some(Duration::from_secs(15)))
-        .map_err(|e| e.to_string())?;
-    s.set_write_timeout(Some(Duration::from_secs(2)))
-        .map_err(|e| e.to_string())?;
-    Ok(s)
-}
-
-/// One request on a new connection (`Connection: close`), bounded in time.
-fn get(port: u16, path: &str) -> Resp {
-    let mut s = connect(port)?;
-    write!(s, "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n").map_err(|e| e.to_string())?;
-    read_response(&mut s)
-}
-
-/// The worker pid in a body `worker 4213 ...`.
-fn worker_of(body: &str) -> Option<i32> {
-    body.split_whitespace().nth(1)?.parse().ok()
-}
 
 /// The number of the system call `pid` is blocked in (/proc/PID/syscall), if any.
 fn in_syscall(pid: Pid) -> Option<i64> {
