@@ -70,6 +70,10 @@ enum Model {
 }
 
 /// A prefork HTTP/1.1 server: a supervising master and N workers blocking in accept().
+///
+/// GET / (the worker's pid), GET /work?ms=N (sleeps, N <= 10000), GET /cpu?n=N (burns CPU,
+/// N <= 50000000). Signals to the master: TERM graceful stop, INT/QUIT fast stop, TTIN one
+/// worker more, TTOU one fewer, HUP replace every worker one by one.
 #[derive(Parser)]
 #[command(name = "prefork", version)]
 struct Args {
