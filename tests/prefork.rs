@@ -348,3 +348,42 @@ fn bad_flags_exit_2() {
     assert_usage_error("prefork", &["--timeout-ms", "5"]);
     assert_usage_error("prefork", &["--model", "fibers"]);
 }
+
+#[test]
+fn reuseport_workers_each_have_a_socket_and_all_serve() {
+    let mut srv = Server::start(&["--workers", "3", "--reuseport"]);
+    let workers = srv.workers_started(3);
+    let port = srv.port;
+    // Each worker listens on a socket of its own: one no other worker holds.
+    let sockets = |p: i32| -> std::collections::BTreeSet<String> {
+        std::fs::read_dir(format!("/proc/{p}/fd"))
+            .map(|d| {
+                d.flatten()
+                    .filter_map(|e| std::fs::read_link(e.path()).ok())
+                    .map(|l| l.display().to_string())
+                    .filter(|l| l.starts_with("socket:"))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let own = until(Duration::from_secs(5), || {
+        let all: Vec<_> = workers.iter().map(|&p| sockets(p)).collect();
+        let own = (0..all.len())
+            .filter(|&i| {
+                all[i]
+                    .iter()
+                    .any(|s| (0..all.len()).all(|j| j == i || !all[j].contains(s)))
+            })
+            .count();
+        (own == workers.len()).then_some(own)
+    });
+    assert_eq!(own, Some(3), "every worker has a socket of its own");
+    let mut seen = std::collections::BTreeSet::new();
+    for _ in 0..60 {
+        let (status, body) = get(port, "/").expect("request");
+        assert_eq!(status, 200);
+        seen.insert(worker_of(&body));
+    }
+    assert!(seen.len() > 1, "60 connections all hashed to one worker: {seen:?}");
+    assert_eq!(srv.stop(libc::SIGTERM), Some(0));
+}
