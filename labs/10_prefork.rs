@@ -395,7 +395,6 @@ enum Head {
 /// `timeout` in all: a client that trickles its request in slower than that is dropped.
 fn read_head(fd: RawFd, buf: &mut [u8], len: &mut usize, timeout: Duration, fresh: bool) -> Head {
     let deadline = Instant::now() + timeout;
-    let mut eager = fresh; // on a new connection the request is usually there already: no poll
     loop {
         if let Some(end) = find(&buf[..*len], b"\r\n\r\n") {
             return Head::Complete(end + 4);
@@ -403,41 +402,22 @@ fn read_head(fd: RawFd, buf: &mut [u8], len: &mut usize, timeout: Duration, fres
         if *len == buf.len() {
             return Head::TooLarge;
         }
-        let now = Instant::now();
-        if now >= deadline {
+        if Instant::now() >= deadline {
             return if *len == 0 { Head::Closed } else { Head::TimedOut };
         }
         // Stopping: an idle keep-alive connection is closed, unless a request already came;
         // a new connection is not idle (its client is sending the request we accepted it for).
-        let stopping = STOP.load(Ordering::SeqCst) && *len == 0 && !fresh;
-        if !std::mem::take(&mut eager) {
-            let ms = if stopping {
-                0
-            } else {
-                (deadline - now).as_millis().min(TICK_MS as u128) as i32
-            };
-            let mut p = libc::pollfd {
-                fd,
-                events: libc::POLLIN,
-                revents: 0,
-            };
-            // SAFETY: one valid pollfd.
-            let r = unsafe { libc::poll(&mut p, 1, ms) }; // wait for bytes, a signal or the tick
-            if r == 0 && stopping {
-                return Head::Closed;
-            }
-            if r <= 0 {
-                continue; // EINTR (a signal: look at STOP) or the tick
-            }
-        }
+        let idle_stop = STOP.load(Ordering::SeqCst) && *len == 0 && !fresh;
+        let flags = if idle_stop { libc::MSG_DONTWAIT } else { 0 };
         let room = &mut buf[*len..];
         // SAFETY: the pointer and length describe the free part of the buffer.
-        let n = unsafe { libc::recv(fd, room.as_mut_ptr().cast(), room.len(), libc::MSG_DONTWAIT) }; // take what has arrived
+        let n = unsafe { libc::recv(fd, room.as_mut_ptr().cast(), room.len(), flags) }; // sleep until bytes come, a signal, or the 500 ms SO_RCVTIMEO the connection inherited from the listening socket
         match n {
             0 => return Head::Closed, // EOF: the client closed
             n if n < 0 => match Errno::last() {
-                Errno::EAGAIN | Errno::EINTR => continue,
-                _ => return Head::Closed, // ECONNRESET and the like
+                Errno::EAGAIN if idle_stop => return Head::Closed, // nothing had arrived
+                Errno::EAGAIN | Errno::EINTR => continue,          // the tick or a signal: look again
+                _ => return Head::Closed,                          // ECONNRESET and the like
             },
             n => *len += n as usize,
         }
