@@ -52,8 +52,9 @@ use std::time::{Duration, Instant};
 const REQ_MAX: usize = 8192;
 /// The response buffer: status line, headers and a short body.
 const OUT_MAX: usize = 1024;
-/// A worker blocked in accept wakes at least this often (SO_RCVTIMEO) to look at STOP and
-/// at its parent, in case a signal came just before it entered accept.
+/// A worker blocked in accept (or in recv: accepted sockets inherit the option) wakes at
+/// least this often (SO_RCVTIMEO) to look at STOP, its parent and the clock, in case a
+/// signal came just before it entered the call.
 const TICK_MS: u64 = 500;
 /// A worker that dies younger than this counts toward a crash loop.
 const YOUNG: Duration = Duration::from_millis(500);
@@ -100,7 +101,7 @@ struct Args {
     #[arg(long)]
     broken_workers: bool,
     /// Run the scripted scenario against itself (port 0, 3 workers) and exit with a verdict.
-    #[arg(long)]
+    #[arg(long, conflicts_with_all = ["reuseport", "broken_workers"])]
     demo: bool,
     #[command(flatten)]
     common: Common,
@@ -133,6 +134,15 @@ impl Bufs {
 
 fn main() {
     let args = Args::parse();
+    if args.demo && args.model == Model::Threads {
+        use clap::CommandFactory;
+        Args::command()
+            .error(
+                clap::error::ErrorKind::ArgumentConflict,
+                "--demo runs the process model only",
+            )
+            .exit(); // exit 2, nothing started
+    }
     let mut lab = Lab::start("prefork", &args.common);
     // The master takes its signals one at a time from sigtimedwait in its loop, so they must
     // be blocked before any thread exists (threads inherit the mask).
@@ -275,7 +285,8 @@ fn setsockopt_int(fd: RawFd, opt: libc::c_int, v: libc::c_int) {
     }
 }
 
-/// accept() on this socket gives up after TICK_MS (EAGAIN), so a worker looks around.
+/// accept() on this socket, and recv() on the sockets it accepts, give up after TICK_MS
+/// (EAGAIN), so a worker looks around.
 fn set_accept_tick(fd: RawFd) {
     let tv = libc::timeval {
         tv_sec: 0,

@@ -347,6 +347,8 @@ fn bad_flags_exit_2() {
     assert_usage_error("prefork", &["--port", "70000"]);
     assert_usage_error("prefork", &["--timeout-ms", "5"]);
     assert_usage_error("prefork", &["--model", "fibers"]);
+    assert_usage_error("prefork", &["--demo", "--model", "threads"]);
+    assert_usage_error("prefork", &["--demo", "--reuseport"]);
 }
 
 #[test]
