@@ -885,10 +885,14 @@ fn serve_threads(mut lab: Lab, cfg: Cfg, n: usize, signals: &SigSet, grace: Dura
 // The demo: a bounded client of its own drives the scenario of the chapter.
 // ---------------------------------------------------------------------------------------
 
-/// The number of the system call `pid` is blocked in (/proc/PID/syscall), if any.
-fn in_syscall(pid: Pid) -> Option<i64> {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/syscall")).ok()?;
-    s.split_whitespace().next()?.parse().ok()
+/// True if `pid` is blocked in system call `nr` (/proc/PID/syscall), or, where that file
+/// is not readable (it needs ptrace rights), if it sleeps in a kernel function whose name
+/// contains `wchan` (/proc/PID/wchan).
+fn blocked_in(pid: Pid, nr: i64, wchan: &str) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/syscall")) {
+        Ok(s) => s.split_whitespace().next().and_then(|n| n.parse().ok()) == Some(nr),
+        Err(_) => procfacts::wchan(pid.as_raw()).is_some_and(|w| w.contains(wchan)),
+    }
 }
 
 /// The inode of the socket `fd` (`socket:[INODE]` in /proc/PID/fd).
@@ -929,16 +933,17 @@ fn demo(mut lab: Lab, mut m: Master) -> ! {
     let (mut shared, mut in_accept) = (0, 0);
     for pid in m.pids() {
         let sock = socket_inode(pid, m.cfg.listen_fd).unwrap_or_default(); // the fd number survives fork
-        let nr = procfacts::poll_until(Duration::from_secs(5), || {
-            in_syscall(pid).filter(|&n| n == libc::SYS_accept4)
-        });
+        let accepting = procfacts::poll_until(Duration::from_secs(5), || {
+            blocked_in(pid, libc::SYS_accept4, "accept").then_some(())
+        })
+        .is_some();
         lab.observe(
             "worker_socket",
-            json!({"pid": pid.as_raw(), "fd": m.cfg.listen_fd, "socket": sock, "syscall": nr}),
+            json!({"pid": pid.as_raw(), "fd": m.cfg.listen_fd, "socket": sock, "in_accept4": accepting}),
             format_args!(
                 "worker {pid}: fd {} -> {sock}; /proc/{pid}/syscall: {}",
                 m.cfg.listen_fd,
-                if nr.is_some() {
+                if accepting {
                     "blocked in accept4"
                 } else {
                     "not seen in accept4"
@@ -946,7 +951,7 @@ fn demo(mut lab: Lab, mut m: Master) -> ! {
             ),
         );
         shared += (sock == master_sock && sock.starts_with("socket:")) as usize;
-        in_accept += nr.is_some() as usize;
+        in_accept += accepting as usize;
     }
     // ANCHOR_END: demo_start
     let n = m.workers.len();
@@ -1109,7 +1114,7 @@ fn demo(mut lab: Lab, mut m: Master) -> ! {
     let sleeper = procfacts::poll_until(Duration::from_secs(10), || {
         m.pids()
             .into_iter()
-            .find(|&p| in_syscall(p) == Some(libc::SYS_clock_nanosleep))
+            .find(|&p| blocked_in(p, libc::SYS_clock_nanosleep, "nanosleep"))
     });
     lab.observe(
         "in_flight",
