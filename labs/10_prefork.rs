@@ -926,9 +926,9 @@ fn demo(mut lab: Lab, mut m: Master) -> ! {
     let me = getpid();
 
     lab.section("1. The master binds one socket and forks the workers");
-    // ANCHOR: demo_start
     m.start_all(&mut lab);
     lab.show_tree(me);
+    // ANCHOR: demo_start
     let master_sock = socket_inode(me, m.cfg.listen_fd).unwrap_or_default();
     let (mut shared, mut in_accept) = (0, 0);
     for pid in m.pids() {
