@@ -17,6 +17,7 @@ pub mod cleanup;
 pub mod errors;
 pub mod measure;
 pub mod narrate;
+pub mod prefork_http;
 pub mod procfacts;
 pub mod report;
 pub mod roster;

@@ -68,6 +68,14 @@ pub const LABS: &[LabInfo] = &[
         args: &[],
     },
     LabInfo {
+        number: 10,
+        name: "prefork",
+        file: "10_prefork.rs",
+        chapter: "10-prefork.md",
+        shows: "prefork HTTP server: workers share one socket, the master replaces the dead, SIGTERM loses no request",
+        args: &["--demo"],
+    },
+    LabInfo {
         number: 11,
         name: "parent-death",
         file: "11_parent_death.rs",

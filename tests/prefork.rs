@@ -1,0 +1,391 @@
+//! The prefork server: its demo's verdict, and the server itself driven by a bounded client
+//! of our own (no wrk, no nginx), on 127.0.0.1 with a port the kernel picks.
+mod common;
+use common::*;
+
+use serde_json::Value;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+/// A server started with `--json --port 0`; killed (with its workers, by PDEATHSIG) if a
+/// test fails half-way.
+struct Server {
+    s: Option<Started>,
+    port: u16,
+    master: i32,
+}
+
+impl Server {
+    fn start(args: &[&str]) -> Server {
+        let mut all = vec!["--port", "0"];
+        all.extend_from_slice(args);
+        let mut s = start_json("prefork", &all);
+        let l = s.wait_for(|v| v["kind"] == "listening").expect("listening observation");
+        Server {
+            port: l["port"].as_u64().expect("port") as u16,
+            master: l["pid"].as_i64().expect("pid") as i32,
+            s: Some(s),
+        }
+    }
+    fn started(&mut self) -> &mut Started {
+        self.s.as_mut().expect("running")
+    }
+    /// The next `n` workers the master reports forking.
+    fn workers_started(&mut self, n: usize) -> Vec<i32> {
+        (0..n)
+            .map(|_| {
+                let v = self
+                    .started()
+                    .wait_for(|v| v["kind"] == "worker_started")
+                    .expect("worker_started");
+                v["pid"].as_i64().unwrap() as i32
+            })
+            .collect()
+    }
+    fn next(&mut self, kind: &str) -> Value {
+        let k = kind.to_string();
+        self.started()
+            .wait_for(move |v| v["kind"] == k.as_str())
+            .unwrap_or_else(|| panic!("no {kind} observation"))
+    }
+    /// Send `sig`, wait for the end, assert nothing is left; returns the exit code.
+    fn stop(mut self, sig: i32) -> Option<i32> {
+        interrupt(self.s.take().expect("running"), sig).code()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(mut s) = self.s.take() {
+            let _ = s.child.kill();
+            let _ = s.child.wait();
+        }
+    }
+}
+
+/// Send raw bytes on a new connection and read until the server closes it (bounded).
+fn raw(port: u16, req: &[u8]) -> Result<String, String> {
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).map_err(|e| e.to_string())?;
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.set_write_timeout(Some(Duration::from_secs(2))).unwrap();
+    s.write_all(req).map_err(|e| e.to_string())?;
+    let mut out = Vec::new();
+    s.take(1 << 20).read_to_end(&mut out).map_err(|e| e.to_string())?;
+    Ok(String::from_utf8_lossy(&out).into_owned())
+}
+
+/// GET `path` with `Connection: close`: (status, body).
+fn get(port: u16, path: &str) -> Result<(u16, String), String> {
+    let text = raw(
+        port,
+        format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n").as_bytes(),
+    )?;
+    let status = text
+        .get(9..12)
+        .and_then(|s| s.parse().ok())
+        .ok_or(format!("no status in {text:?}"))?;
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    Ok((status, body))
+}
+
+fn worker_of(body: &str) -> i32 {
+    body.split_whitespace().nth(1).and_then(|p| p.parse().ok()).unwrap_or(0)
+}
+
+fn alive(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| s.rsplit(')').next().map(|r| !r.trim_start().starts_with('Z')))
+        .unwrap_or(false)
+}
+
+fn syscall_of(pid: i32) -> Option<i64> {
+    std::fs::read_to_string(format!("/proc/{pid}/syscall"))
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+fn until<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
+    let end = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return Some(v);
+        }
+        if Instant::now() > end {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+#[test]
+fn demo_verifies_spread_replacement_and_graceful_stop() {
+    let run = run_json("prefork", &["--demo"]);
+    run.assert_verified();
+    let spread = run.observation("spread");
+    assert!(spread["rows"].as_array().unwrap().len() > 1, "{spread}");
+    let deaths = run.observations("worker_died");
+    assert!(deaths.iter().any(|d| d["signal"] == "SIGKILL" && d["replaced"] == true));
+    assert!(deaths.iter().any(|d| d["code"] == 0 && d["replaced"] == true));
+    assert_eq!(run.observation("in_flight_answer")["ok"], true);
+    assert_eq!(run.observation("after_stop")["refused"], true);
+}
+
+#[test]
+fn requests_spread_a_killed_worker_is_replaced_and_graceful_stop_loses_nothing() {
+    let mut srv = Server::start(&["--workers", "3"]);
+    let workers = srv.workers_started(3);
+    let port = srv.port;
+
+    // Spread: concurrent clients, one connection per request.
+    let clients: Vec<_> = (0..3)
+        .map(|_| std::thread::spawn(move || (0..15).map(|_| get(port, "/")).collect::<Vec<_>>()))
+        .collect();
+    let mut seen = std::collections::BTreeSet::new();
+    for c in clients {
+        for r in c.join().unwrap() {
+            let (status, body) = r.expect("request");
+            assert_eq!(status, 200);
+            seen.insert(worker_of(&body));
+        }
+    }
+    assert!(seen.len() > 1, "45 requests all served by one worker: {seen:?}");
+    assert!(seen.iter().all(|p| workers.contains(p)));
+
+    // Kill one worker: the master reaps it, forks a replacement, requests keep succeeding.
+    let victim = workers[0];
+    unsafe { libc::kill(victim, libc::SIGKILL) };
+    let died = srv.next("worker_died");
+    assert_eq!(died["pid"], victim);
+    assert_eq!(died["signal"], "SIGKILL");
+    let new = srv.workers_started(1)[0];
+    assert!(!workers.contains(&new));
+    for _ in 0..20 {
+        assert_eq!(get(port, "/").expect("request after the kill").0, 200);
+    }
+    assert!(!alive(victim));
+
+    // Graceful stop with a request in flight: it is answered, then every worker exits.
+    let now: Vec<i32> = vec![workers[1], workers[2], new];
+    let in_flight = std::thread::spawn(move || get(port, "/work?ms=800"));
+    let sleeping = until(Duration::from_secs(10), || {
+        now.iter()
+            .copied()
+            .find(|&p| syscall_of(p) == Some(libc::SYS_clock_nanosleep))
+    });
+    assert!(sleeping.is_some(), "no worker seen serving /work");
+    assert_eq!(srv.stop(libc::SIGTERM), Some(0), "graceful stop verifies");
+    let (status, body) = in_flight.join().unwrap().expect("in-flight request answered");
+    assert_eq!(status, 200);
+    assert!(body.contains("slept 800 ms"), "{body}");
+    for p in now {
+        assert!(!alive(p), "worker {p} alive after shutdown");
+    }
+}
+
+#[test]
+fn malformed_and_oversized_requests_get_400_and_431_and_the_server_carries_on() {
+    let mut srv = Server::start(&["--workers", "1"]);
+    srv.workers_started(1);
+    let port = srv.port;
+    for bad in [
+        &b"GARBAGE\r\n\r\n"[..],
+        b"GET / HTTP/1.1\r\n\r\n", // HTTP/1.1 without Host
+        b"GET / HTTP/9.9\r\nHost: x\r\n\r\n",
+        b"GET nopath HTTP/1.1\r\nHost: x\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: x\r\nno colon here\r\n\r\n",
+    ] {
+        let r = raw(port, bad).expect("an answer");
+        assert!(r.starts_with("HTTP/1.1 400 "), "{bad:?} -> {r:?}");
+        assert_eq!(get(port, "/").unwrap().0, 200, "served after {bad:?}");
+    }
+    let mut big = b"GET / HTTP/1.1\r\nHost: x\r\nX-Big: ".to_vec();
+    big.extend(std::iter::repeat_n(b'a', 10_000));
+    big.extend_from_slice(b"\r\n\r\n");
+    assert!(raw(port, &big).unwrap().starts_with("HTTP/1.1 431 "));
+    assert_eq!(get(port, "/work?ms=99999").unwrap().0, 400, "bounded");
+    assert_eq!(get(port, "/cpu?n=0").unwrap().0, 400, "bounded");
+    assert_eq!(get(port, "/cpu?n=1000").unwrap().0, 200);
+    assert_eq!(get(port, "/nowhere").unwrap().0, 404);
+    // Keep-alive: two requests on one connection, same worker.
+    let r = raw(
+        port,
+        b"GET / HTTP/1.1\r\nHost: x\r\n\r\nGET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .unwrap();
+    assert_eq!(r.matches("HTTP/1.1 200 OK").count(), 2, "{r}");
+    assert_eq!(srv.stop(libc::SIGINT), Some(0));
+}
+
+#[test]
+fn a_slow_client_is_dropped_and_cannot_hold_the_only_worker() {
+    let mut srv = Server::start(&["--workers", "1", "--timeout-ms", "300"]);
+    srv.workers_started(1);
+    let port = srv.port;
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let mut slow = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).unwrap();
+    slow.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    slow.write_all(b"GET / HTTP/1.1\r\nHo").unwrap(); // and never the rest
+    let t = Instant::now();
+    assert_eq!(get(port, "/").expect("served after the slow one").0, 200);
+    assert!(t.elapsed() < Duration::from_secs(8));
+    let mut answer = String::new();
+    let _ = slow.read_to_string(&mut answer); // 408, then EOF
+    assert!(answer.is_empty() || answer.starts_with("HTTP/1.1 408 "), "{answer:?}");
+    assert_eq!(srv.stop(libc::SIGTERM), Some(0));
+}
+
+#[test]
+fn sighup_replaces_every_worker_and_ttin_ttou_resize() {
+    let mut srv = Server::start(&["--workers", "2"]);
+    let old = srv.workers_started(2);
+    let port = srv.port;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::sync::Arc;
+    let (stop, count) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicUsize::new(0)));
+    let (flag, done) = (stop.clone(), count.clone());
+    let load = std::thread::spawn(move || {
+        let mut results = Vec::new();
+        while !flag.load(Ordering::SeqCst) && results.len() < 5000 {
+            results.push(get(port, "/"));
+            done.fetch_add(1, Ordering::SeqCst);
+        }
+        results
+    });
+    let at_least = |n: usize| {
+        until(Duration::from_secs(10), || {
+            (count.load(Ordering::SeqCst) >= n).then_some(())
+        })
+    };
+    at_least(10);
+    unsafe { libc::kill(srv.master, libc::SIGHUP) };
+    let mut replaced = Vec::new();
+    for _ in 0..2 {
+        let d = srv.next("worker_died");
+        assert_eq!(d["code"], 0, "an old worker exits gracefully: {d}");
+        assert_eq!(d["replaced"], false, "{d}");
+        replaced.push(d["pid"].as_i64().unwrap() as i32);
+    }
+    replaced.sort();
+    let mut o = old.clone();
+    o.sort();
+    assert_eq!(replaced, o, "every old worker replaced");
+    at_least(count.load(Ordering::SeqCst) + 10);
+    stop.store(true, Ordering::SeqCst);
+    let results = load.join().unwrap();
+    assert!(results.len() >= 20);
+    let failed: Vec<_> = results.iter().filter(|r| !matches!(r, Ok((200, _)))).collect();
+    assert!(failed.is_empty(), "requests failed during SIGHUP: {failed:?}");
+
+    unsafe { libc::kill(srv.master, libc::SIGTTIN) };
+    assert_eq!(srv.next("resize")["want"], 3);
+    srv.workers_started(1);
+    unsafe { libc::kill(srv.master, libc::SIGTTOU) };
+    assert_eq!(srv.next("resize")["want"], 2);
+    let d = srv.next("worker_died");
+    assert_eq!(d["replaced"], false, "{d}");
+    assert_eq!(srv.stop(libc::SIGTERM), Some(0));
+}
+
+#[test]
+fn a_crash_loop_is_restarted_with_back_off() {
+    let mut srv = Server::start(&["--workers", "1", "--broken-workers"]);
+    let t = Instant::now();
+    let delays: Vec<u64> = (0..5)
+        .map(|_| {
+            let d = srv.next("worker_died");
+            assert_eq!(d["code"], 70);
+            d["delay_ms"].as_u64().unwrap()
+        })
+        .collect();
+    assert_eq!(delays, vec![0, 100, 200, 400, 800], "back-off doubles");
+    assert!(t.elapsed() >= Duration::from_millis(700), "not a tight loop");
+    assert_eq!(srv.stop(libc::SIGINT), Some(0));
+}
+
+#[test]
+fn workers_exit_when_the_master_is_killed() {
+    let mut srv = Server::start(&["--workers", "2"]);
+    let workers = srv.workers_started(2);
+    let mut s = srv.s.take().unwrap();
+    unsafe { libc::kill(srv.master, libc::SIGKILL) };
+    let _ = s.child.wait();
+    let gone = until(Duration::from_secs(5), || {
+        workers.iter().all(|&p| !alive(p)).then_some(())
+    });
+    assert!(gone.is_some(), "workers outlived their master: {workers:?}");
+    assert_no_leftovers(&s.tag, Duration::from_secs(5));
+}
+
+#[test]
+fn the_threads_model_serves_and_stops_gracefully() {
+    let srv = Server::start(&["--workers", "2", "--model", "threads"]);
+    let port = srv.port;
+    let in_flight = std::thread::spawn(move || get(port, "/work?ms=300"));
+    for _ in 0..10 {
+        let (status, body) = get(port, "/").unwrap();
+        assert_eq!(status, 200);
+        assert!(worker_of(&body) > 0);
+    }
+    until(Duration::from_secs(5), || in_flight.is_finished().then_some(()));
+    assert_eq!(in_flight.join().unwrap().unwrap().0, 200);
+    assert_eq!(srv.stop(libc::SIGTERM), Some(0));
+}
+
+#[test]
+fn bad_flags_exit_2() {
+    assert_usage_error("prefork", &["--workers", "0"]);
+    assert_usage_error("prefork", &["--workers", "1000"]);
+    assert_usage_error("prefork", &["--port", "70000"]);
+    assert_usage_error("prefork", &["--timeout-ms", "5"]);
+    assert_usage_error("prefork", &["--model", "fibers"]);
+    assert_usage_error("prefork", &["--demo", "--model", "threads"]);
+    assert_usage_error("prefork", &["--demo", "--reuseport"]);
+}
+
+#[test]
+fn reuseport_workers_each_have_a_socket_and_all_serve() {
+    let mut srv = Server::start(&["--workers", "3", "--reuseport"]);
+    let workers = srv.workers_started(3);
+    let port = srv.port;
+    // Each worker listens on a socket of its own: one no other worker holds.
+    let sockets = |p: i32| -> std::collections::BTreeSet<String> {
+        std::fs::read_dir(format!("/proc/{p}/fd"))
+            .map(|d| {
+                d.flatten()
+                    .filter_map(|e| std::fs::read_link(e.path()).ok())
+                    .map(|l| l.display().to_string())
+                    .filter(|l| l.starts_with("socket:"))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let own = until(Duration::from_secs(5), || {
+        let all: Vec<_> = workers.iter().map(|&p| sockets(p)).collect();
+        let own = (0..all.len())
+            .filter(|&i| {
+                all[i]
+                    .iter()
+                    .any(|s| (0..all.len()).all(|j| j == i || !all[j].contains(s)))
+            })
+            .count();
+        (own == workers.len()).then_some(own)
+    });
+    assert_eq!(own, Some(3), "every worker has a socket of its own");
+    let mut seen = std::collections::BTreeSet::new();
+    for _ in 0..60 {
+        let (status, body) = get(port, "/").expect("request");
+        assert_eq!(status, 200);
+        seen.insert(worker_of(&body));
+    }
+    assert!(seen.len() > 1, "60 connections all hashed to one worker: {seen:?}");
+    assert_eq!(srv.stop(libc::SIGTERM), Some(0));
+}
