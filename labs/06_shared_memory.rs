@@ -397,7 +397,7 @@ fn main() {
     let (pipe_ok, pipe_time) = pipe_transfer(total);
     let speedup = pipe_time.as_secs_f64() / shm_time.as_secs_f64().max(1e-12);
     lab.table(
-        "zero_copy",
+        "zero_copy_table",
         &["path", "moved", "time", "rate", "chunks verified"],
         &[
             vec![
