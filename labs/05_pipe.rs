@@ -28,7 +28,7 @@
 use clap::Parser;
 use nix::errno::Errno;
 use nix::fcntl::{fcntl, FcntlArg, OFlag};
-use nix::sched::{sched_setaffinity, CpuSet};
+use nix::sched::{sched_getaffinity, sched_setaffinity, CpuSet};
 use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::{fork, pipe, read, write, ForkResult, Pid};
@@ -442,6 +442,7 @@ fn main() {
     );
 
     lab.section("6. SIGPIPE and EPIPE: writing with no reader left");
+    // SAFETY: sigaction is plain data; all zeroes is a valid value to be overwritten.
     let mut old: libc::sigaction = unsafe { std::mem::zeroed() };
     // SAFETY: a null new action only queries the current disposition.
     unsafe { libc::sigaction(libc::SIGPIPE, std::ptr::null(), &mut old) };
@@ -630,22 +631,13 @@ fn pin(cpu: usize) {
     }
 }
 
-/// Allow every CPU again.
-fn unpin() {
-    let mut set = CpuSet::new();
-    let n = std::thread::available_parallelism().map_or(1, |n| n.get());
-    for c in 0..n {
-        let _ = set.set(c);
-    }
-    let _ = sched_setaffinity(Pid::from_raw(0), &set);
-}
-
 /// `rounds` request/reply round trips (8-byte request `n`, reply `2n+1`) between the parent
 /// and a child, each side pinned to its CPU if given. Returns the round-trip summary and how
 /// many replies were correct.
 fn ping_pong(rounds: usize, cpus_pair: Option<(usize, usize)>) -> (Summary, usize) {
     let (req_rx, req_tx) = pipe().or_die("pipe");
     let (rep_rx, rep_tx) = pipe().or_die("pipe");
+    let allowed = sched_getaffinity(Pid::from_raw(0)).or_die("sched_getaffinity"); // to restore after
     if let Some((p, _)) = cpus_pair {
         pin(p);
     }
@@ -685,7 +677,7 @@ fn ping_pong(rounds: usize, cpus_pair: Option<(usize, usize)>) -> (Summary, usiz
                   // ANCHOR_END: twoway
     waitpid(child, None).or_die("waitpid");
     cleanup::forget(child);
-    unpin();
+    sched_setaffinity(Pid::from_raw(0), &allowed).or_die("sched_setaffinity"); // unpin
     (Summary::of(&samples), correct)
 }
 

@@ -336,6 +336,7 @@ fn main() {
 
     lab.section("5. A robust mutex survives a holder killed while holding it");
     let (ready_rx, ready_tx) = pipe().or_die("pipe");
+    // SAFETY: c points to the live Counters mapping; this only takes a field's address.
     let m = unsafe { addr_of_mut!((*c).mutex) };
     flush_stdout();
     // ANCHOR: robust
@@ -361,10 +362,13 @@ fn main() {
     if first == libc::EOWNERDEAD {
         // SAFETY: we hold the mutex: repair the data, then mark the mutex usable again.
         unsafe { ptr::write_volatile(addr_of_mut!((*c).locked), expected) };
+        // SAFETY: m is an initialised robust mutex that we hold.
         unsafe { libc::pthread_mutex_consistent(m) };
     }
+    // SAFETY: m is initialised; we hold it (the lock above succeeded or said EOWNERDEAD).
     let unlocked = unsafe { libc::pthread_mutex_unlock(m) };
     let second = timed_lock(m, Duration::from_secs(5)); // 0: an ordinary lock again
+                                                        // SAFETY: as above.
     unsafe { libc::pthread_mutex_unlock(m) };
     // ANCHOR_END: robust
     lab.observe(
