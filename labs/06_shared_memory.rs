@@ -74,8 +74,9 @@ struct Counters {
     _pad0: [u8; 56],
     atomic: AtomicU64,
     _pad1: [u8; 56],
-    locked: u64,      // incremented under the mutex
-    sem_counted: u64, // incremented under the semaphore
+    locked: u64,        // incremented under the mutex
+    sem_counted: u64,   // incremented under the semaphore
+    arrived: AtomicU64, // a start barrier: how many counting processes are running
     mutex: libc::pthread_mutex_t,
     sem: libc::sem_t,
 }
@@ -535,6 +536,8 @@ fn pin(cpu: usize) {
 /// `iters` to the counter of `method`. Returns the time from the release to the last exit.
 fn count(c: *mut Counters, method: Method, procs: usize, iters: u64, cpus: usize) -> Duration {
     let (gate_rx, gate_tx) = pipe().or_die("pipe"); // closing gate_tx releases them all
+                                                    // SAFETY: no child is running yet; the parent alone touches the mapping.
+    unsafe { (*c).arrived.store(0, Ordering::SeqCst) };
     let mut kids = Vec::new();
     for i in 0..procs {
         flush_stdout();
@@ -545,6 +548,8 @@ fn count(c: *mut Counters, method: Method, procs: usize, iters: u64, cpus: usize
                 drop(gate_tx);
                 pin(i % cpus); // sched_setaffinity: a CPU of its own where possible
                 let _ = read(&gate_rx, &mut [0u8; 1]); // EOF when the parent closes the gate
+                (*c).arrived.fetch_add(1, Ordering::SeqCst); // then wait until all are running,
+                wait_until(|| (*c).arrived.load(Ordering::SeqCst) >= procs as u64); // so they overlap
                 increment(c, method, iters);
                 libc::_exit(0)
             },
