@@ -84,7 +84,8 @@ fn main() {
     let msg = pattern(args.bytes as usize, 1);
     let (sent_len, sent_sum) = (msg.len() as u64, fnv1a(FNV_OFFSET, &msg));
     let mut buf = vec![0u8; 64 << 10]; // the child's read buffer, allocated before fork
-                                       // ANCHOR: oneway
+
+    // ANCHOR: oneway
     let (rx, tx) = pipe().or_die("pipe"); // rx = read end, tx = write end; both inherited by fork
     let (back_rx, back_tx) = pipe().or_die("pipe"); // the child reports what it received
     flush_stdout();
@@ -112,6 +113,8 @@ fn main() {
         }
         ForkResult::Parent { child } => child,
     };
+    // ANCHOR_END: oneway
+    // ANCHOR: oneway_parent
     cleanup::track(child); // killed and reaped on every way out
     drop(rx); // close(2) the parent's read end: only the child reads
     drop(back_tx);
@@ -121,7 +124,7 @@ fn main() {
     let got = read_full(&back_rx, &mut report).or_die("read");
     let status = waitpid(child, None).or_die("waitpid");
     cleanup::forget(child);
-    // ANCHOR_END: oneway
+    // ANCHOR_END: oneway_parent
     let recv_len = u64::from_le_bytes(report[..8].try_into().unwrap_or_default());
     let recv_sum = u64::from_le_bytes(report[8..].try_into().unwrap_or_default());
     lab.observe(
@@ -153,17 +156,25 @@ fn main() {
         drop(rx);
         write_all(&tx, b"hello, then nothing more").or_die("write");
         drop(tx); // the parent is done writing: its write end is closed
-                  // ANCHOR: watchdog
+
+        // ANCHOR: watchdog
         let seen: Arc<Mutex<Option<(char, String)>>> = Arc::default();
         let record = seen.clone();
         let dog = Watchdog::arm(deadline, move || {
-            // Past the deadline: is the reader asleep in a pipe read? (bounded look at /proc)
-            let stuck = procfacts::poll_until(Duration::from_secs(5), || {
-                let (s, w) = (procfacts::state(child.as_raw())?, procfacts::wchan(child.as_raw())?);
-                (s == 'S' && w.contains("pipe_read")).then_some((s, w))
+            // Past the deadline: is the reader asleep in a pipe read, or just late? (bounded)
+            let seen = procfacts::poll_until(Duration::from_secs(5), || {
+                let s = procfacts::state(child.as_raw()).unwrap_or('Z');
+                let w = procfacts::wchan(child.as_raw()).unwrap_or_default();
+                match s {
+                    'Z' => Some(None), // it ended by itself, only late
+                    'S' if w.contains("pipe_read") => Some(Some((s, w))),
+                    _ => None,
+                }
             });
-            *record.lock().unwrap_or_else(|e| e.into_inner()) = stuck;
-            let _ = kill(child, Signal::SIGKILL); // break the hang
+            *record.lock().unwrap_or_else(|e| e.into_inner()) = seen.clone().flatten();
+            if seen != Some(None) {
+                let _ = kill(child, Signal::SIGKILL); // break the hang
+            }
         });
         let status = waitpid(child, None).or_die("waitpid"); // returns when the child ends or is killed
         let fired = dog.disarm();
@@ -173,20 +184,22 @@ fn main() {
         let (state, wchan) = stuck.clone().unwrap_or(('?', String::new()));
         lab.observe(
             "eof",
-            json!({"reader_closes_write_end": closes_own, "watchdog_fired": fired, "state": state.to_string(),
+            json!({"reader_closes_write_end": closes_own, "watchdog_fired": fired, "stuck": stuck.is_some(), "state": state.to_string(),
                    "wchan": wchan, "status": format!("{status:?}"), "deadline_ms": args.deadline_ms}),
-            if fired {
+            if stuck.is_some() {
                 format!(
                     "reader {child} still blocked {} ms after the last writer closed: {}, wchan {wchan}; watchdog killed it: {status:?}",
                     args.deadline_ms,
                     state_name(state)
                 )
-            } else {
+            } else if status == WaitStatus::Exited(child, 0) {
                 format!("reader {child} saw EOF and exited by itself: {status:?}")
+            } else {
+                format!("reader {child} was not seen asleep in pipe_read; it ended {status:?}")
             },
         );
         eof_ok[i] = if closes_own {
-            !fired && status == WaitStatus::Exited(child, 0)
+            stuck.is_none() && status == WaitStatus::Exited(child, 0)
         } else {
             fired && stuck.is_some() && status == WaitStatus::Signaled(child, Signal::SIGKILL, false)
         };
@@ -208,7 +221,8 @@ fn main() {
     fcntl(&tx, FcntlArg::F_SETFL(OFlag::O_NONBLOCK)).or_die("fcntl"); // a full pipe says EAGAIN instead of blocking
     let size = fcntl(&tx, FcntlArg::F_GETPIPE_SZ).or_die("fcntl") as usize; // the kernel's figure
     let filled = fill(&tx); // write until EAGAIN: nobody reads
-                            // ANCHOR_END: capacity
+
+    // ANCHOR_END: capacity
     drop((rx, tx));
     lab.observe(
         "capacity",
@@ -417,15 +431,17 @@ fn main() {
             json!({"message": 2 * size, "b_reads_first": reader_first, "watchdog_fired": fired,
                    "stuck": states.iter().map(|(p, s, w)| json!({"pid": p, "state": s.to_string(), "wchan": w})).collect::<Vec<_>>(),
                    "statuses": waits}),
-            if fired {
+            if !states.is_empty() {
                 let who: Vec<String> = states.iter().map(|(p, s, w)| format!("{p} {s} in {w}")).collect();
                 format!("both sides wrote {} before reading: stuck [{}]; watchdog killed both", fmt_bytes(2 * size as u64), who.join(", "))
-            } else {
+            } else if reader_first {
                 format!("B read A's whole message before writing its own: both finished ({})", waits.join(", "))
+            } else {
+                format!("both sides wrote first but were not seen stuck in pipe_write: {}", waits.join(", "))
             },
         );
         dl[i] = if reader_first {
-            !fired && statuses.iter().all(|s| matches!(s, WaitStatus::Exited(_, 0)))
+            states.is_empty() && statuses.iter().all(|s| matches!(s, WaitStatus::Exited(_, 0)))
         } else {
             fired && states.len() == 2 && states.iter().all(|(_, s, w)| *s == 'S' && w.contains("pipe_write"))
         };
@@ -661,6 +677,8 @@ fn ping_pong(rounds: usize, cpus_pair: Option<(usize, usize)>) -> (Summary, usiz
         }
         ForkResult::Parent { child } => child,
     };
+    // ANCHOR_END: twoway
+    // ANCHOR: twoway_loop
     cleanup::track(child);
     drop((req_rx, rep_tx));
     let mut samples = Vec::with_capacity(rounds);
@@ -674,7 +692,8 @@ fn ping_pong(rounds: usize, cpus_pair: Option<(usize, usize)>) -> (Summary, usiz
         correct += (u64::from_le_bytes(rep) == 2 * n + 1) as usize;
     }
     drop(req_tx); // EOF for the child
-                  // ANCHOR_END: twoway
+
+    // ANCHOR_END: twoway_loop
     waitpid(child, None).or_die("waitpid");
     cleanup::forget(child);
     sched_setaffinity(Pid::from_raw(0), &allowed).or_die("sched_setaffinity"); // unpin
@@ -722,17 +741,28 @@ fn exchange(
     let record = seen.clone();
     let watched = kids.clone();
     let dog = Watchdog::arm(deadline, move || {
-        let stuck = procfacts::poll_until(Duration::from_secs(5), || {
-            let v: Vec<(i32, char, String)> = watched
+        // Both asleep in pipe_write (stuck), or both ended (only late)? Bounded look at /proc.
+        let seen = procfacts::poll_until(Duration::from_secs(5), || {
+            let now: Vec<(i32, char, String)> = watched
                 .iter()
-                .filter_map(|p| Some((p.as_raw(), procfacts::state(p.as_raw())?, procfacts::wchan(p.as_raw())?)))
-                .filter(|(_, s, w)| *s == 'S' && w.contains("pipe_write"))
+                .map(|p| {
+                    let s = procfacts::state(p.as_raw()).unwrap_or('Z');
+                    (p.as_raw(), s, procfacts::wchan(p.as_raw()).unwrap_or_default())
+                })
                 .collect();
-            (v.len() == watched.len()).then_some(v)
+            if now.iter().all(|(_, s, _)| *s == 'Z') {
+                Some(Vec::new())
+            } else if now.iter().all(|(_, s, w)| *s == 'S' && w.contains("pipe_write")) {
+                Some(now)
+            } else {
+                None
+            }
         });
-        *record.lock().unwrap_or_else(|e| e.into_inner()) = stuck.unwrap_or_default();
-        for p in &watched {
-            let _ = kill(*p, Signal::SIGKILL);
+        *record.lock().unwrap_or_else(|e| e.into_inner()) = seen.clone().unwrap_or_default();
+        if seen.is_none_or(|v| !v.is_empty()) {
+            for p in &watched {
+                let _ = kill(*p, Signal::SIGKILL); // break the hang
+            }
         }
     });
     let statuses: Vec<WaitStatus> = kids.iter().map(|&k| waitpid(k, None).or_die("waitpid")).collect();

@@ -679,6 +679,8 @@ fn ring_transfer(total: usize) -> (usize, Duration) {
         },
         ForkResult::Parent { child } => child,
     };
+    // ANCHOR_END: ring
+    // ANCHOR: ring_consumer
     cleanup::track(child);
     drop(gate_rx);
     let sw = Stopwatch::start();
@@ -694,7 +696,7 @@ fn ring_transfer(total: usize) -> (usize, Duration) {
         }
     }
     let took = sw.elapsed();
-    // ANCHOR_END: ring
+    // ANCHOR_END: ring_consumer
     waitpid(child, None).or_die("waitpid");
     cleanup::forget(child);
     // SAFETY: the child is gone and no pointer into the mapping is used after this.

@@ -30,6 +30,7 @@ fn forgotten_write_end_sleeps_in_pipe_read_until_the_watchdog_and_fixed_sees_eof
         .find(|o| o["reader_closes_write_end"] == false)
         .expect("bug run");
     assert_eq!(bug["watchdog_fired"], true, "{bug}");
+    assert_eq!(bug["stuck"], true, "{bug}");
     assert_eq!(bug["state"], "S", "{bug}");
     assert!(bug["wchan"].as_str().unwrap().contains("pipe_read"), "{bug}");
     assert!(bug["status"].as_str().unwrap().contains("SIGKILL"), "{bug}");
@@ -37,7 +38,7 @@ fn forgotten_write_end_sleeps_in_pipe_read_until_the_watchdog_and_fixed_sees_eof
         .iter()
         .find(|o| o["reader_closes_write_end"] == true)
         .expect("fixed run");
-    assert_eq!(fixed["watchdog_fired"], false, "{fixed}");
+    assert_eq!(fixed["stuck"], false, "{fixed}");
     assert!(fixed["status"].as_str().unwrap().starts_with("Exited("), "{fixed}");
     assert!(fixed["status"].as_str().unwrap().ends_with(", 0)"), "{fixed}");
 }
@@ -106,7 +107,10 @@ fn request_reply_and_big_exchange_deadlock() {
         assert!(p["wchan"].as_str().unwrap().contains("pipe_write"), "{p}");
     }
     let fixed = ex.iter().find(|o| o["b_reads_first"] == true).expect("fixed run");
-    assert_eq!(fixed["watchdog_fired"], false, "{fixed}");
+    assert_eq!(fixed["stuck"].as_array().map(Vec::len), Some(0), "{fixed}");
+    for st in fixed["statuses"].as_array().unwrap() {
+        assert!(st.as_str().unwrap().ends_with(", 0)"), "{fixed}");
+    }
 }
 
 #[test]
