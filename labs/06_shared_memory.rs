@@ -26,9 +26,9 @@
 use clap::Parser;
 use nix::errno::Errno;
 use nix::fcntl::OFlag;
-use nix::sched::{sched_setaffinity, CpuSet};
+use nix::sched::{sched_getaffinity, sched_setaffinity, CpuSet};
 use nix::sys::mman::{mmap, mmap_anonymous, munmap, shm_open, shm_unlink, MapFlags, ProtFlags};
-use nix::sys::signal::{kill, Signal};
+use nix::sys::signal::{kill, SigSet, SigmaskHow, Signal};
 use nix::sys::stat::Mode;
 use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::{execv, fork, ftruncate, getpid, pipe, read, write, ForkResult, Pid};
@@ -122,7 +122,7 @@ fn main() {
     unsafe { shared.write_volatile(1) };
     flush_stdout();
     // SAFETY: the child only stores to memory and _exits.
-    let child = match unsafe { fork() }.or_die("fork") {
+    let child = match unsafe { fork_tracked() } {
         ForkResult::Child => unsafe {
             ptr::write_volatile(&mut private, 42); // the child's own copy (copy-on-write)
             shared.write_volatile(42); // the one shared page
@@ -130,7 +130,6 @@ fn main() {
         },
         ForkResult::Parent { child } => child,
     };
-    cleanup::track(child);
     waitpid(child, None).or_die("waitpid");
     cleanup::forget(child);
     // SAFETY: reads of the parent's own variable and of the live mapping.
@@ -198,14 +197,13 @@ fn main() {
     flush_stdout();
     // ANCHOR: peer_exec
     // SAFETY: the child only calls execv (async-signal-safe) with strings made before fork.
-    let peer_pid = match unsafe { fork() }.or_die("fork") {
+    let peer_pid = match unsafe { fork_tracked() } {
         ForkResult::Child => {
             let _ = execv(&exe, &argv); // a new program: no mapping of the parent survives exec
             unsafe { libc::_exit(127) }
         }
         ForkResult::Parent { child } => child,
     };
-    cleanup::track(peer_pid);
     let status = waitpid(peer_pid, None).or_die("waitpid");
     cleanup::forget(peer_pid);
     // ANCHOR_END: peer_exec
@@ -342,7 +340,7 @@ fn main() {
     flush_stdout();
     // ANCHOR: robust
     // SAFETY: the child only locks the process-shared mutex, writes, pauses and _exits.
-    let holder = match unsafe { fork() }.or_die("fork") {
+    let holder = match unsafe { fork_tracked() } {
         ForkResult::Child => unsafe {
             libc::pthread_mutex_lock(m); // take the lock...
             ptr::write_volatile(addr_of_mut!((*c).locked), u64::MAX); // ...leave the data half-updated
@@ -354,7 +352,6 @@ fn main() {
         },
         ForkResult::Parent { child } => child,
     };
-    cleanup::track(holder);
     let _ = read(&ready_rx, &mut [0u8; 1]); // the holder owns the mutex now
     kill(holder, Signal::SIGKILL).or_die("kill"); // dies holding it
     let status = waitpid(holder, None).or_die("waitpid");
@@ -398,22 +395,27 @@ fn main() {
 
     lab.section("6. Zero-copy: a ring in shared memory against a pipe");
     let total = (args.mib as usize) << 20;
+    // Both processes on CPU 0, as in the benchmark's `same_cpu`: on a busy machine a
+    // cross-CPU hand-off depends on what else runs there.
+    let allowed = sched_getaffinity(Pid::from_raw(0)).or_die("sched_getaffinity");
+    pin(0); // the child inherits the affinity across fork
     let (shm_ok, shm_time) = ring_transfer(total);
     let (pipe_ok, pipe_time) = pipe_transfer(total);
+    sched_setaffinity(Pid::from_raw(0), &allowed).or_die("sched_setaffinity"); // unpin
     let speedup = pipe_time.as_secs_f64() / shm_time.as_secs_f64().max(1e-12);
     lab.table(
         "zero_copy_table",
         &["path", "moved", "time", "rate", "chunks verified"],
         &[
             vec![
-                "shared-memory ring".into(),
+                "shared-memory ring (CPU 0)".into(),
                 fmt_bytes(total as u64),
                 fmt_duration(shm_time),
                 fmt_rate(total as u64, shm_time),
                 shm_ok.to_string(),
             ],
             vec![
-                "pipe".into(),
+                "pipe (CPU 0)".into(),
                 fmt_bytes(total as u64),
                 fmt_duration(pipe_time),
                 fmt_rate(total as u64, pipe_time),
@@ -543,7 +545,7 @@ fn count(c: *mut Counters, method: Method, procs: usize, iters: u64, cpus: usize
         flush_stdout();
         // SAFETY: the child pins itself, reads the gate, works on the shared mapping (no heap,
         // no locks other than the process-shared ones in the mapping) and _exits.
-        match unsafe { fork() }.or_die("fork") {
+        match unsafe { fork_tracked() } {
             ForkResult::Child => unsafe {
                 drop(gate_tx);
                 pin(i % cpus); // sched_setaffinity: a CPU of its own where possible
@@ -554,7 +556,6 @@ fn count(c: *mut Counters, method: Method, procs: usize, iters: u64, cpus: usize
                 libc::_exit(0)
             },
             ForkResult::Parent { child } => {
-                cleanup::track(child);
                 kids.push(child);
             }
         }
@@ -664,7 +665,7 @@ fn ring_transfer(total: usize) -> (usize, Duration) {
     flush_stdout();
     // ANCHOR: ring
     // SAFETY: the child only uses the shared mapping, a buffer allocated before fork, read and _exit.
-    let child = match unsafe { fork() }.or_die("fork") {
+    let child = match unsafe { fork_tracked() } {
         ForkResult::Child => unsafe {
             drop(gate_tx);
             let _ = read(&gate_rx, &mut [0u8; 1]);
@@ -681,7 +682,6 @@ fn ring_transfer(total: usize) -> (usize, Duration) {
     };
     // ANCHOR_END: ring
     // ANCHOR: ring_consumer
-    cleanup::track(child);
     drop(gate_rx);
     let sw = Stopwatch::start();
     drop(gate_tx);
@@ -713,7 +713,7 @@ fn pipe_transfer(total: usize) -> (usize, Duration) {
     let (gate_rx, gate_tx) = pipe().or_die("pipe");
     flush_stdout();
     // SAFETY: the child only reads, writes (a buffer allocated before fork) and _exits.
-    let child = match unsafe { fork() }.or_die("fork") {
+    let child = match unsafe { fork_tracked() } {
         ForkResult::Child => {
             drop((rx, gate_tx));
             let _ = read(&gate_rx, &mut [0u8; 1]);
@@ -727,7 +727,6 @@ fn pipe_transfer(total: usize) -> (usize, Duration) {
         }
         ForkResult::Parent { child } => child,
     };
-    cleanup::track(child);
     drop((tx, gate_rx));
     let sw = Stopwatch::start();
     drop(gate_tx);
@@ -783,4 +782,24 @@ fn pattern(len: usize) -> Vec<u8> {
             x as u8
         })
         .collect()
+}
+
+/// `fork()`, with the child recorded by `cleanup::track` (killed and reaped on every way
+/// out) before a SIGINT or SIGTERM can be handled: both are blocked from just before the
+/// fork until the parent has recorded the child, so a Ctrl-C can never land in between and
+/// leak it. The child gets the old signal mask back too.
+///
+/// # Safety
+/// As for `fork`: the child may only call async-signal-safe functions.
+unsafe fn fork_tracked() -> ForkResult {
+    let mut held = SigSet::empty();
+    held.add(Signal::SIGINT);
+    held.add(Signal::SIGTERM);
+    let old = held.thread_swap_mask(SigmaskHow::SIG_BLOCK).or_die("pthread_sigmask");
+    let forked = unsafe { fork() }.or_die("fork");
+    if let ForkResult::Parent { child } = forked {
+        cleanup::track(child);
+    }
+    old.thread_set_mask().or_die("pthread_sigmask"); // a pending Ctrl-C is handled now
+    forked
 }
