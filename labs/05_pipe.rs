@@ -230,10 +230,7 @@ fn main() {
     lab.check(
         "capacity_matches",
         filled == size && filled > 0,
-        format_args!(
-            "a pipe nobody reads holds exactly F_GETPIPE_SZ = {} bytes",
-            fmt_bytes(size as u64)
-        ),
+        format_args!("a pipe nobody reads holds exactly F_GETPIPE_SZ = {size} bytes"),
     );
 
     let (rx, tx) = pipe().or_die("pipe");
