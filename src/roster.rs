@@ -52,6 +52,22 @@ pub const LABS: &[LabInfo] = &[
         args: &[],
     },
     LabInfo {
+        number: 5,
+        name: "pipe",
+        file: "05_pipe.rs",
+        chapter: "05-pipe.md",
+        shows: "pipe bytes arrive intact; EOF needs every write end closed; capacity, PIPE_BUF atomicity, SIGPIPE/EPIPE, throughput",
+        args: &[],
+    },
+    LabInfo {
+        number: 6,
+        name: "shm",
+        file: "06_shared_memory.rs",
+        chapter: "06-shm.md",
+        shows: "MAP_SHARED memory is shared after fork, named POSIX shm, lost updates fixed three ways, zero-copy throughput",
+        args: &[],
+    },
+    LabInfo {
         number: 7,
         name: "deadlock",
         file: "07_deadlock.rs",

@@ -1,0 +1,805 @@
+//! # shm: shared memory between processes, its races, and three ways to fix them
+//!
+//! After `fork`, parent and child have separate copies of every ordinary variable; only a
+//! mapping made with `MAP_SHARED` is the same memory in both. The lab shows:
+//!
+//! 1. a private variable written by the child is unchanged in the parent, a
+//!    `MAP_SHARED | MAP_ANONYMOUS` mapping made before fork is not;
+//! 2. named POSIX shared memory (`shm_open` + `ftruncate` + `mmap`): a process that `exec`ed
+//!    (so it inherited no mapping) opens it by name; the entry is in /dev/shm while it exists
+//!    and `shm_unlink` removes it;
+//! 3. lost updates: N processes, pinned to different CPUs, increment one shared counter with
+//!    a plain load and store, and the total comes out short;
+//! 4. three fixes, each exact and timed: an atomic `fetch_add`, a process-shared pthread
+//!    mutex, a process-shared POSIX semaphore;
+//! 5. the mutex is *robust*: its holder is killed with SIGKILL while holding it, the next
+//!    locker gets `EOWNERDEAD`, repairs the data, calls `pthread_mutex_consistent` and goes on;
+//! 6. zero-copy: a ring of slots in shared memory against a pipe, in the same run.
+//!
+//! What to look for: the /dev/shm entry and the peer's `/proc/self/maps` before it opened the
+//! name; the "lost" column; `EOWNERDEAD` (130) then 0.
+//!
+//! Caveats: how many updates are lost depends on the CPUs and their load (on one CPU a
+//! process is rarely preempted between its load and its store, so few or none are lost);
+//! the lab says so when none was lost. Timings are noisy; the benchmarks measure.
+
+use clap::Parser;
+use nix::errno::Errno;
+use nix::fcntl::OFlag;
+use nix::sched::{sched_getaffinity, sched_setaffinity, CpuSet};
+use nix::sys::mman::{mmap, mmap_anonymous, munmap, shm_open, shm_unlink, MapFlags, ProtFlags};
+use nix::sys::signal::{kill, SigSet, SigmaskHow, Signal};
+use nix::sys::stat::Mode;
+use nix::sys::wait::{waitpid, WaitStatus};
+use nix::unistd::{execv, fork, ftruncate, getpid, pipe, read, write, ForkResult, Pid};
+use proclab::measure::{fmt_bytes, fmt_duration, fmt_rate};
+use proclab::{cleanup, flush_stdout, narrate, say, Common, Lab, OrDie, Stopwatch};
+use serde_json::json;
+use std::ffi::CString;
+use std::num::NonZeroUsize;
+use std::os::fd::{AsFd, OwnedFd};
+use std::ptr::{self, addr_of_mut, NonNull};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+/// Shared memory: private vs shared after fork, named POSIX shm, lost updates and three
+/// fixes (atomic, robust process-shared mutex, semaphore), zero-copy throughput.
+#[derive(Parser)]
+#[command(name = "shm", version)]
+struct Args {
+    /// Processes incrementing the shared counter.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(2..=16))]
+    procs: u32,
+    /// Increments per process.
+    #[arg(long, default_value_t = 2_000_000, value_parser = clap::value_parser!(u64).range(1000..=100_000_000))]
+    iters: u64,
+    /// MiB moved through shared memory and through a pipe in section 6.
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=4096))]
+    mib: u32,
+    /// How long the named segment stays in /dev/shm before it is unlinked, in ms, so that
+    /// `ls -l /dev/shm` run by hand can see it.
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=60_000))]
+    linger: u64,
+    /// (internal) Run as the peer that opens the named segment NAME after exec.
+    #[arg(long, hide = true)]
+    peer: Option<String>,
+    #[command(flatten)]
+    common: Common,
+}
+
+/// Everything the counting processes share: one anonymous MAP_SHARED mapping.
+#[repr(C)]
+struct Counters {
+    plain: u64,
+    _pad0: [u8; 56],
+    atomic: AtomicU64,
+    _pad1: [u8; 56],
+    locked: u64,        // incremented under the mutex
+    sem_counted: u64,   // incremented under the semaphore
+    arrived: AtomicU64, // a start barrier: how many counting processes are running
+    mutex: libc::pthread_mutex_t,
+    sem: libc::sem_t,
+}
+
+#[derive(Clone, Copy, PartialEq, Debug)]
+enum Method {
+    Plain,
+    Atomic,
+    Mutex,
+    Semaphore,
+}
+
+const SEG: usize = 4096; // size of the named segment
+const MSG_AT: usize = 0; // the creator's message
+const ECHO_AT: usize = 256; // what the peer read, copied back
+const PEER_AT: usize = 512; // the peer's pid and what its maps showed
+
+fn main() {
+    let args = Args::parse();
+    if let Some(name) = &args.peer {
+        peer(name, args.common.json); // the exec'd process: never returns
+    }
+    let mut lab = Lab::start("shm", &args.common);
+    let me = getpid();
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+
+    lab.section("1. Copies versus sharing");
+    // ANCHOR: copies
+    let mut private: u64 = 1;
+    let len = NonZeroUsize::new(4096).expect("non-zero");
+    // SAFETY: a fresh anonymous mapping; nothing else refers to it.
+    let shared = unsafe {
+        mmap_anonymous(
+            None,
+            len,
+            ProtFlags::PROT_READ | ProtFlags::PROT_WRITE,
+            MapFlags::MAP_SHARED,
+        )
+    }
+    .or_die("mmap") // MAP_SHARED: the same pages in parent and child after fork
+    .cast::<u64>();
+    // SAFETY: the mapping is 4096 bytes, aligned, and ours.
+    unsafe { shared.write_volatile(1) };
+    flush_stdout();
+    // SAFETY: the child only stores to memory and _exits.
+    let child = match unsafe { fork_tracked() } {
+        ForkResult::Child => unsafe {
+            ptr::write_volatile(&mut private, 42); // the child's own copy (copy-on-write)
+            shared.write_volatile(42); // the one shared page
+            libc::_exit(0)
+        },
+        ForkResult::Parent { child } => child,
+    };
+    waitpid(child, None).or_die("waitpid");
+    cleanup::forget(child);
+    // SAFETY: reads of the parent's own variable and of the live mapping.
+    let (seen_private, seen_shared) = unsafe { (ptr::read_volatile(&private), shared.read_volatile()) };
+    // ANCHOR_END: copies
+    lab.observe(
+        "copies",
+        json!({"child": child.as_raw(), "private": seen_private, "shared": seen_shared, "written": 42}),
+        format_args!(
+            "child {child} wrote 42 to both; the parent reads private = {seen_private}, MAP_SHARED = {seen_shared}"
+        ),
+    );
+    lab.check(
+        "private_stays_private",
+        seen_private == 1,
+        "an ordinary variable written by the child is unchanged in the parent (each has its own copy)",
+    );
+    lab.check(
+        "map_shared_is_shared",
+        seen_shared == 42,
+        "a MAP_SHARED mapping made before fork is one memory: the parent sees the child's write",
+    );
+    // SAFETY: no pointer into the mapping is used after this.
+    unsafe { munmap(shared.cast(), 4096) }.or_die("munmap");
+
+    lab.section("2. Named POSIX shared memory, opened by name after exec");
+    let name = format!("/proclab-shm-{me}-named");
+    let path = format!("/dev/shm{name}");
+    // ANCHOR: named
+    let fd = shm_open(
+        name.as_str(),
+        OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_RDWR,
+        Mode::S_IRUSR | Mode::S_IWUSR,
+    )
+    .or_die("shm_open"); // creates /dev/shm/proclab-shm-PID-named
+    cleanup::track_shm(&name); // unlinked on every way out
+    ftruncate(&fd, SEG as i64).or_die("ftruncate"); // a new segment is 0 bytes long
+    let seg = map_segment(&fd);
+    let message = format!("hello from {me}");
+    // SAFETY: the segment is SEG bytes; the message is shorter than ECHO_AT.
+    unsafe { ptr::copy_nonoverlapping(message.as_ptr(), seg.add(MSG_AT), message.len()) };
+    // ANCHOR_END: named
+    let meta = std::fs::metadata(&path).ok();
+    lab.observe(
+        "shm_entry",
+        json!({"phase": "exists", "name": name, "path": path, "exists": meta.is_some(), "size": meta.as_ref().map(|m| m.len())}),
+        format_args!("{path} exists, {} bytes", meta.as_ref().map_or(0, |m| m.len())),
+    );
+    if args.linger > 0 {
+        say!(
+            "the segment lingers {} ms: try `ls -l /dev/shm` in another terminal",
+            args.linger
+        );
+        std::thread::sleep(Duration::from_millis(args.linger)); // only so a person can look
+    }
+    let exe = CString::new("/proc/self/exe").expect("no NUL");
+    let mut argv = vec![
+        exe.clone(),
+        CString::new("--peer").expect("no NUL"),
+        CString::new(name.as_str()).expect("no NUL"),
+    ];
+    if lab.json() {
+        argv.push(CString::new("--json").expect("no NUL"));
+    }
+    flush_stdout();
+    // ANCHOR: peer_exec
+    // SAFETY: the child only calls execv (async-signal-safe) with strings made before fork.
+    let peer_pid = match unsafe { fork_tracked() } {
+        ForkResult::Child => {
+            let _ = execv(&exe, &argv); // a new program: no mapping of the parent survives exec
+            unsafe { libc::_exit(127) }
+        }
+        ForkResult::Parent { child } => child,
+    };
+    let status = waitpid(peer_pid, None).or_die("waitpid");
+    cleanup::forget(peer_pid);
+    // ANCHOR_END: peer_exec
+    // SAFETY: the segment is SEG bytes, written by the peer before it exited.
+    let (echo, peer_seen, maps_before) = unsafe {
+        let echo = std::slice::from_raw_parts(seg.add(ECHO_AT), message.len()).to_vec();
+        let p = seg.add(PEER_AT).cast::<u32>();
+        (echo, p.read_volatile(), p.add(1).read_volatile())
+    };
+    lab.observe(
+        "peer",
+        json!({"pid": peer_pid.as_raw(), "pid_in_segment": peer_seen, "maps_before": maps_before,
+               "echo": String::from_utf8_lossy(&echo), "message": message, "status": format!("{status:?}")}),
+        format_args!(
+            "peer {peer_pid} (exec'd, {maps_before} mappings of the segment in its /proc/self/maps before shm_open) read {:?} and wrote it back; {status:?}",
+            String::from_utf8_lossy(&echo)
+        ),
+    );
+    lab.check(
+        "opened_by_name",
+        status == WaitStatus::Exited(peer_pid, 0)
+            && echo == message.as_bytes()
+            && peer_seen == peer_pid.as_raw() as u32
+            && maps_before == 0,
+        "a process that inherited no mapping opened the segment by name and shared its bytes both ways",
+    );
+    // ANCHOR: unlink
+    shm_unlink(name.as_str()).or_die("shm_unlink"); // removes the name; the memory lives until the last munmap
+    cleanup::forget_shm(&name);
+    let gone = !std::path::Path::new(&path).exists();
+    // SAFETY: the mapping is still valid after the name is gone.
+    let still = unsafe { std::slice::from_raw_parts(seg.add(MSG_AT), message.len()) } == message.as_bytes();
+    // ANCHOR_END: unlink
+    // SAFETY: no pointer into the segment is used after this.
+    unsafe { munmap(NonNull::new(seg.cast()).expect("mapped"), SEG) }.or_die("munmap");
+    drop(fd);
+    lab.observe(
+        "shm_entry",
+        json!({"phase": "unlinked", "name": name, "path": path, "exists": !gone, "mapping_still_readable": still}),
+        format_args!(
+            "after shm_unlink {path} {}; the parent's mapping still reads {message:?}: {still}",
+            if gone { "is gone" } else { "still exists" }
+        ),
+    );
+    lab.check(
+        "unlink_removes_entry",
+        meta.is_some() && gone && still,
+        "the /dev/shm entry existed while the segment was named and shm_unlink removed it (mapped memory stays until munmap)",
+    );
+
+    lab.section("3. Lost updates: a plain read-modify-write");
+    let size = NonZeroUsize::new(std::mem::size_of::<Counters>()).expect("non-zero");
+    // SAFETY: a fresh zero-filled anonymous mapping, big enough for Counters.
+    let c = unsafe {
+        mmap_anonymous(
+            None,
+            size,
+            ProtFlags::PROT_READ | ProtFlags::PROT_WRITE,
+            MapFlags::MAP_SHARED,
+        )
+    }
+    .or_die("mmap")
+    .cast::<Counters>()
+    .as_ptr();
+    init_mutex(c);
+    // SAFETY: the semaphore lives in memory shared by the processes (pshared = 1), value 1.
+    Errno::result(unsafe { libc::sem_init(addr_of_mut!((*c).sem), 1, 1) }).or_die("sem_init");
+    let expected = args.procs as u64 * args.iters;
+    let mut rows = Vec::new();
+    let mut exact = Vec::new();
+    for method in [Method::Plain, Method::Atomic, Method::Mutex, Method::Semaphore] {
+        let took = count(c, method, args.procs as usize, args.iters, cpus);
+        // SAFETY: every child has been reaped; the parent alone reads the counters.
+        let actual = unsafe {
+            match method {
+                Method::Plain => ptr::read_volatile(addr_of_mut!((*c).plain)),
+                Method::Atomic => (*c).atomic.load(Ordering::SeqCst),
+                Method::Mutex => ptr::read_volatile(addr_of_mut!((*c).locked)),
+                Method::Semaphore => ptr::read_volatile(addr_of_mut!((*c).sem_counted)),
+            }
+        };
+        let lost = expected.saturating_sub(actual);
+        let per = took / expected.max(1) as u32;
+        lab.observe(
+            "counter",
+            json!({"method": format!("{method:?}").to_lowercase(), "procs": args.procs, "iters": args.iters,
+                   "expected": expected, "actual": actual, "lost": lost, "ns": took.as_nanos() as u64}),
+            format_args!(
+                "{method:?}: expected {expected}, counted {actual}, lost {lost} in {}",
+                fmt_duration(took)
+            ),
+        );
+        rows.push(vec![
+            format!("{method:?}").to_lowercase(),
+            expected.to_string(),
+            actual.to_string(),
+            lost.to_string(),
+            fmt_duration(took),
+            fmt_duration(per),
+        ]);
+        if method == Method::Plain {
+            lab.check(
+                "updates_lost",
+                lost > 0,
+                if lost > 0 {
+                    format!("{} processes pinned to {} CPU(s) lost {lost} of {expected} increments ({:.1}%): load, add, store is not one step", args.procs, cpus.min(args.procs as usize), lost as f64 * 100.0 / expected as f64)
+                } else {
+                    format!("no update was lost on this run ({} CPU(s)): the race is real but did not show; try more --iters", cpus)
+                },
+            );
+            lab.section("4. Three fixes: atomic, process-shared mutex, semaphore");
+        } else {
+            exact.push((method, actual == expected));
+        }
+    }
+    lab.table(
+        "counters",
+        &["method", "expected", "actual", "lost", "time", "per increment"],
+        &rows,
+    );
+    for (method, ok) in exact {
+        let m = format!("{method:?}").to_lowercase();
+        lab.check(
+            &format!("{m}_exact"),
+            ok,
+            format_args!("with {m}, every one of the {expected} increments counted"),
+        );
+    }
+
+    lab.section("5. A robust mutex survives a holder killed while holding it");
+    let (ready_rx, ready_tx) = pipe().or_die("pipe");
+    // SAFETY: c points to the live Counters mapping; this only takes a field's address.
+    let m = unsafe { addr_of_mut!((*c).mutex) };
+    flush_stdout();
+    // ANCHOR: robust
+    // SAFETY: the child only locks the process-shared mutex, writes, pauses and _exits.
+    let holder = match unsafe { fork_tracked() } {
+        ForkResult::Child => unsafe {
+            libc::pthread_mutex_lock(m); // take the lock...
+            ptr::write_volatile(addr_of_mut!((*c).locked), u64::MAX); // ...leave the data half-updated
+            say!("holding the mutex; waiting to be killed");
+            let _ = write(&ready_tx, b"L");
+            loop {
+                libc::pause(); // and never unlock it
+            }
+        },
+        ForkResult::Parent { child } => child,
+    };
+    let _ = read(&ready_rx, &mut [0u8; 1]); // the holder owns the mutex now
+    kill(holder, Signal::SIGKILL).or_die("kill"); // dies holding it
+    let status = waitpid(holder, None).or_die("waitpid");
+    cleanup::forget(holder);
+    let first = timed_lock(m, Duration::from_secs(5)); // EOWNERDEAD: you own it, the data may be broken
+    if first == libc::EOWNERDEAD {
+        // SAFETY: we hold the mutex: repair the data, then mark the mutex usable again.
+        unsafe { ptr::write_volatile(addr_of_mut!((*c).locked), expected) };
+        // SAFETY: m is an initialised robust mutex that we hold.
+        unsafe { libc::pthread_mutex_consistent(m) };
+    }
+    // SAFETY: m is initialised; we hold it (the lock above succeeded or said EOWNERDEAD).
+    let unlocked = unsafe { libc::pthread_mutex_unlock(m) };
+    let second = timed_lock(m, Duration::from_secs(5)); // 0: an ordinary lock again
+                                                        // SAFETY: as above.
+    unsafe { libc::pthread_mutex_unlock(m) };
+    // ANCHOR_END: robust
+    lab.observe(
+        "robust",
+        json!({"holder": holder.as_raw(), "status": format!("{status:?}"), "first_lock": first,
+               "first_lock_name": errno_name(first), "unlock": unlocked, "second_lock": second}),
+        format_args!(
+            "holder {holder} ended {status:?} holding the mutex; the next lock returned {} ({first}), after pthread_mutex_consistent the next returned {second}",
+            errno_name(first)
+        ),
+    );
+    lab.check(
+        "robust_eownerdead",
+        matches!(status, WaitStatus::Signaled(_, Signal::SIGKILL, _))
+            && first == libc::EOWNERDEAD
+            && unlocked == 0
+            && second == 0,
+        "the next locker got EOWNERDEAD, repaired the data, called pthread_mutex_consistent and the mutex worked again",
+    );
+    // SAFETY: no process uses the semaphore or the mutex any more.
+    unsafe {
+        libc::sem_destroy(addr_of_mut!((*c).sem));
+        libc::pthread_mutex_destroy(m);
+        munmap(NonNull::new(c.cast()).expect("mapped"), size.get()).or_die("munmap");
+    }
+
+    lab.section("6. Zero-copy: a ring in shared memory against a pipe");
+    let total = (args.mib as usize) << 20;
+    // Both processes on CPU 0, as in the benchmark's `same_cpu`: on a busy machine a
+    // cross-CPU hand-off depends on what else runs there.
+    let allowed = sched_getaffinity(Pid::from_raw(0)).or_die("sched_getaffinity");
+    pin(0); // the child inherits the affinity across fork
+    let (shm_ok, shm_time) = ring_transfer(total);
+    let (pipe_ok, pipe_time) = pipe_transfer(total);
+    sched_setaffinity(Pid::from_raw(0), &allowed).or_die("sched_setaffinity"); // unpin
+    let speedup = pipe_time.as_secs_f64() / shm_time.as_secs_f64().max(1e-12);
+    lab.table(
+        "zero_copy_table",
+        &["path", "moved", "time", "rate", "chunks verified"],
+        &[
+            vec![
+                "shared-memory ring (CPU 0)".into(),
+                fmt_bytes(total as u64),
+                fmt_duration(shm_time),
+                fmt_rate(total as u64, shm_time),
+                shm_ok.to_string(),
+            ],
+            vec![
+                "pipe (CPU 0)".into(),
+                fmt_bytes(total as u64),
+                fmt_duration(pipe_time),
+                fmt_rate(total as u64, pipe_time),
+                pipe_ok.to_string(),
+            ],
+        ],
+    );
+    lab.observe(
+        "zero_copy",
+        json!({"bytes": total, "chunk": CHUNK, "shm_ns": shm_time.as_nanos() as u64, "pipe_ns": pipe_time.as_nanos() as u64,
+               "shm_chunks_ok": shm_ok, "pipe_chunks_ok": pipe_ok, "speedup": (speedup * 100.0).round() / 100.0}),
+        format_args!("the ring moved {} {speedup:.1}x as fast as the pipe (no copy through the kernel)", fmt_bytes(total as u64)),
+    );
+    lab.check(
+        "zero_copy_intact",
+        shm_ok == total / CHUNK && pipe_ok == total / CHUNK,
+        "every chunk arrived intact through the ring and through the pipe",
+    );
+
+    lab.finish("a MAP_SHARED mapping (anonymous or named with shm_open) is one memory for several processes; a plain read-modify-write on it loses updates, and an atomic, a robust process-shared mutex or a semaphore makes it exact")
+}
+
+/// Map a named segment's SEG bytes, shared. Returns its first byte.
+fn map_segment(fd: &OwnedFd) -> *mut u8 {
+    let len = NonZeroUsize::new(SEG).expect("non-zero");
+    // SAFETY: a new mapping of a file we opened; nothing else refers to it yet.
+    unsafe {
+        mmap(
+            None,
+            len,
+            ProtFlags::PROT_READ | ProtFlags::PROT_WRITE,
+            MapFlags::MAP_SHARED,
+            fd,
+            0,
+        )
+    }
+    .or_die("mmap")
+    .cast::<u8>()
+    .as_ptr()
+}
+
+// ANCHOR: peer
+/// The exec'd peer: a fresh program that inherited no mapping. It opens the segment by name,
+/// reads the creator's message and writes it back with its pid.
+fn peer(name: &str, quiet: bool) -> ! {
+    narrate::set_quiet(quiet);
+    let maps = std::fs::read_to_string("/proc/self/maps").unwrap_or_default();
+    let before = maps
+        .lines()
+        .filter(|l| l.contains(name.trim_start_matches('/')))
+        .count() as u32;
+    let fd = shm_open(name, OFlag::O_RDWR, Mode::empty()).or_die("shm_open (peer)"); // by name, no O_CREAT
+    let seg = map_segment(&fd);
+    // SAFETY: the segment is SEG bytes long; the creator wrote a message shorter than ECHO_AT.
+    unsafe {
+        let msg = std::slice::from_raw_parts(seg.add(MSG_AT), ECHO_AT);
+        let len = msg.iter().position(|&b| b == 0).unwrap_or(0);
+        say!(
+            "opened {name} by name; it says {:?}",
+            std::str::from_utf8(&msg[..len]).unwrap_or("?")
+        );
+        ptr::copy_nonoverlapping(seg.add(MSG_AT), seg.add(ECHO_AT), len);
+        let p = seg.add(PEER_AT).cast::<u32>();
+        p.write_volatile(std::process::id());
+        p.add(1).write_volatile(before);
+    }
+    std::process::exit(0)
+}
+// ANCHOR_END: peer
+
+/// A process-shared, robust pthread mutex, initialised in place in the shared mapping.
+fn init_mutex(c: *mut Counters) {
+    // ANCHOR: mutex_init
+    // SAFETY: attr is initialised before use; the mutex lives in the shared mapping.
+    unsafe {
+        let mut attr: libc::pthread_mutexattr_t = std::mem::zeroed();
+        libc::pthread_mutexattr_init(&mut attr);
+        libc::pthread_mutexattr_setpshared(&mut attr, libc::PTHREAD_PROCESS_SHARED); // usable across processes
+        libc::pthread_mutexattr_setrobust(&mut attr, libc::PTHREAD_MUTEX_ROBUST); // survives a dead holder
+        let r = libc::pthread_mutex_init(addr_of_mut!((*c).mutex), &attr);
+        libc::pthread_mutexattr_destroy(&mut attr);
+        if r != 0 {
+            proclab::die("pthread_mutex_init", Errno::from_raw(r));
+        }
+    }
+    // ANCHOR_END: mutex_init
+}
+
+/// Lock with a deadline, so that even a non-robust mutex cannot hang the lab. Returns the
+/// pthread result (0, EOWNERDEAD, ETIMEDOUT...).
+fn timed_lock(m: *mut libc::pthread_mutex_t, wait: Duration) -> i32 {
+    // SAFETY: clock_gettime fills the timespec; m points to an initialised mutex.
+    unsafe {
+        let mut ts: libc::timespec = std::mem::zeroed();
+        libc::clock_gettime(libc::CLOCK_REALTIME, &mut ts);
+        ts.tv_sec += wait.as_secs() as libc::time_t;
+        libc::pthread_mutex_timedlock(m, &ts)
+    }
+}
+
+fn errno_name(code: i32) -> String {
+    match code {
+        0 => "0".into(),
+        libc::EOWNERDEAD => "EOWNERDEAD".into(),
+        libc::ETIMEDOUT => "ETIMEDOUT".into(),
+        libc::ENOTRECOVERABLE => "ENOTRECOVERABLE".into(),
+        other => format!("{:?}", Errno::from_raw(other)),
+    }
+}
+
+/// Pin the calling process to one CPU.
+fn pin(cpu: usize) {
+    let mut set = CpuSet::new();
+    if set.set(cpu).is_ok() {
+        let _ = sched_setaffinity(Pid::from_raw(0), &set); // 0 = the calling process
+    }
+}
+
+/// `procs` processes, process i pinned to CPU i mod cpus, all released at once, each add
+/// `iters` to the counter of `method`. Returns the time from the release to the last exit.
+fn count(c: *mut Counters, method: Method, procs: usize, iters: u64, cpus: usize) -> Duration {
+    let (gate_rx, gate_tx) = pipe().or_die("pipe"); // closing gate_tx releases them all
+                                                    // SAFETY: no child is running yet; the parent alone touches the mapping.
+    unsafe { (*c).arrived.store(0, Ordering::SeqCst) };
+    let mut kids = Vec::new();
+    for i in 0..procs {
+        flush_stdout();
+        // SAFETY: the child pins itself, reads the gate, works on the shared mapping (no heap,
+        // no locks other than the process-shared ones in the mapping) and _exits.
+        match unsafe { fork_tracked() } {
+            ForkResult::Child => unsafe {
+                drop(gate_tx);
+                pin(i % cpus); // sched_setaffinity: a CPU of its own where possible
+                let _ = read(&gate_rx, &mut [0u8; 1]); // EOF when the parent closes the gate
+                (*c).arrived.fetch_add(1, Ordering::SeqCst); // then wait until all are running,
+                wait_until(|| (*c).arrived.load(Ordering::SeqCst) >= procs as u64); // so they overlap
+                increment(c, method, iters);
+                libc::_exit(0)
+            },
+            ForkResult::Parent { child } => {
+                kids.push(child);
+            }
+        }
+    }
+    drop(gate_rx);
+    let sw = Stopwatch::start();
+    drop(gate_tx); // go
+    for k in kids {
+        let st = waitpid(k, None).or_die("waitpid");
+        cleanup::forget(k);
+        if st != WaitStatus::Exited(k, 0) {
+            proclab::die("counting child", Errno::EIO);
+        }
+    }
+    sw.elapsed()
+}
+
+// ANCHOR: increment
+/// One process's share of the counting: `iters` increments of the counter of `method`.
+///
+/// # Safety
+/// `c` points to the shared, initialised Counters.
+unsafe fn increment(c: *mut Counters, method: Method, iters: u64) {
+    let plain = addr_of_mut!((*c).plain);
+    let locked = addr_of_mut!((*c).locked);
+    let sem_counted = addr_of_mut!((*c).sem_counted);
+    for _ in 0..iters {
+        match method {
+            Method::Plain => {
+                let v = ptr::read_volatile(plain); // load...
+                ptr::write_volatile(plain, v + 1); // ...store: another CPU may have stored in between
+            }
+            Method::Atomic => {
+                (*c).atomic.fetch_add(1, Ordering::Relaxed); // one indivisible lock xadd
+            }
+            Method::Mutex => {
+                libc::pthread_mutex_lock(addr_of_mut!((*c).mutex)); // futex: sleeps if taken
+                ptr::write_volatile(locked, ptr::read_volatile(locked) + 1);
+                libc::pthread_mutex_unlock(addr_of_mut!((*c).mutex));
+            }
+            Method::Semaphore => {
+                while libc::sem_wait(addr_of_mut!((*c).sem)) != 0 {} // P: retried on EINTR
+                ptr::write_volatile(sem_counted, ptr::read_volatile(sem_counted) + 1);
+                libc::sem_post(addr_of_mut!((*c).sem)); // V
+            }
+        }
+    }
+}
+// ANCHOR_END: increment
+
+const CHUNK: usize = 64 << 10; // bytes per slot and per pipe write
+const SLOTS: usize = 8; // slots in the ring
+
+/// The ring's header, at the start of its mapping; the slots follow at offset 4096.
+#[repr(C)]
+struct RingHead {
+    head: AtomicU64, // chunks published by the producer
+    _pad: [u8; 56],
+    tail: AtomicU64, // chunks consumed by the consumer
+}
+
+/// Spin briefly, then yield the CPU, until `ready()`.
+fn wait_until(mut ready: impl FnMut() -> bool) {
+    let mut spins = 0u32;
+    while !ready() {
+        spins += 1;
+        if spins < 200 {
+            std::hint::spin_loop();
+        } else {
+            // SAFETY: sched_yield has no preconditions.
+            unsafe { libc::sched_yield() }; // let the other side run (on one CPU it must)
+        }
+    }
+}
+
+/// The source chunk, with chunk number `i` stamped in its first 8 bytes.
+fn stamp(buf: &mut [u8], i: u64) {
+    buf[..8].copy_from_slice(&i.to_le_bytes());
+}
+
+/// True if `got` is `src` stamped with `i`.
+fn verify(got: &[u8], src: &[u8], i: u64) -> bool {
+    got[..8] == i.to_le_bytes() && got[8..] == src[8..]
+}
+
+/// Move `total` bytes from a child to the parent through a ring of SLOTS chunks in a shared
+/// mapping: the producer writes each chunk straight into a slot and publishes it; the
+/// consumer checks it in place. Returns (chunks verified, time).
+fn ring_transfer(total: usize) -> (usize, Duration) {
+    let chunks = total / CHUNK;
+    let len = NonZeroUsize::new(4096 + SLOTS * CHUNK).expect("non-zero");
+    // SAFETY: a fresh zero-filled shared anonymous mapping.
+    let base = unsafe {
+        mmap_anonymous(
+            None,
+            len,
+            ProtFlags::PROT_READ | ProtFlags::PROT_WRITE,
+            MapFlags::MAP_SHARED,
+        )
+    }
+    .or_die("mmap")
+    .cast::<u8>()
+    .as_ptr();
+    let ring = base.cast::<RingHead>();
+    let mut src = pattern(CHUNK);
+    let (gate_rx, gate_tx) = pipe().or_die("pipe");
+    flush_stdout();
+    // ANCHOR: ring
+    // SAFETY: the child only uses the shared mapping, a buffer allocated before fork, read and _exit.
+    let child = match unsafe { fork_tracked() } {
+        ForkResult::Child => unsafe {
+            drop(gate_tx);
+            let _ = read(&gate_rx, &mut [0u8; 1]);
+            for i in 0..chunks as u64 {
+                wait_until(|| i - (*ring).tail.load(Ordering::Acquire) < SLOTS as u64); // a free slot
+                let slot = std::slice::from_raw_parts_mut(base.add(4096 + (i as usize % SLOTS) * CHUNK), CHUNK);
+                stamp(&mut src, i);
+                slot.copy_from_slice(&src); // the only copy: straight into the shared slot
+                (*ring).head.store(i + 1, Ordering::Release); // publish it
+            }
+            libc::_exit(0)
+        },
+        ForkResult::Parent { child } => child,
+    };
+    // ANCHOR_END: ring
+    // ANCHOR: ring_consumer
+    drop(gate_rx);
+    let sw = Stopwatch::start();
+    drop(gate_tx);
+    let mut ok = 0;
+    for i in 0..chunks as u64 {
+        // SAFETY: the slot was published (head > i) and is not rewritten until tail passes it.
+        unsafe {
+            wait_until(|| (*ring).head.load(Ordering::Acquire) > i);
+            let slot = std::slice::from_raw_parts(base.add(4096 + (i as usize % SLOTS) * CHUNK), CHUNK);
+            ok += verify(slot, &src, i) as usize; // read in place: no copy
+            (*ring).tail.store(i + 1, Ordering::Release); // the slot is free again
+        }
+    }
+    let took = sw.elapsed();
+    // ANCHOR_END: ring_consumer
+    waitpid(child, None).or_die("waitpid");
+    cleanup::forget(child);
+    // SAFETY: the child is gone and no pointer into the mapping is used after this.
+    unsafe { munmap(NonNull::new(base.cast()).expect("mapped"), len.get()) }.or_die("munmap");
+    (ok, took)
+}
+
+/// The same transfer through a pipe: the kernel copies each chunk in, then out.
+fn pipe_transfer(total: usize) -> (usize, Duration) {
+    let chunks = total / CHUNK;
+    let mut src = pattern(CHUNK);
+    let mut dst = vec![0u8; CHUNK];
+    let (rx, tx) = pipe().or_die("pipe");
+    let (gate_rx, gate_tx) = pipe().or_die("pipe");
+    flush_stdout();
+    // SAFETY: the child only reads, writes (a buffer allocated before fork) and _exits.
+    let child = match unsafe { fork_tracked() } {
+        ForkResult::Child => {
+            drop((rx, gate_tx));
+            let _ = read(&gate_rx, &mut [0u8; 1]);
+            for i in 0..chunks as u64 {
+                stamp(&mut src, i);
+                if write_all(&tx, &src).is_err() {
+                    unsafe { libc::_exit(1) }
+                }
+            }
+            unsafe { libc::_exit(0) }
+        }
+        ForkResult::Parent { child } => child,
+    };
+    drop((tx, gate_rx));
+    let sw = Stopwatch::start();
+    drop(gate_tx);
+    let mut ok = 0;
+    for i in 0..chunks as u64 {
+        if read_full(&rx, &mut dst) != Ok(CHUNK) {
+            break;
+        }
+        ok += verify(&dst, &src, i) as usize;
+    }
+    let took = sw.elapsed();
+    waitpid(child, None).or_die("waitpid");
+    cleanup::forget(child);
+    (ok, took)
+}
+
+/// write(2) until all of `buf` is written. Async-signal-safe.
+fn write_all(fd: impl AsFd, mut buf: &[u8]) -> nix::Result<()> {
+    let fd = fd.as_fd();
+    while !buf.is_empty() {
+        match write(fd, buf) {
+            Ok(n) => buf = &buf[n..],
+            Err(Errno::EINTR) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// read(2) until `buf` is full or EOF; returns the bytes read.
+fn read_full(fd: impl AsFd, buf: &mut [u8]) -> nix::Result<usize> {
+    let fd = fd.as_fd();
+    let mut n = 0;
+    while n < buf.len() {
+        match read(fd, &mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(Errno::EINTR) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
+}
+
+/// `len` pseudo-random bytes (xorshift).
+fn pattern(len: usize) -> Vec<u8> {
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+/// `fork()`, with the child recorded by `cleanup::track` (killed and reaped on every way
+/// out) before a SIGINT or SIGTERM can be handled: both are blocked from just before the
+/// fork until the parent has recorded the child, so a Ctrl-C can never land in between and
+/// leak it. The child gets the old signal mask back too.
+///
+/// # Safety
+/// As for `fork`: the child may only call async-signal-safe functions.
+unsafe fn fork_tracked() -> ForkResult {
+    let mut held = SigSet::empty();
+    held.add(Signal::SIGINT);
+    held.add(Signal::SIGTERM);
+    let old = held.thread_swap_mask(SigmaskHow::SIG_BLOCK).or_die("pthread_sigmask");
+    let forked = unsafe { fork() }.or_die("fork");
+    if let ForkResult::Parent { child } = forked {
+        cleanup::track(child);
+    }
+    old.thread_set_mask().or_die("pthread_sigmask"); // a pending Ctrl-C is handled now
+    forked
+}

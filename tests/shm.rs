@@ -1,0 +1,106 @@
+mod common;
+use common::*;
+use std::sync::OnceLock;
+
+/// One default run, shared by the tests that only read its observations.
+fn default_run() -> &'static Run {
+    static RUN: OnceLock<Run> = OnceLock::new();
+    RUN.get_or_init(|| run_json("shm", &[]))
+}
+
+#[test]
+fn default_run_verifies() {
+    default_run().assert_verified();
+}
+
+#[test]
+fn private_copy_versus_shared_mapping() {
+    let o = default_run().observation("copies");
+    assert_eq!(o["private"], 1, "{o}");
+    assert_eq!(o["shared"], 42, "{o}");
+}
+
+#[test]
+fn named_segment_opened_by_name_and_unlinked() {
+    let run = default_run();
+    let entries = run.observations("shm_entry");
+    let exists = entries.iter().find(|o| o["phase"] == "exists").expect("exists");
+    assert_eq!(exists["exists"], true, "{exists}");
+    assert_eq!(exists["size"], 4096);
+    let name = exists["name"].as_str().unwrap();
+    assert!(name.starts_with("/proclab-shm-"), "{name}");
+    let unlinked = entries.iter().find(|o| o["phase"] == "unlinked").expect("unlinked");
+    assert_eq!(unlinked["exists"], false, "{unlinked}");
+    assert!(!std::path::Path::new(exists["path"].as_str().unwrap()).exists());
+    let peer = run.observation("peer");
+    assert_eq!(peer["pid"], peer["pid_in_segment"], "exec keeps the pid: {peer}");
+    assert_eq!(peer["maps_before"], 0, "the peer inherited no mapping: {peer}");
+    assert_eq!(peer["echo"], peer["message"], "{peer}");
+}
+
+#[test]
+fn plain_counter_loses_updates_and_every_fix_is_exact() {
+    let run = default_run();
+    let counters = run.observations("counter");
+    assert_eq!(counters.len(), 4);
+    for c in &counters {
+        assert_eq!(c["expected"], 2 * 2_000_000u64, "{c}");
+        let lost = c["lost"].as_u64().unwrap();
+        assert_eq!(
+            c["expected"].as_u64().unwrap() - c["actual"].as_u64().unwrap(),
+            lost,
+            "{c}"
+        );
+        if c["method"] == "plain" {
+            assert!(lost > 0, "no update lost: {c}");
+        } else {
+            assert_eq!(lost, 0, "{c}");
+        }
+    }
+}
+
+#[test]
+fn robust_mutex_reports_eownerdead_then_works() {
+    let o = default_run().observation("robust");
+    assert!(o["status"].as_str().unwrap().contains("SIGKILL"), "{o}");
+    assert_eq!(o["first_lock"], libc::EOWNERDEAD, "{o}");
+    assert_eq!(o["second_lock"], 0, "{o}");
+}
+
+#[test]
+fn zero_copy_chunks_all_intact() {
+    let o = default_run().observation("zero_copy");
+    let chunks = o["bytes"].as_u64().unwrap() / o["chunk"].as_u64().unwrap();
+    assert_eq!(o["shm_chunks_ok"].as_u64(), Some(chunks), "{o}");
+    assert_eq!(o["pipe_chunks_ok"].as_u64(), Some(chunks), "{o}");
+}
+
+#[test]
+fn sigint_while_the_segment_exists_leaves_no_dev_shm_entry() {
+    let mut s = start_json("shm", &["--linger", "30000"]);
+    let seen = s
+        .wait_for(|v| v["kind"] == "shm_entry" && v["phase"] == "exists")
+        .expect("segment created");
+    let path = seen["path"].as_str().unwrap().to_string();
+    assert!(
+        std::path::Path::new(&path).exists(),
+        "{path} exists while the lab lingers"
+    );
+    let status = interrupt(s, libc::SIGINT);
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(status.signal(), Some(libc::SIGINT));
+    assert!(!std::path::Path::new(&path).exists(), "{path} survived SIGINT");
+}
+
+#[test]
+fn small_settings_still_verify() {
+    run_json("shm", &["--procs", "3", "--mib", "1"]).assert_verified();
+}
+
+#[test]
+fn bad_flags_exit_2() {
+    assert_usage_error("shm", &["--procs", "1"]);
+    assert_usage_error("shm", &["--iters", "10"]);
+    assert_usage_error("shm", &["--mib", "0"]);
+    assert_usage_error("shm", &["--linger", "-1"]);
+}
