@@ -23,12 +23,14 @@
 //! process of the lab also arms `alarm(60)` as a safety net, so nothing outlives a lab that
 //! was itself killed with SIGKILL by more than a minute.
 
+// The plumbing lives beside this file: the command line, the family's readiness reports,
+// and how the observer prints what it saw (observations, tables, the summary).
 #[path = "11_parent_death/args.rs"]
 mod args;
+#[path = "11_parent_death/observations.rs"]
+mod observations;
 #[path = "11_parent_death/readiness.rs"]
 mod readiness;
-#[path = "11_parent_death/report.rs"]
-mod report;
 
 use args::{Args, Scenario};
 use clap::Parser;
@@ -37,10 +39,12 @@ use nix::sys::prctl;
 use nix::sys::signal::{kill, killpg, sigprocmask, SigSet, SigmaskHow, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::{fork, getpid, getppid, pause, pipe, read, setpgid, write, ForkResult, Pid};
+use observations::{
+    observe_children, observe_cleaned, observe_fate, observe_parent, observe_subreaper, show_family, Fate, Summary,
+};
 use proclab::procfacts;
 use proclab::{cleanup, die, flush_stdout, say_as, Lab, OrDie};
 use readiness::{next_report, report, Role};
-use report::{observe_children, observe_cleaned, observe_fate, observe_parent, Fate, Summary};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::time::{Duration, Instant};
 
@@ -67,7 +71,7 @@ fn main() {
     prctl::set_child_subreaper(true).or_die("prctl(PR_SET_CHILD_SUBREAPER)");
     let subreaper = prctl::get_child_subreaper().or_die("prctl(PR_GET_CHILD_SUBREAPER)");
     // ANCHOR_END: subreaper
-    report::observe_subreaper(&mut lab, me, subreaper);
+    observe_subreaper(&mut lab, me, subreaper);
     lab.check(
         "subreaper_set",
         subreaper,
@@ -279,7 +283,7 @@ fn start_family(lab: &mut Lab, scenario: Scenario, n: usize, hold: Duration) -> 
         extra,
         go,
     };
-    report::show_family(lab, scenario, fam.parent, &fam.children, fam.extra);
+    show_family(lab, scenario, fam.parent, &fam.children, fam.extra);
     std::thread::sleep(hold); // only so a person can look: `ps -o pid,ppid,pgid,stat,cmd --forest`
     fam
 }

@@ -49,6 +49,7 @@ impl Fate {
     }
 }
 
+/// Section 0: the observer is a subreaper, and who PID 1 is here.
 pub fn observe_subreaper(lab: &mut Lab, me: Pid, subreaper: bool) {
     let init = procfacts::comm(1).unwrap_or_else(|| "?".into());
     lab.observe(
@@ -90,6 +91,7 @@ pub fn show_family(lab: &mut Lab, scenario: Scenario, parent: Pid, children: &[P
     );
 }
 
+/// How the parent ended, from the wait status the observer collected.
 pub fn observe_parent(lab: &mut Lab, scenario: Scenario, pid: Pid, status: Option<WaitStatus>) {
     let signal = match status {
         Some(WaitStatus::Signaled(_, sig, _)) => Some(sig.as_str()),
@@ -109,6 +111,7 @@ pub fn observe_children(lab: &mut Lab, scenario: Scenario, parent: Pid, children
     }
 }
 
+/// What became of one member of the family: alive (ppid, state, group) or how it ended.
 pub fn observe_fate(lab: &mut Lab, scenario: Scenario, role: Role, pid: Pid, parent: Pid, fate: &Fate) {
     let me = getpid();
     let mut fields = json!({
