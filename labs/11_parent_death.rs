@@ -23,75 +23,30 @@
 //! process of the lab also arms `alarm(60)` as a safety net, so nothing outlives a lab that
 //! was itself killed with SIGKILL by more than a minute.
 
-use clap::{Parser, ValueEnum};
+// The plumbing lives beside this file: the command line, the family's readiness reports,
+// and how the observer prints what it saw (observations, tables, the summary).
+#[path = "11_parent_death/args.rs"]
+mod args;
+#[path = "11_parent_death/observations.rs"]
+mod observations;
+#[path = "11_parent_death/readiness.rs"]
+mod readiness;
+
+use args::{Args, Scenario};
+use clap::Parser;
 use nix::errno::Errno;
-use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::prctl;
 use nix::sys::signal::{kill, killpg, sigprocmask, SigSet, SigmaskHow, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::{fork, getpid, getppid, pause, pipe, read, setpgid, write, ForkResult, Pid};
-use proclab::procfacts::{self, state_name};
-use proclab::{cleanup, die, flush_stdout, say_as, Common, Lab, OrDie};
-use serde_json::{json, Value};
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use observations::{
+    observe_children, observe_cleaned, observe_fate, observe_parent, observe_subreaper, show_family, Fate, Summary,
+};
+use proclab::procfacts;
+use proclab::{cleanup, die, flush_stdout, say_as, Lab, OrDie};
+use readiness::{next_report, report, Role};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::time::{Duration, Instant};
-
-/// Does killing the parent kill its children? Four ways, observed from /proc and wait statuses.
-#[derive(Parser)]
-#[command(name = "parent-death", version)]
-struct Args {
-    /// Which scenario to run.
-    #[arg(long, value_enum, default_value_t = Scenario::All)]
-    scenario: Scenario,
-    /// How many children each parent forks.
-    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=16))]
-    children: u32,
-    /// Pause, in ms, once a family is up, before the kill (so `ps` run by hand can see it).
-    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=60_000))]
-    hold: u64,
-    /// Pause, in ms, after the kill before looking at the survivors (a slow death would have
-    /// time to happen, and `ps` run by hand can see the orphans).
-    #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u64).range(0..=60_000))]
-    linger: u64,
-    #[command(flatten)]
-    common: Common,
-}
-
-#[derive(Clone, Copy, PartialEq, Eq, Debug, ValueEnum)]
-enum Scenario {
-    /// Every scenario, in order.
-    All,
-    /// 1. plain fork; the parent is killed with SIGKILL.
-    Plain,
-    /// 2. the children ask for PR_SET_PDEATHSIG(SIGTERM).
-    Pdeathsig,
-    /// 3. the parent's process group is signalled (kill(-pgid, SIGTERM)).
-    Pgroup,
-    /// 4. the children read a pipe whose write end only the parent holds.
-    Pipe,
-}
-
-/// Who sent a report on the readiness pipe.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum Role {
-    Parent = 0,
-    Child = 1,
-    /// Scenario 2: a child that calls prctl only after its parent died (the race).
-    Late = 2,
-    /// Scenario 3: a child that moved to a process group of its own.
-    Leaver = 3,
-}
-
-impl Role {
-    fn name(self) -> &'static str {
-        match self {
-            Role::Parent => "parent",
-            Role::Child => "child",
-            Role::Late => "late child",
-            Role::Leaver => "leaver",
-        }
-    }
-}
 
 /// Exit status of a child whose getppid re-check found its parent already gone.
 const PARENT_GONE: i32 = 4;
@@ -108,8 +63,7 @@ fn main() {
     let linger = Duration::from_millis(args.linger);
     let hold = Duration::from_millis(args.hold);
     let runs = |s: Scenario| args.scenario == Scenario::All || args.scenario == s;
-    let mut summary: Vec<Vec<String>> = Vec::new();
-    let mut claims: Vec<&str> = Vec::new();
+    let mut summary = Summary::new(me);
 
     lab.section("0. The observer becomes a subreaper");
     // ANCHOR: subreaper
@@ -117,12 +71,7 @@ fn main() {
     prctl::set_child_subreaper(true).or_die("prctl(PR_SET_CHILD_SUBREAPER)");
     let subreaper = prctl::get_child_subreaper().or_die("prctl(PR_GET_CHILD_SUBREAPER)");
     // ANCHOR_END: subreaper
-    let init = procfacts::comm(1).unwrap_or_else(|| "?".into());
-    lab.observe(
-        "subreaper",
-        json!({"pid": me.as_raw(), "subreaper": subreaper, "pid1_comm": init}),
-        format_args!("the observer {me} is a child subreaper: {subreaper}; PID 1 here is `{init}`"),
-    );
+    observe_subreaper(&mut lab, me, subreaper);
     lab.check(
         "subreaper_set",
         subreaper,
@@ -142,9 +91,7 @@ fn main() {
         // Alive or dead? Whose child now?
         let fates: Vec<Fate> = fam.children.iter().map(|&c| look(c)).collect();
         // ANCHOR_END: kill_plain
-        for (&c, f) in fam.children.iter().zip(&fates) {
-            observe_fate(&mut lab, Scenario::Plain, Role::Child, c, fam.parent, f);
-        }
+        observe_children(&mut lab, Scenario::Plain, fam.parent, &fam.children, &fates);
         lab.show_tree(me);
         // Survived: still running, with a new parent (the observer, unless the subreaper is gone).
         let alive = fates.iter().filter(|f| f.alive_with_new_parent(fam.parent)).count();
@@ -167,13 +114,13 @@ fn main() {
             cleaned == n,
             format_args!("{cleaned} of {n} orphans ended by the observer's SIGTERM and reaped: they would have lived on otherwise"),
         );
-        summary.push(vec![
-            "1 plain fork".into(),
-            "SIGKILL to the parent".into(),
-            outcome(&fates, me),
-            yes_no(alive == 0),
-        ]);
-        claims.push("with a plain fork, killing the parent leaves its children running as orphans");
+        summary.add(
+            "1 plain fork",
+            "SIGKILL to the parent",
+            &fates,
+            alive == 0,
+            "with a plain fork, killing the parent leaves its children running as orphans",
+        );
     }
 
     if runs(Scenario::Pdeathsig) {
@@ -185,9 +132,7 @@ fn main() {
         let fates: Vec<Fate> = fam.children.iter().map(|&c| await_death(c)).collect(); // bounded
         let (late, late_fate) = fam.extra.map(|(_, p)| (p, await_death(p))).expect("a late child");
         observe_parent(&mut lab, Scenario::Pdeathsig, fam.parent, parent_end);
-        for (&c, f) in fam.children.iter().zip(&fates) {
-            observe_fate(&mut lab, Scenario::Pdeathsig, Role::Child, c, fam.parent, f);
-        }
+        observe_children(&mut lab, Scenario::Pdeathsig, fam.parent, &fam.children, &fates);
         observe_fate(&mut lab, Scenario::Pdeathsig, Role::Late, late, fam.parent, &late_fate);
         let died = fates.iter().filter(|f| f.signal() == Some(Signal::SIGTERM)).count();
         lab.check(
@@ -203,13 +148,13 @@ fn main() {
             ),
         );
         end_survivor(&mut lab, Scenario::Pdeathsig, late); // only if the re-check failed
-        summary.push(vec![
-            "2 PR_SET_PDEATHSIG".into(),
-            "SIGKILL to the parent".into(),
-            outcome(&fates, me),
-            yes_no(died == n),
-        ]);
-        claims.push("with PR_SET_PDEATHSIG they are signalled when it dies (re-check getppid after prctl)");
+        summary.add(
+            "2 PR_SET_PDEATHSIG",
+            "SIGKILL to the parent",
+            &fates,
+            died == n,
+            "with PR_SET_PDEATHSIG they are signalled when it dies (re-check getppid after prctl)",
+        );
     }
 
     if runs(Scenario::Pgroup) {
@@ -227,9 +172,7 @@ fn main() {
         std::thread::sleep(linger); // the leaver had time to die too, if the signal had reached it
         let leaver_fate = look(leaver);
         observe_parent(&mut lab, Scenario::Pgroup, fam.parent, parent_end);
-        for (&c, f) in fam.children.iter().zip(&fates) {
-            observe_fate(&mut lab, Scenario::Pgroup, Role::Child, c, fam.parent, f);
-        }
+        observe_children(&mut lab, Scenario::Pgroup, fam.parent, &fam.children, &fates);
         observe_fate(
             &mut lab,
             Scenario::Pgroup,
@@ -253,13 +196,13 @@ fn main() {
             "the child that had moved to a group of its own was not signalled: it lives on, re-parented to the observer",
         );
         end_survivor(&mut lab, Scenario::Pgroup, leaver);
-        summary.push(vec![
-            "3 process group".into(),
-            "SIGTERM to the group".into(),
-            outcome(&fates, me),
-            yes_no(died == n),
-        ]);
-        claims.push("a signal to the process group reaches them, but only the members");
+        summary.add(
+            "3 process group",
+            "SIGTERM to the group",
+            &fates,
+            died == n,
+            "a signal to the process group reaches them, but only the members",
+        );
     }
 
     if runs(Scenario::Pipe) {
@@ -269,40 +212,25 @@ fn main() {
         let parent_end = reap(fam.parent);
         let fates: Vec<Fate> = fam.children.iter().map(|&c| await_death(c)).collect();
         observe_parent(&mut lab, Scenario::Pipe, fam.parent, parent_end);
-        for (&c, f) in fam.children.iter().zip(&fates) {
-            observe_fate(&mut lab, Scenario::Pipe, Role::Child, c, fam.parent, f);
-        }
+        observe_children(&mut lab, Scenario::Pipe, fam.parent, &fam.children, &fates);
         let exited = fates.iter().filter(|f| f.exit_code() == Some(0)).count();
         lab.check(
             "pipe_children_exit",
             killed_by(parent_end, Signal::SIGKILL) && exited == n,
             format_args!("the parent died of SIGKILL and {exited} of {n} children read EOF on the pipe and exited 0 by themselves"),
         );
-        summary.push(vec![
-            "4 pipe EOF".into(),
-            "SIGKILL to the parent".into(),
-            outcome(&fates, me),
-            yes_no(exited == n),
-        ]);
-        claims.push("children watching a pipe only the parent writes exit on its EOF");
+        summary.add(
+            "4 pipe EOF",
+            "SIGKILL to the parent",
+            &fates,
+            exited == n,
+            "children watching a pipe only the parent writes exit on its EOF",
+        );
     }
 
     lab.section("Summary: did the children die with their parent?");
-    lab.table(
-        "summary",
-        &[
-            "scenario",
-            "how the parent died",
-            "what became of the children",
-            "died with it",
-        ],
-        &summary,
-    );
-    let claim = format!(
-        "killing the parent does not by itself kill its children: {}",
-        claims.join("; ")
-    );
-    lab.finish(&claim)
+    summary.show(&mut lab);
+    lab.finish(&summary.claim())
 }
 
 /// A parent and the children it reported.
@@ -355,84 +283,14 @@ fn start_family(lab: &mut Lab, scenario: Scenario, n: usize, hold: Duration) -> 
         extra,
         go,
     };
-    let mut members = vec![(Role::Parent, parent)];
-    members.extend(fam.children.iter().map(|&c| (Role::Child, c)));
-    members.extend(fam.extra);
-    let rows: Vec<Vec<String>> = members
-        .iter()
-        .map(|&(role, pid)| {
-            let state = procfacts::wait_for_state(pid.as_raw(), &['S'], Duration::from_secs(2)); // settled in its wait
-            let wchan = procfacts::poll_until(Duration::from_secs(1), || procfacts::wchan(pid.as_raw()));
-            let f = procfacts::facts(pid.as_raw());
-            vec![
-                role.name().to_string(),
-                pid.to_string(),
-                f.as_ref().map_or("?".into(), |f| f.ppid.to_string()),
-                f.as_ref().map_or("?".into(), |f| f.pgrp.to_string()),
-                state.map_or("?".into(), |s| s.to_string()),
-                wchan.unwrap_or_else(|| "-".into()),
-            ]
-        })
-        .collect();
-    lab.table("family", &["role", "pid", "ppid", "pgrp", "state", "waits in"], &rows);
-    say_as!(
-        "observer",
-        "{}'s family is up: 1 parent, {} children{}",
-        name_of(scenario),
-        fam.children.len(),
-        fam.extra
-            .map_or(String::new(), |(r, p)| format!(", 1 {} ({p})", r.name()))
-    );
+    show_family(lab, scenario, fam.parent, &fam.children, fam.extra);
     std::thread::sleep(hold); // only so a person can look: `ps -o pid,ppid,pgid,stat,cmd --forest`
     fam
 }
 
+/// Scenarios 2 and 3 have one more member: the late child, the leaver.
 fn needs_extra(scenario: Scenario) -> bool {
     matches!(scenario, Scenario::Pdeathsig | Scenario::Pgroup)
-}
-
-fn name_of(scenario: Scenario) -> &'static str {
-    match scenario {
-        Scenario::All => "all",
-        Scenario::Plain => "plain",
-        Scenario::Pdeathsig => "pdeathsig",
-        Scenario::Pgroup => "pgroup",
-        Scenario::Pipe => "pipe",
-    }
-}
-
-/// Read one 8-byte (role, pid) report, waiting at most until `deadline`.
-fn next_report(ready: &OwnedFd, deadline: Instant) -> (Role, Pid) {
-    let mut rec = [0u8; 8];
-    let mut got = 0;
-    while got < rec.len() {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let mut fds = [PollFd::new(ready.as_fd(), PollFlags::POLLIN)];
-        match poll(&mut fds, PollTimeout::try_from(left).unwrap_or(PollTimeout::MAX)) {
-            Ok(0) => die("waiting for the family's reports (10 s)", Errno::ETIMEDOUT),
-            Ok(_) | Err(Errno::EINTR) => {}
-            Err(e) => die("poll", e),
-        }
-        match read(ready, &mut rec[got..]) {
-            Ok(0) => die(
-                "reading the family's reports (a member died before reporting)",
-                Errno::EPIPE,
-            ),
-            Ok(k) => got += k,
-            Err(Errno::EINTR | Errno::EAGAIN) => {}
-            Err(e) => die("read", e),
-        }
-    }
-    let role = match i32::from_ne_bytes([rec[0], rec[1], rec[2], rec[3]]) {
-        0 => Role::Parent,
-        1 => Role::Child,
-        2 => Role::Late,
-        _ => Role::Leaver,
-    };
-    (
-        role,
-        Pid::from_raw(i32::from_ne_bytes([rec[4], rec[5], rec[6], rec[7]])),
-    )
 }
 
 // ---------------------------------------------------------------------------------------
@@ -460,17 +318,6 @@ fn stop_signals() -> SigSet {
     set
 }
 
-/// Tell the observer "I am ready": one 8-byte write, atomic on a pipe (less than PIPE_BUF).
-fn report(ready: &OwnedFd, role: Role) {
-    let mut rec = [0u8; 8];
-    rec[..4].copy_from_slice(&(role as i32).to_ne_bytes());
-    rec[4..].copy_from_slice(&getpid().as_raw().to_ne_bytes());
-    if write(ready, &rec) != Ok(rec.len()) {
-        // SAFETY: _exit is async-signal-safe.
-        unsafe { libc::_exit(1) }
-    }
-}
-
 /// Sleep until a signal ends this process.
 fn wait_forever() -> ! {
     loop {
@@ -478,30 +325,29 @@ fn wait_forever() -> ! {
     }
 }
 
-/// Block until one byte arrives on `fd`; leave if the pipe reads EOF instead (the observer is gone).
-fn wait_for_byte(fd: &OwnedFd) {
+/// Read one byte from `fd`, again after EINTR: 1 if a byte came, 0 at EOF (no writer left).
+fn read_byte(fd: &OwnedFd) -> usize {
     let mut byte = [0u8; 1];
     loop {
         match read(fd, &mut byte) {
-            Ok(1) => return,
-            // SAFETY: _exit is async-signal-safe.
-            Ok(_) => unsafe { libc::_exit(1) },
+            Ok(k) => return k,
             Err(Errno::EINTR) => {}
             Err(e) => die("read", e),
         }
     }
 }
 
+/// Block until one byte arrives on `fd`; leave if the pipe reads EOF instead (the observer is gone).
+fn wait_for_byte(fd: &OwnedFd) {
+    if read_byte(fd) == 0 {
+        // SAFETY: _exit is async-signal-safe.
+        unsafe { libc::_exit(1) }
+    }
+}
+
 /// Block until `fd` reads EOF: every write end of its pipe is closed.
 fn block_until_eof(fd: &OwnedFd) {
-    let mut byte = [0u8; 1];
-    loop {
-        match read(fd, &mut byte) {
-            Ok(0) => return, // EOF: no process holds the write end any more
-            Ok(_) | Err(Errno::EINTR) => {}
-            Err(e) => die("read", e),
-        }
-    }
+    while read_byte(fd) != 0 {} // EOF: no process holds the write end any more
 }
 
 /// Close a copy of a descriptor this process must not hold.
@@ -531,16 +377,13 @@ fn parent(scenario: Scenario, n: usize, ready: &OwnedFd, go: &OwnedFd) -> ! {
         }
     }
     // ANCHOR_END: parent
-    if scenario == Scenario::Pdeathsig {
-        // SAFETY: late_child() only makes async-signal-safe calls and never returns.
+    if needs_extra(scenario) {
+        // SAFETY: late_child() and leaver() only make async-signal-safe calls and never return.
         if let ForkResult::Child = unsafe { fork() }.or_die("fork") {
-            late_child(me, ready, go);
-        }
-    }
-    if scenario == Scenario::Pgroup {
-        // SAFETY: leaver() only makes async-signal-safe calls and never returns.
-        if let ForkResult::Child = unsafe { fork() }.or_die("fork") {
-            leaver(ready);
+            match scenario {
+                Scenario::Pdeathsig => late_child(me, ready, go),
+                _ => leaver(ready),
+            }
         }
     }
     say_as!("parent", "forked my children; now waiting to be killed");
@@ -623,44 +466,6 @@ fn leaver(ready: &OwnedFd) -> ! {
 // ---------------------------------------------------------------------------------------
 // The observer's side: how it reads the fate of a process.
 
-/// What the observer saw of a process.
-#[derive(Clone, Debug)]
-enum Fate {
-    /// Still running: its parent, state and process group from /proc/PID/stat.
-    Alive { ppid: i32, state: char, pgrp: i32 },
-    /// Ended and reaped by the observer: the wait status says how.
-    Dead(WaitStatus),
-    /// Neither our child nor in /proc (someone else reaped it).
-    Gone,
-}
-
-impl Fate {
-    fn alive_under(&self, observer: Pid) -> bool {
-        matches!(self, Fate::Alive { ppid, .. } if *ppid == observer.as_raw())
-    }
-    fn alive_with_new_parent(&self, old_parent: Pid) -> bool {
-        matches!(self, Fate::Alive { ppid, .. } if *ppid != old_parent.as_raw())
-    }
-    fn signal(&self) -> Option<Signal> {
-        match self {
-            Fate::Dead(WaitStatus::Signaled(_, sig, _)) => Some(*sig),
-            _ => None,
-        }
-    }
-    fn exit_code(&self) -> Option<i32> {
-        match self {
-            Fate::Dead(WaitStatus::Exited(_, code)) => Some(*code),
-            _ => None,
-        }
-    }
-    fn pgrp(&self) -> Option<i32> {
-        match self {
-            Fate::Alive { pgrp, .. } => Some(*pgrp),
-            _ => None,
-        }
-    }
-}
-
 // ANCHOR: look
 /// Dead or alive? A dead child of ours (re-parented to us, the subreaper) is reaped and its
 /// wait status says how it ended; a live one is described by /proc.
@@ -706,73 +511,6 @@ fn killed_by(status: Option<WaitStatus>, sig: Signal) -> bool {
     matches!(status, Some(WaitStatus::Signaled(_, s, _)) if s == sig)
 }
 
-fn observe_parent(lab: &mut Lab, scenario: Scenario, pid: Pid, status: Option<WaitStatus>) {
-    let signal = match status {
-        Some(WaitStatus::Signaled(_, sig, _)) => Some(sig.as_str()),
-        _ => None,
-    };
-    lab.observe(
-        "parent_death",
-        json!({"scenario": name_of(scenario), "pid": pid.as_raw(), "signal": signal, "status": format!("{status:?}")}),
-        format_args!("parent {pid}: waitpid -> {}", describe_status(status)),
-    );
-}
-
-fn describe_status(status: Option<WaitStatus>) -> String {
-    match status {
-        Some(WaitStatus::Signaled(_, sig, _)) => format!("killed by {}", sig.as_str()),
-        Some(WaitStatus::Exited(_, code)) => format!("exited with status {code}"),
-        Some(other) => format!("{other:?}"),
-        None => "still not ended".into(),
-    }
-}
-
-fn observe_fate(lab: &mut Lab, scenario: Scenario, role: Role, pid: Pid, parent: Pid, fate: &Fate) {
-    let me = getpid();
-    let mut fields = json!({
-        "scenario": name_of(scenario), "role": role.name(), "pid": pid.as_raw(),
-        "parent": parent.as_raw(), "observer": me.as_raw(), "alive": matches!(fate, Fate::Alive { .. }),
-    });
-    let extra: Value;
-    let text = match fate {
-        Fate::Alive { ppid, state, pgrp } => {
-            extra = json!({"how": "alive", "ppid": ppid, "state": state.to_string(), "pgrp": pgrp});
-            let who = if *ppid == me.as_raw() {
-                " (the observer, our subreaper)"
-            } else {
-                ""
-            };
-            format!(
-                "{} {pid} is ALIVE, {}, group {pgrp}; its ppid changed {parent} -> {ppid}{who}",
-                role.name(),
-                state_name(*state)
-            )
-        }
-        Fate::Dead(status) => {
-            let (signal, code) = match status {
-                WaitStatus::Signaled(_, sig, _) => (Some(sig.as_str()), None),
-                WaitStatus::Exited(_, code) => (None, Some(*code)),
-                _ => (None, None),
-            };
-            let how = if signal.is_some() { "signal" } else { "exit" };
-            extra = json!({"how": how, "signal": signal, "code": code});
-            format!(
-                "{} {pid} is dead: reaped by the observer, {}",
-                role.name(),
-                describe_status(Some(*status))
-            )
-        }
-        Fate::Gone => {
-            extra = json!({"how": "gone"});
-            format!("{} {pid} is gone and was not ours to reap", role.name())
-        }
-    };
-    if let (Value::Object(f), Value::Object(e)) = (&mut fields, extra) {
-        f.extend(e);
-    }
-    lab.observe("fate", fields, text);
-}
-
 /// End a survivor with SIGTERM and reap it; true if it was alive and died of that SIGTERM.
 fn end_survivor(lab: &mut Lab, scenario: Scenario, pid: Pid) -> bool {
     if !matches!(look(pid), Fate::Alive { .. }) {
@@ -780,41 +518,6 @@ fn end_survivor(lab: &mut Lab, scenario: Scenario, pid: Pid) -> bool {
     }
     kill(pid, Signal::SIGTERM).or_die("kill"); // the observer cleans up what the folklore says would die
     let end = await_death(pid);
-    let ok = end.signal() == Some(Signal::SIGTERM);
-    lab.observe(
-        "cleaned",
-        json!({"scenario": name_of(scenario), "pid": pid.as_raw(), "signal": end.signal().map(|s| s.as_str())}),
-        format_args!(
-            "the observer sent SIGTERM to {pid}: {}",
-            match &end {
-                Fate::Dead(st) => describe_status(Some(*st)),
-                other => format!("{other:?}"),
-            }
-        ),
-    );
-    ok
-}
-
-/// "alive, re-parented to the observer: 3" / "killed by SIGTERM: 3" / "exited 0: 3".
-fn outcome(fates: &[Fate], me: Pid) -> String {
-    let mut parts: Vec<(String, usize)> = Vec::new();
-    for f in fates {
-        let what = match f {
-            Fate::Alive { .. } if f.alive_under(me) => "alive, re-parented to the observer".to_string(),
-            Fate::Alive { .. } => "alive".to_string(),
-            Fate::Dead(WaitStatus::Signaled(_, sig, _)) => format!("killed by {}", sig.as_str()),
-            Fate::Dead(WaitStatus::Exited(_, code)) => format!("exited {code}"),
-            other => format!("{other:?}"),
-        };
-        match parts.iter_mut().find(|(w, _)| *w == what) {
-            Some((_, k)) => *k += 1,
-            None => parts.push((what, 1)),
-        }
-    }
-    let all: Vec<String> = parts.iter().map(|(w, k)| format!("{w}: {k}")).collect();
-    all.join(", ")
-}
-
-fn yes_no(b: bool) -> String {
-    if b { "yes" } else { "NO" }.to_string()
+    observe_cleaned(lab, scenario, pid, &end);
+    end.signal() == Some(Signal::SIGTERM)
 }
