@@ -29,9 +29,9 @@ use clap::Parser;
 use nix::errno::Errno;
 use nix::fcntl::{fcntl, FcntlArg, OFlag};
 use nix::sched::{sched_getaffinity, sched_setaffinity, CpuSet};
-use nix::sys::signal::{kill, SigSet, SigmaskHow, Signal};
+use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::{waitpid, WaitStatus};
-use nix::unistd::{fork, pipe, read, write, ForkResult, Pid};
+use nix::unistd::{pipe, read, write, ForkResult, Pid};
 use proclab::measure::{fmt_bytes, fmt_duration, fmt_rate};
 use proclab::procfacts::{self, state_name};
 use proclab::{cleanup, flush_stdout, say, Common, Lab, OrDie, Stopwatch, Summary, Watchdog};
@@ -91,7 +91,7 @@ fn main() {
     flush_stdout();
     // SAFETY: the child only reads, writes, closes and _exits (async-signal-safe), into a
     // buffer allocated before fork. fork_tracked = fork + cleanup::track, Ctrl-C-proof.
-    let child = match unsafe { fork_tracked() } {
+    let child = match unsafe { cleanup::fork_tracked() } {
         ForkResult::Child => {
             drop(tx); // close(2) our copy of the write end, or we never see EOF
             drop(back_rx);
@@ -147,7 +147,7 @@ fn main() {
         let (rx, tx) = pipe().or_die("pipe");
         flush_stdout();
         // SAFETY: the child only reads, closes, calls say! and _exits.
-        let child = match unsafe { fork_tracked() } {
+        let child = match unsafe { cleanup::fork_tracked() } {
             ForkResult::Child => reader_child(rx, tx, closes_own, &mut buf),
             ForkResult::Parent { child } => child,
         };
@@ -239,7 +239,7 @@ fn main() {
     flush_stdout();
     // ANCHOR: parked
     // SAFETY: the child only writes (a buffer allocated before fork), closes and _exits.
-    let writer = match unsafe { fork_tracked() } {
+    let writer = match unsafe { cleanup::fork_tracked() } {
         ForkResult::Child => {
             drop(rx);
             let ok = write_all(&tx, &data).is_ok(); // blocks once the pipe is full
@@ -476,7 +476,7 @@ fn main() {
         drop(rx); // the only read end is closed: nobody can ever read
         flush_stdout();
         // SAFETY: the child only calls signal, write and _exit (async-signal-safe).
-        let child = match unsafe { fork_tracked() } {
+        let child = match unsafe { cleanup::fork_tracked() } {
             ForkResult::Child => unsafe {
                 let disposition = if default_action { libc::SIG_DFL } else { libc::SIG_IGN };
                 libc::signal(libc::SIGPIPE, disposition); // default: the write kills us
@@ -595,7 +595,7 @@ fn race(writers: usize, records: usize, size: usize) -> Race {
         flush_stdout();
         // ANCHOR: race
         // SAFETY: the child only reads, writes (buffers allocated before fork) and _exits.
-        match unsafe { fork_tracked() } {
+        match unsafe { cleanup::fork_tracked() } {
             ForkResult::Child => {
                 drop(gate_tx);
                 let _ = read(&gate_rx, &mut [0u8; 1]); // wait for the gate: EOF when it closes
@@ -658,7 +658,7 @@ fn ping_pong(rounds: usize, cpus_pair: Option<(usize, usize)>) -> (Summary, usiz
     flush_stdout();
     // ANCHOR: twoway
     // SAFETY: the child only reads, writes, pins itself and _exits.
-    let child = match unsafe { fork_tracked() } {
+    let child = match unsafe { cleanup::fork_tracked() } {
         ForkResult::Child => {
             drop((req_tx, rep_rx));
             if let Some((_, c)) = cpus_pair {
@@ -714,7 +714,7 @@ fn exchange(
         flush_stdout();
         // ANCHOR: exchange
         // SAFETY: the child only reads, writes (buffers allocated before fork) and _exits.
-        match unsafe { fork_tracked() } {
+        match unsafe { cleanup::fork_tracked() } {
             ForkResult::Child => {
                 let (rx, tx) = if side == 'A' { (&a_rx, &a_tx) } else { (&b_rx, &b_tx) };
                 let ok = if side == 'B' && b_reads_first {
@@ -779,7 +779,7 @@ fn pipe_throughput(chunk: usize, total: usize) -> (u64, Duration) {
     let (gate_rx, gate_tx) = pipe().or_die("pipe");
     flush_stdout();
     // SAFETY: the child only reads, writes (a buffer allocated before fork) and _exits.
-    let child = match unsafe { fork_tracked() } {
+    let child = match unsafe { cleanup::fork_tracked() } {
         ForkResult::Child => {
             drop((rx, gate_tx));
             let _ = read(&gate_rx, &mut [0u8; 1]); // wait for the start
@@ -912,24 +912,4 @@ fn pattern(len: usize, seed: u64) -> Vec<u8> {
             x as u8
         })
         .collect()
-}
-
-/// `fork()`, with the child recorded by `cleanup::track` (killed and reaped on every way
-/// out) before a SIGINT or SIGTERM can be handled: both are blocked from just before the
-/// fork until the parent has recorded the child, so a Ctrl-C can never land in between and
-/// leak it. The child gets the old signal mask back too.
-///
-/// # Safety
-/// As for `fork`: the child may only call async-signal-safe functions.
-unsafe fn fork_tracked() -> ForkResult {
-    let mut held = SigSet::empty();
-    held.add(Signal::SIGINT);
-    held.add(Signal::SIGTERM);
-    let old = held.thread_swap_mask(SigmaskHow::SIG_BLOCK).or_die("pthread_sigmask");
-    let forked = unsafe { fork() }.or_die("fork");
-    if let ForkResult::Parent { child } = forked {
-        cleanup::track(child);
-    }
-    old.thread_set_mask().or_die("pthread_sigmask"); // a pending Ctrl-C is handled now
-    forked
 }

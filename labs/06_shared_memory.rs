@@ -28,10 +28,10 @@ use nix::errno::Errno;
 use nix::fcntl::OFlag;
 use nix::sched::{sched_getaffinity, sched_setaffinity, CpuSet};
 use nix::sys::mman::{mmap, mmap_anonymous, munmap, shm_open, shm_unlink, MapFlags, ProtFlags};
-use nix::sys::signal::{kill, SigSet, SigmaskHow, Signal};
+use nix::sys::signal::{kill, Signal};
 use nix::sys::stat::Mode;
 use nix::sys::wait::{waitpid, WaitStatus};
-use nix::unistd::{execv, fork, ftruncate, getpid, pipe, read, write, ForkResult, Pid};
+use nix::unistd::{execv, ftruncate, getpid, pipe, read, write, ForkResult, Pid};
 use proclab::measure::{fmt_bytes, fmt_duration, fmt_rate};
 use proclab::{cleanup, flush_stdout, narrate, say, Common, Lab, OrDie, Stopwatch};
 use serde_json::json;
@@ -122,7 +122,7 @@ fn main() {
     unsafe { shared.write_volatile(1) };
     flush_stdout();
     // SAFETY: the child only stores to memory and _exits.
-    let child = match unsafe { fork_tracked() } {
+    let child = match unsafe { cleanup::fork_tracked() } {
         ForkResult::Child => unsafe {
             ptr::write_volatile(&mut private, 42); // the child's own copy (copy-on-write)
             shared.write_volatile(42); // the one shared page
@@ -197,7 +197,7 @@ fn main() {
     flush_stdout();
     // ANCHOR: peer_exec
     // SAFETY: the child only calls execv (async-signal-safe) with strings made before fork.
-    let peer_pid = match unsafe { fork_tracked() } {
+    let peer_pid = match unsafe { cleanup::fork_tracked() } {
         ForkResult::Child => {
             let _ = execv(&exe, &argv); // a new program: no mapping of the parent survives exec
             unsafe { libc::_exit(127) }
@@ -340,7 +340,7 @@ fn main() {
     flush_stdout();
     // ANCHOR: robust
     // SAFETY: the child only locks the process-shared mutex, writes, pauses and _exits.
-    let holder = match unsafe { fork_tracked() } {
+    let holder = match unsafe { cleanup::fork_tracked() } {
         ForkResult::Child => unsafe {
             libc::pthread_mutex_lock(m); // take the lock...
             ptr::write_volatile(addr_of_mut!((*c).locked), u64::MAX); // ...leave the data half-updated
@@ -545,7 +545,7 @@ fn count(c: *mut Counters, method: Method, procs: usize, iters: u64, cpus: usize
         flush_stdout();
         // SAFETY: the child pins itself, reads the gate, works on the shared mapping (no heap,
         // no locks other than the process-shared ones in the mapping) and _exits.
-        match unsafe { fork_tracked() } {
+        match unsafe { cleanup::fork_tracked() } {
             ForkResult::Child => unsafe {
                 drop(gate_tx);
                 pin(i % cpus); // sched_setaffinity: a CPU of its own where possible
@@ -665,7 +665,7 @@ fn ring_transfer(total: usize) -> (usize, Duration) {
     flush_stdout();
     // ANCHOR: ring
     // SAFETY: the child only uses the shared mapping, a buffer allocated before fork, read and _exit.
-    let child = match unsafe { fork_tracked() } {
+    let child = match unsafe { cleanup::fork_tracked() } {
         ForkResult::Child => unsafe {
             drop(gate_tx);
             let _ = read(&gate_rx, &mut [0u8; 1]);
@@ -713,7 +713,7 @@ fn pipe_transfer(total: usize) -> (usize, Duration) {
     let (gate_rx, gate_tx) = pipe().or_die("pipe");
     flush_stdout();
     // SAFETY: the child only reads, writes (a buffer allocated before fork) and _exits.
-    let child = match unsafe { fork_tracked() } {
+    let child = match unsafe { cleanup::fork_tracked() } {
         ForkResult::Child => {
             drop((rx, gate_tx));
             let _ = read(&gate_rx, &mut [0u8; 1]);
@@ -782,24 +782,4 @@ fn pattern(len: usize) -> Vec<u8> {
             x as u8
         })
         .collect()
-}
-
-/// `fork()`, with the child recorded by `cleanup::track` (killed and reaped on every way
-/// out) before a SIGINT or SIGTERM can be handled: both are blocked from just before the
-/// fork until the parent has recorded the child, so a Ctrl-C can never land in between and
-/// leak it. The child gets the old signal mask back too.
-///
-/// # Safety
-/// As for `fork`: the child may only call async-signal-safe functions.
-unsafe fn fork_tracked() -> ForkResult {
-    let mut held = SigSet::empty();
-    held.add(Signal::SIGINT);
-    held.add(Signal::SIGTERM);
-    let old = held.thread_swap_mask(SigmaskHow::SIG_BLOCK).or_die("pthread_sigmask");
-    let forked = unsafe { fork() }.or_die("fork");
-    if let ForkResult::Parent { child } = forked {
-        cleanup::track(child);
-    }
-    old.thread_set_mask().or_die("pthread_sigmask"); // a pending Ctrl-C is handled now
-    forked
 }

@@ -175,6 +175,29 @@ pub fn install() {
     }));
 }
 
+/// `fork()`, with the child recorded by [`track`] before a SIGINT or SIGTERM can be
+/// handled: both are blocked from just before the fork until the parent has recorded the
+/// child, so a Ctrl-C can never land between `fork` and `track` and leak it. The child gets
+/// the old signal mask back too. Ends the lab (exit 1) if `fork` fails.
+///
+/// # Safety
+/// As for `fork`: the child may only call async-signal-safe functions.
+pub unsafe fn fork_tracked() -> nix::unistd::ForkResult {
+    use crate::OrDie;
+    use nix::sys::signal::{SigSet, SigmaskHow, Signal};
+    let mut held = SigSet::empty();
+    held.add(Signal::SIGINT);
+    held.add(Signal::SIGTERM);
+    let old = held.thread_swap_mask(SigmaskHow::SIG_BLOCK).or_die("pthread_sigmask");
+    // SAFETY: the caller upholds fork's contract for the child.
+    let forked = unsafe { nix::unistd::fork() }.or_die("fork");
+    if let nix::unistd::ForkResult::Parent { child } = forked {
+        track(child);
+    }
+    old.thread_set_mask().or_die("pthread_sigmask"); // a pending Ctrl-C is handled now
+    forked
+}
+
 /// Runs [`cleanup`] when dropped. The [`crate::Lab`] holds one.
 pub struct Guard;
 
