@@ -58,6 +58,7 @@ mod threads;
 
 use cli::{Args, Model};
 use client::{blocked_in, keepalive_workers, ok, socket_inode, started, Load};
+use master::{Death, Master, Worker};
 use serve::{serve_connection, set_accept_tick, setsockopt_int, Bufs};
 
 /// A worker blocked in accept (or in recv: accepted sockets inherit the option) wakes at
@@ -281,44 +282,8 @@ fn accept_loop(listen_fd: RawFd, cfg: &Cfg, bufs: &mut Bufs, me: i32, master: Op
 }
 
 // ---------------------------------------------------------------------------------------
-// The master (process model). Its constructor, SIGTTIN/TTOU and SIGHUP: 10_prefork/master.rs.
+// The master (process model). Its state, SIGTTIN/TTOU and SIGHUP: in 10_prefork/master.rs.
 // ---------------------------------------------------------------------------------------
-
-struct Worker {
-    pid: Pid,
-    born: Instant,
-    /// Told to stop (SIGTTOU, SIGHUP): not replaced when it dies.
-    retiring: bool,
-}
-
-/// How a worker ended, as waitpid told the master.
-#[derive(Clone, Debug)]
-struct Death {
-    pid: Pid,
-    code: Option<i32>,
-    signal: Option<Signal>,
-}
-
-struct Master {
-    cfg: Cfg,
-    me: Pid,
-    want: usize,
-    workers: Vec<Worker>,
-    bufs: Bufs,
-    signals: SigSet,
-    grace: Duration,
-    /// Consecutive deaths of young workers (a crash loop).
-    streak: u32,
-    next_spawn: Instant,
-    /// When stopping: the deadline after which the rest get SIGKILL.
-    stop_by: Option<Instant>,
-    /// SIGHUP: old workers still to be replaced, one at a time.
-    rolling: Vec<Pid>,
-    deaths: Vec<Death>,
-    stragglers: usize,
-    /// Why the next workers will be forked (for the log).
-    reasons: std::collections::VecDeque<String>,
-}
 
 impl Master {
     // ANCHOR: spawn

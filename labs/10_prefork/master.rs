@@ -1,14 +1,51 @@
-//! The master's bookkeeping beyond fork and waitpid: its constructor and accessors, and the
-//! two extras of a real prefork master, resizing (SIGTTIN / SIGTTOU) and replacing every
-//! worker one by one (SIGHUP).
+//! The master's state and its bookkeeping beyond fork and waitpid: its constructor and
+//! accessors, and the two extras of a real prefork master, resizing (SIGTTIN / SIGTTOU) and
+//! replacing every worker one by one (SIGHUP).
 
 use super::serve::Bufs;
-use super::{Cfg, Master};
+use super::Cfg;
 use nix::sys::signal::{kill, SigSet, Signal};
 use nix::unistd::{getpid, Pid};
 use proclab::Lab;
 use serde_json::json;
 use std::time::{Duration, Instant};
+
+pub struct Worker {
+    pub pid: Pid,
+    pub born: Instant,
+    /// Told to stop (SIGTTOU, SIGHUP): not replaced when it dies.
+    pub retiring: bool,
+}
+
+/// How a worker ended, as waitpid told the master.
+#[derive(Clone, Debug)]
+pub struct Death {
+    pub pid: Pid,
+    pub code: Option<i32>,
+    pub signal: Option<Signal>,
+}
+
+/// The supervisor: its workers, the deaths it reaped, and the state of its loop.
+pub struct Master {
+    pub cfg: Cfg,
+    pub me: Pid,
+    pub want: usize,
+    pub workers: Vec<Worker>,
+    pub bufs: Bufs,
+    pub signals: SigSet,
+    pub grace: Duration,
+    /// Consecutive deaths of young workers (a crash loop).
+    pub streak: u32,
+    pub next_spawn: Instant,
+    /// When stopping: the deadline after which the rest get SIGKILL.
+    pub stop_by: Option<Instant>,
+    /// SIGHUP: old workers still to be replaced, one at a time.
+    pub rolling: Vec<Pid>,
+    pub deaths: Vec<Death>,
+    pub stragglers: usize,
+    /// Why the next workers will be forked (for the log).
+    pub reasons: std::collections::VecDeque<String>,
+}
 
 impl Master {
     pub fn new(cfg: Cfg, want: usize, signals: SigSet, grace: Duration) -> Master {

@@ -3,7 +3,7 @@
 
 use super::cli::{Args, Model};
 use super::client::{ok, started, Log};
-use super::Death;
+use super::master::Death;
 use nix::sys::signal::Signal;
 use nix::unistd::{getpid, Pid};
 use proclab::prefork_http::{worker_of, Resp};
