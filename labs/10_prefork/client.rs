@@ -1,0 +1,106 @@
+//! The demo's side of the wire and of /proc: a bounded client of its own (a background load,
+//! a keep-alive connection) and what /proc says about a worker.
+
+use nix::unistd::Pid;
+use proclab::prefork_http::{connect, get, read_response, worker_of, Resp};
+use proclab::procfacts;
+use std::io::Write as _;
+use std::ops::RangeBounds;
+use std::os::fd::RawFd;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// A 200 answer.
+pub fn ok(r: &Resp) -> bool {
+    matches!(r, Ok((200, _)))
+}
+
+/// True if `pid` is blocked in system call `nr` (/proc/PID/syscall), or, where that file
+/// is not readable (it needs ptrace rights), if it sleeps in a kernel function whose name
+/// contains `wchan` (/proc/PID/wchan).
+pub fn blocked_in(pid: Pid, nr: i64, wchan: &str) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/syscall")) {
+        Ok(s) => s.split_whitespace().next().and_then(|n| n.parse().ok()) == Some(nr),
+        Err(_) => procfacts::wchan(pid.as_raw()).is_some_and(|w| w.contains(wchan)),
+    }
+}
+
+/// The inode of the socket `fd` (`socket:[INODE]` in /proc/PID/fd).
+pub fn socket_inode(pid: Pid, fd: RawFd) -> Option<String> {
+    let link = std::fs::read_link(format!("/proc/{pid}/fd/{fd}")).ok()?;
+    Some(link.display().to_string())
+}
+
+/// Up to 10 requests on one keep-alive connection: the pids that answered, repeats merged.
+pub fn keepalive_workers(port: u16) -> Vec<i32> {
+    let mut ka = Vec::new();
+    if let Ok(mut s) = connect(port) {
+        for _ in 0..10 {
+            if write!(s, "GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").is_err() {
+                break;
+            }
+            match read_response(&mut s) {
+                Ok((200, b)) => ka.push(worker_of(&b).unwrap_or(0)),
+                _ => break,
+            }
+        }
+    }
+    ka.dedup();
+    ka
+}
+
+/// What a load saw: when each request started, and its result.
+pub type Log = Vec<(Instant, Resp)>;
+
+/// The results of the requests of `log` started in `when` (`..kill`, `kill..dead`, `dead..`).
+pub fn started(log: &Log, when: impl RangeBounds<Instant>) -> Vec<&Resp> {
+    log.iter().filter(|(t, _)| when.contains(t)).map(|(_, r)| r).collect()
+}
+
+/// A stream of requests from a background thread (at most 20000), until `finish`.
+pub struct Load {
+    stop: Arc<AtomicBool>,
+    done: Arc<AtomicUsize>,
+    log: Arc<Mutex<Log>>,
+    thread: JoinHandle<()>,
+}
+
+impl Load {
+    pub fn start(port: u16) -> Load {
+        let (stop, done, log): (Arc<AtomicBool>, Arc<AtomicUsize>, Arc<Mutex<Log>>) = Default::default();
+        let (s, d, l) = (stop.clone(), done.clone(), log.clone());
+        let thread = std::thread::spawn(move || {
+            while !s.load(Ordering::SeqCst) && d.load(Ordering::SeqCst) < 20_000 {
+                let t = Instant::now();
+                let r = get(port, "/");
+                l.lock().expect("log").push((t, r));
+                d.fetch_add(1, Ordering::SeqCst);
+            }
+        });
+        Load {
+            stop,
+            done,
+            log,
+            thread,
+        }
+    }
+
+    /// Requests finished so far.
+    pub fn done(&self) -> usize {
+        self.done.load(Ordering::SeqCst)
+    }
+
+    /// Wait (at most 10 s) until `at_least` requests have finished.
+    pub fn wait_done(&self, at_least: usize) {
+        procfacts::poll_until(Duration::from_secs(10), || (self.done() >= at_least).then_some(()));
+    }
+
+    /// Stop the stream and return its log.
+    pub fn finish(self) -> Log {
+        self.stop.store(true, Ordering::SeqCst);
+        self.thread.join().expect("load thread");
+        std::mem::take(&mut *self.log.lock().expect("log"))
+    }
+}
