@@ -34,7 +34,7 @@ use std::time::Duration;
 #[path = "09_pool/args.rs"]
 mod args; // the flags (--workers, --depth, --tasks, --consumers, --hold, --python): see --help
 #[path = "09_pool/books.rs"]
-pub mod books; // the master's record of each worker, and map's outcomes in input order
+mod books; // the master's record of each worker, and map's outcomes in input order
 #[path = "09_pool/python.rs"]
 mod python; // waits for the Python script and reads its figure
 #[path = "09_pool/report.rs"]
@@ -390,14 +390,7 @@ fn main() {
         slow_rank >= tasks.len() / 2,
         "a slow task held up only its own worker: most later tasks finished before it",
     );
-    let done: Vec<(Pid, u64)> = pool.workers.iter().map(|w| (w.pid, w.done)).collect();
-    report::shares(
-        &mut lab,
-        "tasks_per_worker",
-        ["worker pid", "tasks", "share"],
-        &done,
-        tasks.len() as u64,
-    );
+    report::tasks_per_worker(&mut lab, &pool.workers, tasks.len());
 
     lab.section("3. A worker killed in the middle of a task");
     let mut tasks: Vec<Task> = (0..200).map(Task::tiny).collect();
@@ -467,9 +460,8 @@ fn main() {
     three_ways(&mut lab, &mut pool, nworkers, args.tasks as usize, args.python);
 
     lab.section("6. Shutdown: a poison pill to each worker");
-    let pids: Vec<Pid> = pool.workers.iter().map(|w| w.pid).collect();
     let ended = pool.shutdown();
-    let mut clean = 0;
+    let (workers, mut clean) = (ended.len(), 0);
     for (pid, status) in ended {
         let gone = !procfacts::exists(pid.as_raw());
         report::worker_exit(&mut lab, pid, status, gone);
@@ -477,11 +469,8 @@ fn main() {
     }
     lab.check(
         "pool_shutdown",
-        clean == pids.len(),
-        format_args!(
-            "{clean} of {} workers read their STOP pill, exited 0 and were reaped",
-            pids.len()
-        ),
+        clean == workers,
+        format_args!("{clean} of {workers} workers read their STOP pill, exited 0 and were reaped"),
     );
     lab.finish("a process pool built from fork, pipes and waitpid returns exactly one result per input in order, survives workers killed mid-task (replaced, task retried once), and a bounded queue blocks its producer when full")
 }
@@ -526,16 +515,12 @@ fn queue_section(lab: &mut Lab, consumers: usize, hold_ms: u64) {
     // The lab closes the children's ends, and keeps q_r to count the queued bytes.
     drop((q_w, gate_r));
     let cap = if cap > 0 { cap as u64 } else { 65536 };
-    let breaker = {
-        let mut all = consumer_pids.clone();
-        all.push(producer);
-        move || {
-            for p in all {
-                let _ = kill(p, Signal::SIGKILL); // a stuck queue must not hang the lab
-            }
+    let all: Vec<Pid> = consumer_pids.iter().copied().chain([producer]).collect();
+    let dog = Watchdog::arm(Duration::from_millis(15_000 + hold_ms), move || {
+        for p in all {
+            let _ = kill(p, Signal::SIGKILL); // a stuck queue must not hang the lab
         }
-    };
-    let dog = Watchdog::arm(Duration::from_millis(15_000 + hold_ms), breaker);
+    });
 
     // ANCHOR: backpressure
     let full = procfacts::poll_until(Duration::from_secs(10), || {
@@ -601,6 +586,7 @@ fn queue_section(lab: &mut Lab, consumers: usize, hold_ms: u64) {
 }
 
 // ANCHOR: producer
+/// The producer, after fork. SAFETY (every unsafe here): write, clock_gettime, atomics, _exit.
 fn producer(queue: RawFd, consumers: usize, board: &QueueBoard) -> ! {
     for seq in 0..QUEUE_MESSAGES {
         let t0 = now_ns();
@@ -616,6 +602,7 @@ fn producer(queue: RawFd, consumers: usize, board: &QueueBoard) -> ! {
 // ANCHOR_END: producer
 
 // ANCHOR: consumer
+/// A consumer, after fork. SAFETY (every unsafe here): close, read, write, atomics, _exit.
 fn consumer(k: usize, queue: RawFd, gate: RawFd, close: [RawFd; 2], me: &ConsumerBoard) -> ! {
     for fd in close {
         unsafe { libc::close(fd) }; // not a writer: EOF must mean the producer is gone

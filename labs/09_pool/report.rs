@@ -1,7 +1,7 @@
 //! The pool lab's reporting: each observation as JSON fields and a human line, the tables,
 //! and the timing of section 5. The lab file decides what is checked; this only says it.
 
-use super::books::{MapResult, Replacement};
+use super::books::{MapResult, Replacement, Worker};
 use super::python::Py;
 use super::wire::MSG;
 use nix::sys::wait::WaitStatus;
@@ -47,8 +47,19 @@ pub fn on_demand(lab: &mut Lab, slow_task: usize, slow: Duration, rank: usize, t
     );
 }
 
+pub fn tasks_per_worker(lab: &mut Lab, workers: &[Worker], tasks: usize) {
+    let done: Vec<(Pid, u64)> = workers.iter().map(|w| (w.pid, w.done)).collect();
+    shares(
+        lab,
+        "tasks_per_worker",
+        ["worker pid", "tasks", "share"],
+        &done,
+        tasks as u64,
+    );
+}
+
 /// A table of how many tasks (or messages) each process took, and its share of `total`.
-pub fn shares(lab: &mut Lab, kind: &str, headers: [&str; 3], counts: &[(Pid, u64)], total: u64) {
+fn shares(lab: &mut Lab, kind: &str, headers: [&str; 3], counts: &[(Pid, u64)], total: u64) {
     let rows: Vec<Vec<String>> = (counts.iter())
         .map(|(pid, n)| {
             let share = format!("{:.1}%", 100.0 * *n as f64 / total as f64);
