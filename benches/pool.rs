@@ -11,7 +11,9 @@ use std::time::Duration;
 #[path = "../labs/09_pool.rs"]
 mod lab;
 
-use lab::{rayon_map, ProcPool, Task, ThreadPool, HEAVY_ROUNDS};
+use lab::task::Task;
+use lab::threads::{rayon_map, ThreadPool};
+use lab::ProcPool;
 
 const WORKERS: usize = 4;
 const DEPTH: usize = 8;
@@ -25,13 +27,7 @@ fn pool(c: &mut Criterion) {
         .build()
         .expect("rayon pool");
     let tiny: Vec<Task> = (0..1000).map(Task::tiny).collect();
-    let heavy: Vec<Task> = (0..32)
-        .map(|x| Task {
-            x,
-            rounds: HEAVY_ROUNDS,
-            mode: lab::Mode::Normal,
-        })
-        .collect();
+    let heavy: Vec<Task> = (0..32).map(Task::heavy).collect();
 
     let mut g = c.benchmark_group("pool");
     g.warm_up_time(Duration::from_millis(500))

@@ -23,7 +23,7 @@ MASK = (1 << 64) - 1
 
 
 def mix(z):
-    """One round of splitmix64, exactly like `mix` in labs/09_pool.rs."""
+    """One round of splitmix64, exactly like `mix` in labs/09_pool/task.rs."""
     z = (z + 0x9E3779B97F4A7C15) & MASK
     z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & MASK
     z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & MASK
