@@ -35,98 +35,43 @@
 //! the lab says so and relies on its own wait-for graph and /proc. Timings vary from run to
 //! run; the cycles do not.
 //!
-//! The plumbing is in `labs/07_deadlock/`: `report.rs` prints each observation and table,
-//! `inspect.rs` parses /proc (threads, stacks, /proc/locks), `wire.rs` carries the messages
-//! between the lab and its children (and the worker's own reports).
+//! The plumbing is in `labs/07_deadlock/`: `cli.rs` (the flags), `report.rs` (each
+//! observation and table), `inspect.rs` (parsing /proc: threads, stacks, /proc/locks),
+//! `waitfor.rs` (the worker's wait-for graph bookkeeping), `wire.rs` (the messages between
+//! the lab and its children, the worker's reports, the lock files).
 
-use clap::{Parser, ValueEnum};
+use clap::Parser;
 use nix::errno::Errno;
 use nix::fcntl::{fcntl, FcntlArg, OFlag};
-use nix::sys::mman::{shm_open, shm_unlink};
 use nix::sys::signal::{kill, Signal};
-use nix::sys::stat::{fstat, Mode};
 use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::{fork, getpid, pipe2, ForkResult, Pid};
 use parking_lot::MutexGuard;
 use proclab::measure::fmt_duration;
-use proclab::{cleanup, flush_stdout, procfacts, say, Common, Lab, OrDie, Stopwatch, Watchdog};
+use proclab::{cleanup, flush_stdout, procfacts, say, Lab, OrDie, Stopwatch, Watchdog};
 use serde_json::{json, Value};
 use std::ffi::CString;
 use std::io::BufReader;
-use std::path::PathBuf;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::path::PathBuf;
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
+#[path = "07_deadlock/cli.rs"]
+mod cli;
 #[path = "07_deadlock/inspect.rs"]
 mod inspect;
 #[path = "07_deadlock/report.rs"]
 mod report;
+#[path = "07_deadlock/waitfor.rs"]
+mod waitfor;
 #[path = "07_deadlock/wire.rs"]
 mod wire;
+use cli::{Args, Role, Scenario};
 use inspect::{lock_cycle, proc_locks, queued, snapshot};
-use report::{cycle_threads, txt, Outcome};
-use wire::{emit, gate, signal_byte, tid, wait_byte, wait_byte_by, Gate, Rng, Worker};
-
-#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
-enum Scenario {
-    Threads,
-    Processes,
-    Pipes,
-    Philosophers,
-    All,
-}
-
-/// What a worker process (the lab re-executed) does: one deadlock or one fix, with threads.
-#[derive(Clone, Copy, PartialEq, Eq, ValueEnum, Debug)]
-enum Role {
-    Pair,
-    Philosophers,
-    FixOrder,
-    FixLockstep,
-    FixJitter,
-    FixTimed,
-    FixOneLock,
-    FixPhilosophers,
-}
-
-/// Deadlocks made on purpose, detected, shown as a cycle, broken, and then prevented.
-#[derive(Parser)]
-#[command(name = "deadlock", version)]
-struct Args {
-    /// Which deadlocks to make, see and break (each also runs its fix).
-    #[arg(long, value_enum, default_value_t = Scenario::All)]
-    scenario: Scenario,
-    /// The deadline, in ms, for detecting each deadlock (and for each fix to finish); at
-    /// the deadline the watchdog breaks it anyway.
-    #[arg(long, default_value_t = 2000, value_parser = clap::value_parser!(u64).range(100..=60_000))]
-    deadline: u64,
-    /// How many dining philosophers (and forks).
-    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(2..=32))]
-    philosophers: u32,
-    /// How many times each thread of a fix takes both locks (each philosopher eats).
-    #[arg(long, default_value_t = 2000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
-    iters: u32,
-    /// Keep each deadlock in place for this many ms after it was detected, to look at it
-    /// with ps, gdb or /proc before it is broken.
-    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=600_000))]
-    hold: u64,
-    /// (internal) run as a worker process with this role.
-    #[arg(long, value_enum, hide = true)]
-    role: Option<Role>,
-    #[command(flatten)]
-    common: Common,
-}
-
-impl Args {
-    fn deadline(&self) -> Duration {
-        Duration::from_millis(self.deadline)
-    }
-    /// A deadlock must be over (detected, held with --hold, broken, reaped) by this time.
-    fn ends_by(&self) -> Duration {
-        self.deadline() + Duration::from_millis(self.hold) + Duration::from_secs(1)
-    }
-}
+use report::{cycle_threads, field, txt, Outcome};
+use waitfor::{Edge, WaitFor};
+use wire::{emit, gate, recv_all, send_all, signal_byte, tid, wait_byte, wait_byte_by, Gate, Rng, Worker};
 
 fn main() {
     let args = Args::parse();
@@ -161,7 +106,7 @@ fn main() {
         lab.section(&format!("5. {} dining philosophers", args.philosophers));
         let mut o = thread_deadlock(&mut lab, &args, Role::Philosophers, "philosophers");
         let done = run_fix(&mut lab, &args, Role::FixPhilosophers);
-        let meals = done.as_ref().and_then(|d| d["meals"].as_u64()).unwrap_or(0);
+        let meals = field(&done, "meals").unwrap_or(0);
         let want_meals = args.philosophers as u64 * args.iters as u64;
         o.fix = "lower-numbered fork first".into();
         o.fix_ok = lab.check(
@@ -182,7 +127,8 @@ fn main() {
 // ---------------------------------------------------------------------------------------
 
 fn spawn_worker(role: Role, args: &Args) -> Worker {
-    let (exe, argv) = wire::worker_argv(role, args); // built before the fork
+    // Built before the fork: after it, the child must not allocate.
+    let (exe, argv) = wire::worker_argv(role, args);
     // ANCHOR: spawn
     let lab = getpid().as_raw();
     let (rd, wr) = pipe2(OFlag::O_CLOEXEC).or_die("pipe2"); // the worker's stdout, to us
@@ -262,13 +208,17 @@ fn thread_deadlock(lab: &mut Lab, args: &Args, role: Role, name: &'static str) -
     // ANCHOR_END: watch
     // Inside: the worker's wait-for graph closes (every holder is itself in the cycle).
     let want = report.as_ref().map(cycle_threads).unwrap_or_default();
-    let edges = report.as_ref().map(|r| report::show_cycle(lab, name, pid, r)).unwrap_or_default();
+    let edges = report
+        .as_ref()
+        .map(|r| report::show_cycle(lab, name, pid, r))
+        .unwrap_or_default();
     let cycle_ok = !edges.is_empty() && edges.iter().all(|e| want.iter().any(|n| e["held_by"] == n.as_str()));
     // parking_lot's own detector, run after the snapshot: it wakes each deadlocked thread
     // for a moment to take its backtrace (resolving symbols takes a while in a debug build).
-    let agrees = confirmed.as_ref().map(report::parking_lot_threads).is_none_or(|found| {
-        want.len() == found.len() && want.iter().all(|n| found.contains(n))
-    });
+    let agrees = confirmed
+        .as_ref()
+        .map(report::parking_lot_threads)
+        .is_none_or(|found| want.len() == found.len() && want.iter().all(|n| found.contains(n)));
     report::show_parking_lot(lab, name, confirmed.as_ref(), report.is_some(), agrees);
     // Seen from outside: every thread of the cycle asleep in the kernel, on a futex.
     let asleep = !want.is_empty()
@@ -334,10 +284,7 @@ fn run_fix(lab: &mut Lab, args: &Args, role: Role) -> Option<Value> {
 
 fn coffman_fixes(lab: &mut Lab, args: &Args) -> (String, bool) {
     let k = args.iters as u64;
-    let exact = |d: &Option<Value>| {
-        d.as_ref()
-            .is_some_and(|d| d["a"].as_u64() == Some(2 * k) && d["b"].as_u64() == Some(2 * k))
-    };
+    let exact = |d: &Option<Value>| field(d, "a") == Some(2 * k) && field(d, "b") == Some(2 * k);
     say!("mutual exclusion, hold and wait, no preemption, circular wait: remove any one and no deadlock can form");
     let order = run_fix(lab, args, Role::FixOrder);
     let ok1 = lab.check(
@@ -346,11 +293,8 @@ fn coffman_fixes(lab: &mut Lab, args: &Args) -> (String, bool) {
         format_args!("no circular wait: both threads take A before B; {k} rounds each finished, counters exact"),
     );
     let lockstep = run_fix(lab, args, Role::FixLockstep);
-    let rounds = lockstep.as_ref().and_then(|d| d["rounds"].as_u64()).unwrap_or(0);
-    let wins = lockstep
-        .as_ref()
-        .and_then(|d| d["successes"].as_u64())
-        .unwrap_or(u64::MAX);
+    let rounds = field(&lockstep, "rounds").unwrap_or(0);
+    let wins = field(&lockstep, "successes").unwrap_or(u64::MAX);
     let ok2 = lab.check(
         "livelock_in_lockstep",
         rounds > 0 && wins == 0,
@@ -359,13 +303,13 @@ fn coffman_fixes(lab: &mut Lab, args: &Args) -> (String, bool) {
     let jitter = run_fix(lab, args, Role::FixJitter);
     let ok3 = lab.check(
         "fix_trylock_finished",
-        exact(&jitter) && jitter.as_ref().and_then(|d| d["retries"].as_u64()).unwrap_or(0) >= 1,
+        exact(&jitter) && field(&jitter, "retries").unwrap_or(0) >= 1,
         format_args!(
             "no hold-and-wait: try_lock, release and a random back-off; {k} rounds each finished, counters exact"
         ),
     );
     let timed = run_fix(lab, args, Role::FixTimed);
-    let gave_up = timed.as_ref().and_then(|d| d["gave_up"].as_u64()).unwrap_or(0);
+    let gave_up = field(&timed, "gave_up").unwrap_or(0);
     let ok4 = lab.check(
         "fix_timed_finished",
         exact(&timed) && gave_up >= 1,
@@ -393,45 +337,9 @@ fn coffman_fixes(lab: &mut Lab, args: &Args) -> (String, bool) {
 // The worker process (the lab re-executed with --role): threads that deadlock, or a fix.
 // ---------------------------------------------------------------------------------------
 
-/// (thread, lock it holds, lock it waits for, thread holding that lock), as indices.
-type Edge = (usize, usize, usize, usize);
-
-/// The wait-for graph: for each thread, the locks it holds and the one it waits for.
-#[derive(Default)]
-struct WaitFor {
-    nodes: std::sync::Mutex<Vec<Node>>,
-}
-
-struct Node {
-    name: String,
-    id: std::thread::ThreadId,
-    holds: Vec<usize>,
-    wants: Option<usize>,
-    since: Instant,
-}
-
+// The wait-for graph's bookkeeping (each thread's locks held and lock wanted) is in
+// 07_deadlock/waitfor.rs; the detector is here.
 impl WaitFor {
-    fn join(&self, name: &str) -> usize {
-        let mut n = self.nodes.lock().unwrap_or_else(|e| e.into_inner());
-        n.push(Node {
-            name: name.into(),
-            id: std::thread::current().id(),
-            holds: vec![],
-            wants: None,
-            since: Instant::now(),
-        });
-        n.len() - 1
-    }
-    fn wants(&self, me: usize, lock: usize) {
-        let mut n = self.nodes.lock().unwrap_or_else(|e| e.into_inner());
-        n[me].wants = Some(lock);
-        n[me].since = Instant::now();
-    }
-    fn got(&self, me: usize, lock: usize) {
-        let mut n = self.nodes.lock().unwrap_or_else(|e| e.into_inner());
-        n[me].wants = None;
-        n[me].holds.push(lock);
-    }
     // ANCHOR: cycle
     /// Follow "waits for a lock held by" from each thread; coming back to the start is a cycle.
     /// Returns (thread, lock it holds, lock it waits for, thread holding that) for each edge.
@@ -525,7 +433,13 @@ fn ring(threads: &[String], locks: &[String]) {
     // ANCHOR_END: parking_lot
     let stuck = cycles.iter().flatten().map(|t| {
         let symbols = t.backtrace().frames().iter().flat_map(|f| f.symbols());
-        let at = symbols.map(|s| (s.name().map(|n| format!("{n:#}")), s.filename().map(PathBuf::from), s.lineno()));
+        let at = symbols.map(|s| {
+            (
+                s.name().map(|n| format!("{n:#}")),
+                s.filename().map(PathBuf::from),
+                s.lineno(),
+            )
+        });
         (t.thread_id(), at.collect())
     });
     wire::emit_parking_lot(&graph, cycles.len(), stuck.collect(), sw.elapsed());
@@ -547,7 +461,8 @@ fn fix_pair(role: Role, k: u64) {
                 .name(format!("t{}", me + 1))
                 .spawn(move || {
                     use std::sync::atomic::Ordering::Relaxed;
-                    let wire::Pair { a, b, both, start, retries, gave_up, successes } = &*pair;
+                    let (a, b, both, start) = (&pair.a, &pair.b, &pair.both, &pair.start); // see wire::Pair
+                    let (retries, gave_up, successes) = (&pair.retries, &pair.gave_up, &pair.successes);
                     // t1 takes A first, t2 takes B first: the order that deadlocks in section 1.
                     let (first, second) = if me == 0 { (a, b) } else { (b, a) };
                     let mut rng = Rng::new(me as u64 + 1);
@@ -779,23 +694,7 @@ fn process_deadlock(lab: &mut Lab, args: &Args) -> Outcome {
     let deadline = args.deadline();
     // Two lock files in /dev/shm (tmpfs), named after the lab's pid and removed on every way out.
     let me = getpid();
-    let names = [
-        format!("/proclab-deadlock-{me}-lock-a"),
-        format!("/proclab-deadlock-{me}-lock-b"),
-    ];
-    let mut files = [(0u64, "lock-a"), (0u64, "lock-b")];
-    let mut paths = Vec::new();
-    for (i, n) in names.iter().enumerate() {
-        let fd = shm_open(
-            n.as_str(),
-            OFlag::O_CREAT | OFlag::O_RDWR,
-            Mode::from_bits_truncate(0o600),
-        )
-        .or_die("shm_open");
-        cleanup::track_shm(n); // unlinked on every way out, SIGINT and SIGTERM included
-        files[i].0 = fstat(&fd).or_die("fstat").st_ino; // /proc/locks names files by inode
-        paths.push(CString::new(format!("/dev/shm{n}")).expect("no NUL"));
-    }
+    let (names, files, paths) = wire::lock_files(me);
 
     say!("flock: child 1 locks lock-a then lock-b, child 2 locks lock-b then lock-a");
     let sw = Stopwatch::start();
@@ -827,7 +726,12 @@ fn process_deadlock(lab: &mut Lab, args: &Args) -> Outcome {
         cycle,
         "processes: both children asleep (S) in a file-lock wait, and /proc/locks shows each holding the lock the other waits for",
     );
-    report::hold(lab, args.hold, c2, "`cat /proc/locks`, `lslocks` or `cat /proc/PID/wchan`");
+    report::hold(
+        lab,
+        args.hold,
+        c2,
+        "`cat /proc/locks`, `lslocks` or `cat /proc/PID/wchan`",
+    );
     // ANCHOR: break_one
     kill(c2, Signal::SIGKILL).or_die("kill"); // the victim: its locks die with it
     let victim = waitpid(c2, None).or_die("waitpid");
@@ -900,10 +804,7 @@ fn process_deadlock(lab: &mut Lab, args: &Args) -> Outcome {
         s1 == WaitStatus::Exited(c1, 0) && s2 == WaitStatus::Exited(c2, 0) && !fired,
         "processes: with one global order both processes got both locks and finished",
     );
-    for n in &names {
-        shm_unlink(n.as_str()).or_die("shm_unlink");
-        cleanup::forget_shm(n);
-    }
+    wire::remove_lock_files(&names);
     Outcome {
         scenario: "processes",
         cycle,
@@ -917,34 +818,6 @@ fn process_deadlock(lab: &mut Lab, args: &Args) -> Outcome {
 // ---------------------------------------------------------------------------------------
 // Pipes: two processes, each writing more than a pipe holds before reading.
 // ---------------------------------------------------------------------------------------
-
-/// Async-signal-safe: write all of `msg` to `fd` (blocks while the pipe is full).
-fn send_all(fd: RawFd, msg: &[u8]) -> bool {
-    let mut off = 0;
-    while off < msg.len() {
-        // SAFETY: writes from a live slice.
-        let n = unsafe { libc::write(fd, msg[off..].as_ptr().cast(), msg.len() - off) };
-        if n <= 0 {
-            return false;
-        }
-        off += n as usize;
-    }
-    true
-}
-
-/// Async-signal-safe: fill `buf` from `fd`.
-fn recv_all(fd: RawFd, buf: &mut [u8]) -> bool {
-    let mut off = 0;
-    while off < buf.len() {
-        // SAFETY: reads into a live slice.
-        let n = unsafe { libc::read(fd, buf[off..].as_mut_ptr().cast(), buf.len() - off) };
-        if n <= 0 {
-            return false;
-        }
-        off += n as usize;
-    }
-    true
-}
 
 // ANCHOR: pipe_child
 /// A child: send `msg` on `out`, receive as many bytes on `inp` (or the other way round).

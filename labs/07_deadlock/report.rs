@@ -2,8 +2,8 @@
 //! tables, and reading the cycle out of a worker's report. Nothing here makes or breaks a
 //! deadlock; `labs/07_deadlock.rs` does that and decides every check.
 
+use super::cli::{Args, Role};
 use super::inspect::{LockEdge, Task};
-use super::{Args, Role};
 use nix::sys::wait::WaitStatus;
 use nix::unistd::Pid;
 use proclab::measure::fmt_duration;
@@ -53,16 +53,30 @@ pub fn txt(v: &Value) -> &str {
     v.as_str().unwrap_or("?")
 }
 
-/// The threads named in a worker's cycle report.
-pub fn cycle_threads(ev: &Value) -> Vec<String> {
-    ev["edges"]
-        .as_array()
+/// The `"thread"` of each element of a JSON array.
+fn thread_names(list: &Value) -> Vec<String> {
+    list.as_array()
         .map(|e| {
             e.iter()
                 .filter_map(|e| e["thread"].as_str().map(String::from))
                 .collect()
         })
         .unwrap_or_default()
+}
+
+/// The threads named in a worker's cycle report.
+pub fn cycle_threads(ev: &Value) -> Vec<String> {
+    thread_names(&ev["edges"])
+}
+
+/// The threads parking_lot's detector found deadlocked.
+pub fn parking_lot_threads(c: &Value) -> Vec<String> {
+    thread_names(&c["threads"])
+}
+
+/// A number in a worker's final report, if it finished.
+pub fn field(d: &Option<Value>, key: &str) -> Option<u64> {
+    d.as_ref().and_then(|d| d[key].as_u64())
 }
 
 /// The worker's wait-for graph, edge by edge; returns the edges.
@@ -87,18 +101,6 @@ pub fn show_cycle(lab: &mut Lab, name: &str, pid: Pid, rep: &Value) -> Vec<Value
         ),
     );
     edges
-}
-
-/// The threads parking_lot's detector found deadlocked.
-pub fn parking_lot_threads(c: &Value) -> Vec<String> {
-    c["threads"]
-        .as_array()
-        .map(|t| {
-            t.iter()
-                .filter_map(|t| t["thread"].as_str().map(String::from))
-                .collect()
-        })
-        .unwrap_or_default()
 }
 
 /// parking_lot's answer with each thread's innermost frame of the lab's code, or that it did
@@ -195,7 +197,7 @@ pub fn show_broken(lab: &mut Lab, name: &str, pid: Pid, status: &WaitStatus, fir
 
 /// How a fix run in a worker ended, with the worker's own summary.
 pub fn show_fix(lab: &mut Lab, role: Role, done: &Option<Value>, fired: bool, status: &WaitStatus) {
-    let us = done.as_ref().and_then(|d| d["elapsed_us"].as_u64()).unwrap_or(0);
+    let us = field(done, "elapsed_us").unwrap_or(0);
     lab.observe(
         "fix",
         json!({"role": format!("{role:?}"), "finished": done.is_some(), "watchdog_fired": fired,
@@ -217,14 +219,10 @@ pub fn fixes_table(lab: &mut Lab, fixes: &[(&str, &str, &Option<Value>)]) {
             vec![
                 cond.to_string(),
                 fix.to_string(),
-                d.as_ref()
-                    .and_then(|d| d["elapsed_us"].as_u64())
+                field(d, "elapsed_us")
                     .map(|us| fmt_duration(Duration::from_micros(us)))
                     .unwrap_or_else(|| "did not finish".into()),
-                d.as_ref()
-                    .and_then(|d| d["retries"].as_u64())
-                    .map(|r| r.to_string())
-                    .unwrap_or_else(|| "0".into()),
+                field(d, "retries").map(|r| r.to_string()).unwrap_or_else(|| "0".into()),
             ]
         })
         .collect();
@@ -232,7 +230,14 @@ pub fn fixes_table(lab: &mut Lab, fixes: &[(&str, &str, &Option<Value>)]) {
 }
 
 /// The flock cycle as /proc/locks showed it, and both children's state and wait channel.
-pub fn show_lock_cycle(lab: &mut Lab, [c1, c2]: [Pid; 2], edges: &[LockEdge], lines: &[String], [w1, w2]: [&str; 2], after: Duration) {
+pub fn show_lock_cycle(
+    lab: &mut Lab,
+    [c1, c2]: [Pid; 2],
+    edges: &[LockEdge],
+    lines: &[String],
+    [w1, w2]: [&str; 2],
+    after: Duration,
+) {
     lab.observe(
         "cycle",
         json!({"scenario": "processes", "lock": "flock",
@@ -251,7 +256,14 @@ pub fn show_lock_cycle(lab: &mut Lab, [c1, c2]: [Pid; 2], edges: &[LockEdge], li
 }
 
 /// The flock deadlock broken by killing one child: the victim's and the survivor's ends.
-pub fn show_lock_broken(lab: &mut Lab, [c2, c1]: [Pid; 2], [victim, survivor]: [&WaitStatus; 2], fired: bool, took: Duration, deadline_ms: u64) {
+pub fn show_lock_broken(
+    lab: &mut Lab,
+    [c2, c1]: [Pid; 2],
+    [victim, survivor]: [&WaitStatus; 2],
+    fired: bool,
+    took: Duration,
+    deadline_ms: u64,
+) {
     lab.observe(
         "broken",
         json!({"scenario": "processes", "victim": c2.as_raw(), "victim_status": format!("{victim:?}"),
@@ -288,7 +300,12 @@ pub fn show_lock_fix(lab: &mut Lab, [s1, s2]: [&WaitStatus; 2], fired: bool, too
 
 /// Both writers asleep in pipe_write, each with its outgoing pipe full: (pid, wchan, bytes
 /// queued in its pipe) for A and for B.
-pub fn show_pipes_blocked(lab: &mut Lab, cap: usize, [(a, wa, qa), (b, wb, qb)]: [(Pid, &str, i32); 2], after: Duration) {
+pub fn show_pipes_blocked(
+    lab: &mut Lab,
+    cap: usize,
+    [(a, wa, qa), (b, wb, qb)]: [(Pid, &str, i32); 2],
+    after: Duration,
+) {
     lab.observe(
         "pipes_blocked",
         json!({"scenario": "pipes", "capacity": cap, "message": 2 * cap,

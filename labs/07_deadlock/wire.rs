@@ -3,20 +3,23 @@
 //! and waits for "go" with one byte each way. Also the worker's own reports (its wait-for
 //! graph's cycle, parking_lot's answer, a fix's counters) and a tiny random generator.
 
-use super::{Args, Edge, Role, WaitFor};
+use super::cli::{Args, Role};
+use super::waitfor::{Edge, WaitFor};
 use clap::ValueEnum;
 use nix::errno::Errno;
 use nix::fcntl::OFlag;
+use nix::sys::mman::{shm_open, shm_unlink};
+use nix::sys::stat::{fstat, Mode};
 use nix::unistd::{pipe2, Pid};
-use proclab::OrDie;
+use proclab::{cleanup, OrDie};
 use serde_json::{json, Value};
 use std::ffi::CString;
 use std::io::{BufRead, BufReader, Write};
-use std::path::PathBuf;
-use std::thread::ThreadId;
 use std::os::fd::{OwnedFd, RawFd};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Barrier;
+use std::thread::ThreadId;
 use std::time::{Duration, Instant};
 
 // ---- The lab's side of a worker. ----
@@ -116,7 +119,10 @@ pub fn emit_parking_lot(graph: &WaitFor, cycles: usize, stuck: Vec<(ThreadId, Fr
                 .into_iter()
                 .filter_map(|(name, path, line)| {
                     let name = name.unwrap_or_default();
-                    let file = path.as_deref().and_then(|p| p.file_name()).map(|f| f.to_string_lossy().into_owned());
+                    let file = path
+                        .as_deref()
+                        .and_then(|p| p.file_name())
+                        .map(|f| f.to_string_lossy().into_owned());
                     name.starts_with("deadlock::")
                         .then(|| format!("{name} ({}:{})", file.unwrap_or_default(), line.unwrap_or(0)))
                 })
@@ -124,10 +130,8 @@ pub fn emit_parking_lot(graph: &WaitFor, cycles: usize, stuck: Vec<(ThreadId, Fr
             json!({"thread": name_of(id), "frames": frames})
         })
         .collect();
-    emit(
-        json!({"ev": "parking_lot", "cycles": cycles, "threads": pl_threads,
-                "after_us": after.as_micros() as u64}),
-    );
+    emit(json!({"ev": "parking_lot", "cycles": cycles, "threads": pl_threads,
+                "after_us": after.as_micros() as u64}));
 }
 
 /// What the two threads of a fix share: two counters each behind its own lock, the same two
@@ -213,7 +217,39 @@ impl Rng {
     }
 }
 
-// ---- A forked child and the lab: one byte each way ("ready" up, "go" down). ----
+// ---- The processes scenario: the lock files, and one byte each way with each child. ----
+
+/// Two lock files in /dev/shm (tmpfs), named after the lab's pid and registered for cleanup:
+/// their shm names, (inode, short name) of each (/proc/locks names files by inode), and the
+/// paths the children open.
+pub fn lock_files(me: Pid) -> ([String; 2], [(u64, &'static str); 2], Vec<CString>) {
+    let names = [
+        format!("/proclab-deadlock-{me}-lock-a"),
+        format!("/proclab-deadlock-{me}-lock-b"),
+    ];
+    let mut files = [(0u64, "lock-a"), (0u64, "lock-b")];
+    let mut paths = Vec::new();
+    for (i, n) in names.iter().enumerate() {
+        let fd = shm_open(
+            n.as_str(),
+            OFlag::O_CREAT | OFlag::O_RDWR,
+            Mode::from_bits_truncate(0o600),
+        )
+        .or_die("shm_open");
+        cleanup::track_shm(n); // unlinked on every way out, SIGINT and SIGTERM included
+        files[i].0 = fstat(&fd).or_die("fstat").st_ino; // /proc/locks names files by inode
+        paths.push(CString::new(format!("/dev/shm{n}")).expect("no NUL"));
+    }
+    (names, files, paths)
+}
+
+/// Remove the lock files (normal end; the cleanup guard does it on every other way out).
+pub fn remove_lock_files(names: &[String; 2]) {
+    for n in names {
+        shm_unlink(n.as_str()).or_die("shm_unlink");
+        cleanup::forget_shm(n);
+    }
+}
 
 /// One pipe each way between the lab and one child: "ready" up, "go" down.
 pub struct Gate {
@@ -260,4 +296,32 @@ pub fn wait_byte_by(fd: RawFd, deadline: Instant) -> bool {
     let mut b = 0u8;
     // SAFETY: reads into a live one-byte buffer.
     ready && unsafe { libc::read(fd, (&mut b as *mut u8).cast(), 1) } == 1
+}
+
+/// Async-signal-safe: write all of `msg` to `fd` (blocks while the pipe is full).
+pub fn send_all(fd: RawFd, msg: &[u8]) -> bool {
+    let mut off = 0;
+    while off < msg.len() {
+        // SAFETY: writes from a live slice.
+        let n = unsafe { libc::write(fd, msg[off..].as_ptr().cast(), msg.len() - off) };
+        if n <= 0 {
+            return false;
+        }
+        off += n as usize;
+    }
+    true
+}
+
+/// Async-signal-safe: fill `buf` from `fd`.
+pub fn recv_all(fd: RawFd, buf: &mut [u8]) -> bool {
+    let mut off = 0;
+    while off < buf.len() {
+        // SAFETY: reads into a live slice.
+        let n = unsafe { libc::read(fd, buf[off..].as_mut_ptr().cast(), buf.len() - off) };
+        if n <= 0 {
+            return false;
+        }
+        off += n as usize;
+    }
+    true
 }
