@@ -123,6 +123,59 @@ fn main() {
 }
 
 // ---------------------------------------------------------------------------------------
+// Children: every child is tracked for cleanup, dies with the lab, and is reaped.
+// ---------------------------------------------------------------------------------------
+
+/// In a child right after fork (async-signal-safe): if the lab dies, even of SIGKILL, the
+/// kernel sends this child SIGKILL too, so a deadlocked child is never left behind.
+fn die_with_parent(lab: i32) {
+    // SAFETY: prctl, getppid and _exit are async-signal-safe.
+    unsafe {
+        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL); // survives execv
+        if libc::getppid() != lab {
+            libc::_exit(1); // the lab died before prctl took effect
+        }
+    }
+}
+
+/// Fork a child that runs `run` and leaves with `_exit`; the child is tracked for cleanup
+/// and killed if the lab dies.
+///
+/// # Safety
+/// `run` may only make async-signal-safe calls (it runs in a child of a threaded process).
+unsafe fn fork_child(run: impl FnOnce()) -> Pid {
+    let lab = getpid().as_raw();
+    flush_stdout();
+    // SAFETY: the child runs `run` (async-signal-safe calls only, see above), then _exit.
+    match unsafe { fork() }.or_die("fork") {
+        ForkResult::Child => {
+            die_with_parent(lab);
+            run();
+            // SAFETY: _exit is async-signal-safe (lock_child and pipe_child leave by themselves).
+            unsafe { libc::_exit(127) }
+        }
+        ForkResult::Parent { child } => {
+            cleanup::track(child); // killed and reaped on every way out
+            child
+        }
+    }
+}
+
+/// Wait for every child under a watchdog that kills them all at the deadline; reap them.
+/// Returns their statuses and whether the watchdog fired.
+fn reap_all<const N: usize>(pids: [Pid; N], deadline: Duration) -> ([WaitStatus; N], bool) {
+    let dog = Watchdog::arm(deadline, move || {
+        for p in pids {
+            let _ = kill(p, Signal::SIGKILL); // a fix that does not finish is no fix
+        }
+    });
+    let statuses = pids.map(|p| waitpid(p, None).or_die("waitpid"));
+    let fired = dog.disarm();
+    pids.into_iter().for_each(cleanup::forget);
+    (statuses, fired)
+}
+
+// ---------------------------------------------------------------------------------------
 // Threads: a worker process whose threads deadlock; the lab watches and kills it.
 // ---------------------------------------------------------------------------------------
 
@@ -155,18 +208,6 @@ fn spawn_worker(role: Role, args: &Args) -> Worker {
         }
     }
     // ANCHOR_END: spawn
-}
-
-/// In a child right after fork (async-signal-safe): if the lab dies, even of SIGKILL, the
-/// kernel sends this child SIGKILL too, so a deadlocked child is never left behind.
-fn die_with_parent(lab: i32) {
-    // SAFETY: prctl, getppid and _exit are async-signal-safe.
-    unsafe {
-        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL); // survives execv
-        if libc::getppid() != lab {
-            libc::_exit(1); // the lab died before prctl took effect
-        }
-    }
 }
 
 /// Make the deadlock of `role` (two threads, or the philosophers) in a worker, see it from
@@ -594,42 +635,6 @@ fn fix_philosophers(n: usize, k: u64) {
 // ---------------------------------------------------------------------------------------
 // Processes: file locks held by two forked children.
 // ---------------------------------------------------------------------------------------
-
-/// Fork a child that runs `run` and leaves with `_exit`; the child is tracked for cleanup
-/// and killed if the lab dies.
-///
-/// # Safety
-/// `run` may only make async-signal-safe calls (it runs in a child of a threaded process).
-unsafe fn fork_child(run: impl FnOnce()) -> Pid {
-    let lab = getpid().as_raw();
-    flush_stdout();
-    // SAFETY: the child runs `run` (async-signal-safe calls only, see above), then _exit.
-    match unsafe { fork() }.or_die("fork") {
-        ForkResult::Child => {
-            die_with_parent(lab);
-            run();
-            unsafe { libc::_exit(127) } // never reached: lock_child and pipe_child _exit
-        }
-        ForkResult::Parent { child } => {
-            cleanup::track(child); // killed and reaped on every way out
-            child
-        }
-    }
-}
-
-/// Wait for every child under a watchdog that kills them all at the deadline; reap them.
-/// Returns their statuses and whether the watchdog fired.
-fn reap_all<const N: usize>(pids: [Pid; N], deadline: Duration) -> ([WaitStatus; N], bool) {
-    let dog = Watchdog::arm(deadline, move || {
-        for p in pids {
-            let _ = kill(p, Signal::SIGKILL); // a fix that does not finish is no fix
-        }
-    });
-    let statuses = pids.map(|p| waitpid(p, None).or_die("waitpid"));
-    let fired = dog.disarm();
-    pids.into_iter().for_each(cleanup::forget);
-    (statuses, fired)
-}
 
 #[derive(Clone, Copy, PartialEq)]
 enum Kind {
