@@ -25,6 +25,17 @@
 //! benchmarks measure); whether records above PIPE_BUF actually tear on a run depends on
 //! scheduling: the kernel stops promising atomicity, it does not promise tearing.
 
+// The plumbing lives beside this file: the command line, the byte loops (write_all,
+// read_full, checksum, torn-record count), and how each observation is printed.
+#[path = "05_pipe/args.rs"]
+mod args;
+#[path = "05_pipe/bytes.rs"]
+mod bytes;
+#[path = "05_pipe/report.rs"]
+mod report;
+
+use args::Args;
+use bytes::{drain, drain_nonblocking, fnv1a, memcpy_time, pattern, read_full, tally, write_all, Race, FNV_OFFSET};
 use clap::Parser;
 use nix::errno::Errno;
 use nix::fcntl::{fcntl, FcntlArg, OFlag};
@@ -32,45 +43,12 @@ use nix::sched::{sched_getaffinity, sched_setaffinity, CpuSet};
 use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::{pipe, read, write, ForkResult, Pid};
-use proclab::measure::{fmt_bytes, fmt_duration, fmt_rate};
-use proclab::procfacts::{self, state_name};
-use proclab::{cleanup, flush_stdout, say, Common, Lab, OrDie, Stopwatch, Summary, Watchdog};
-use serde_json::json;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use proclab::procfacts;
+use proclab::{cleanup, flush_stdout, say, Lab, OrDie, Stopwatch, Summary, Watchdog};
+use report::Stuck;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-
-/// Pipes: intact bytes, EOF, capacity, PIPE_BUF atomicity, two-way, SIGPIPE, throughput.
-#[derive(Parser)]
-#[command(name = "pipe", version)]
-struct Args {
-    /// Size of the one-way message of section 1, in bytes.
-    #[arg(long, default_value_t = 256 << 10, value_parser = clap::value_parser!(u32).range(1..=(64 << 20)))]
-    bytes: u32,
-    /// How long a reader or writer may sleep before the watchdog calls it stuck, in ms.
-    #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u64).range(50..=10_000))]
-    deadline_ms: u64,
-    /// Writer processes racing on one pipe in section 4.
-    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(2..=16))]
-    writers: u32,
-    /// Records each writer writes in section 4.
-    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..=1000))]
-    records: u32,
-    /// Size of the "big" records of section 4, in bytes (more than PIPE_BUF).
-    #[arg(long, default_value_t = 128 << 10, value_parser = clap::value_parser!(u32).range(4097..=(1 << 20)))]
-    big: u32,
-    /// Size `F_SETPIPE_SZ` asks for in section 3, in bytes (at most /proc/sys/fs/pipe-max-size).
-    #[arg(long, default_value_t = 1 << 20, value_parser = clap::value_parser!(u32).range(4096..=(1 << 20)))]
-    pipe_size: u32,
-    /// Round trips per CPU placement in section 5.
-    #[arg(long, default_value_t = 2000, value_parser = clap::value_parser!(u32).range(10..=200_000))]
-    rounds: u32,
-    /// MiB sent through the pipe for each write size in section 7.
-    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..=1024))]
-    mib: u32,
-    #[command(flatten)]
-    common: Common,
-}
 
 const PIPE_BUF: usize = libc::PIPE_BUF; // 4096 on Linux
 
@@ -126,15 +104,7 @@ fn main() {
     // ANCHOR_END: oneway_parent
     let recv_len = u64::from_le_bytes(report[..8].try_into().unwrap_or_default());
     let recv_sum = u64::from_le_bytes(report[8..].try_into().unwrap_or_default());
-    lab.observe(
-        "oneway",
-        json!({"sent_len": sent_len, "sent_sum": format!("{sent_sum:016x}"), "recv_len": recv_len,
-               "recv_sum": format!("{recv_sum:016x}"), "report_bytes": got, "status": format!("{status:?}")}),
-        format_args!(
-            "parent sent {} (FNV-1a {sent_sum:016x}); child {child} counted {recv_len} bytes (FNV-1a {recv_sum:016x}); {status:?}",
-            fmt_bytes(sent_len)
-        ),
-    );
+    report::oneway(&mut lab, child, (sent_len, sent_sum), (recv_len, recv_sum), got, status);
     lab.check(
         "bytes_intact",
         got == 16 && recv_len == sent_len && recv_sum == sent_sum && status == WaitStatus::Exited(child, 0),
@@ -154,52 +124,13 @@ fn main() {
         drop(rx);
         write_all(&tx, b"hello, then nothing more").or_die("write");
         drop(tx); // the parent is done writing: its write end is closed
-
-        // ANCHOR: watchdog
-        let seen: Arc<Mutex<Option<(char, String)>>> = Arc::default();
-        let record = seen.clone();
-        let dog = Watchdog::arm(deadline, move || {
-            // Past the deadline: is the reader asleep in a pipe read, or just late? (bounded)
-            let seen = procfacts::poll_until(Duration::from_secs(5), || {
-                let s = procfacts::state(child.as_raw()).unwrap_or('Z');
-                let w = procfacts::wchan(child.as_raw()).unwrap_or_default();
-                match s {
-                    'Z' => Some(None), // it ended by itself, only late
-                    'S' if w.contains("pipe_read") => Some(Some((s, w))),
-                    _ => None,
-                }
-            });
-            *record.lock().unwrap_or_else(|e| e.into_inner()) = seen.clone().flatten();
-            if seen != Some(None) {
-                let _ = kill(child, Signal::SIGKILL); // break the hang
-            }
-        });
-        let status = waitpid(child, None).or_die("waitpid"); // returns when the child ends or is killed
-        let fired = dog.disarm();
-        // ANCHOR_END: watchdog
-        cleanup::forget(child);
-        let stuck = seen.lock().unwrap_or_else(|e| e.into_inner()).clone();
-        let (state, wchan) = stuck.clone().unwrap_or(('?', String::new()));
-        lab.observe(
-            "eof",
-            json!({"reader_closes_write_end": closes_own, "watchdog_fired": fired, "stuck": stuck.is_some(), "state": state.to_string(),
-                   "wchan": wchan, "status": format!("{status:?}"), "deadline_ms": args.deadline_ms}),
-            if stuck.is_some() {
-                format!(
-                    "reader {child} still blocked {} ms after the last writer closed: {}, wchan {wchan}; watchdog killed it: {status:?}",
-                    args.deadline_ms,
-                    state_name(state)
-                )
-            } else if status == WaitStatus::Exited(child, 0) {
-                format!("reader {child} saw EOF and exited by itself: {status:?}")
-            } else {
-                format!("reader {child} was not seen asleep in pipe_read; it ended {status:?}")
-            },
-        );
+        let (statuses, fired, stuck) = wait_or_break(&[child], "pipe_read", deadline);
+        let status = statuses[0];
+        report::eof(&mut lab, child, closes_own, fired, &stuck, status, args.deadline_ms);
         eof_ok[i] = if closes_own {
-            stuck.is_none() && status == WaitStatus::Exited(child, 0)
+            stuck.is_empty() && status == WaitStatus::Exited(child, 0)
         } else {
-            fired && stuck.is_some() && status == WaitStatus::Signaled(child, Signal::SIGKILL, false)
+            fired && !stuck.is_empty() && status == WaitStatus::Signaled(child, Signal::SIGKILL, false)
         };
     }
     lab.check(
@@ -222,11 +153,7 @@ fn main() {
 
     // ANCHOR_END: capacity
     drop((rx, tx));
-    lab.observe(
-        "capacity",
-        json!({"filled": filled, "f_getpipe_sz": size}),
-        format_args!("non-blocking writes stopped with EAGAIN after {filled} bytes; F_GETPIPE_SZ says {size}"),
-    );
+    report::capacity(&mut lab, filled, size);
     lab.check(
         "capacity_matches",
         filled == size && filled > 0,
@@ -257,17 +184,7 @@ fn main() {
     let status = waitpid(writer, None).or_die("waitpid");
     // ANCHOR_END: parked
     cleanup::forget(writer);
-    let (pstate, pwchan) = parked.clone().unwrap_or(('?', String::new()));
-    lab.observe(
-        "parked",
-        json!({"state": pstate.to_string(), "wchan": pwchan, "queued": queued, "drained": drained,
-               "total": total, "status": format!("{status:?}")}),
-        format_args!(
-            "writer {writer} of {} sat in {} (wchan {pwchan}) with {queued} bytes queued; after draining {drained} bytes: {status:?}",
-            fmt_bytes(total as u64),
-            state_name(pstate)
-        ),
-    );
+    report::parked(&mut lab, writer, &parked, queued, drained, total, status);
     lab.check(
         "writer_parked_until_drained",
         parked.is_some() && queued == size && drained == total && status == WaitStatus::Exited(writer, 0),
@@ -282,14 +199,7 @@ fn main() {
     let refilled = fill(&tx);
     // ANCHOR_END: setsize
     drop((rx, tx));
-    lab.observe(
-        "setpipe_sz",
-        json!({"asked": args.pipe_size, "granted": granted, "f_getpipe_sz": now, "filled": refilled}),
-        format_args!(
-            "F_SETPIPE_SZ({}) granted {granted}; F_GETPIPE_SZ now {now}; the pipe filled up at {refilled} bytes",
-            args.pipe_size
-        ),
-    );
+    report::setpipe_sz(&mut lab, args.pipe_size, granted, now, refilled);
     lab.check(
         "setpipe_sz_changes_capacity",
         granted >= args.pipe_size as usize && now == granted && refilled == now,
@@ -310,20 +220,7 @@ fn main() {
     let after = bytes_queued(&rx);
     // ANCHOR_END: atomic_rule
     drop((rx, tx));
-    lab.observe(
-        "split_write",
-        json!({"asked": 2 * size, "written": partial, "capacity": size}),
-        format_args!(
-            "a non-blocking write of {} into an empty {} pipe returned {partial}: split",
-            fmt_bytes(2 * size as u64),
-            fmt_bytes(size as u64)
-        ),
-    );
-    lab.observe(
-        "atomic_write",
-        json!({"room": room, "asked": PIPE_BUF, "result": format!("{small:?}"), "queued_before": before, "queued_after": after}),
-        format_args!("with {room} bytes of room, a {PIPE_BUF}-byte write returned {small:?}; bytes queued {before} -> {after}"),
-    );
+    report::atomic_rule(&mut lab, size, partial, room, small, before, after);
     lab.check(
         "big_write_split",
         partial > 0 && partial < 2 * size,
@@ -337,35 +234,22 @@ fn main() {
         ),
     );
 
-    let mut race_rows = Vec::new();
-    let mut small_intact = false;
-    for rec in [PIPE_BUF, args.big as usize] {
-        let r = race(args.writers as usize, args.records as usize, rec);
-        let ok = r.torn == 0 && r.intact_per_writer.iter().all(|&n| n == args.records as usize);
-        if rec <= PIPE_BUF {
-            small_intact = ok && r.total_bytes == args.writers as usize * args.records as usize * rec;
-        }
-        lab.observe(
-            "race",
-            json!({"record": rec, "writers": args.writers, "records": r.records, "torn": r.torn,
-                   "intact_per_writer": r.intact_per_writer, "bytes": r.total_bytes}),
-            if r.torn == 0 && rec > PIPE_BUF {
-                format!("{} writers x {} records of {}: none tore on this run (above PIPE_BUF the kernel no longer promises atomicity; it does not promise tearing)", args.writers, args.records, fmt_bytes(rec as u64))
-            } else {
-                format!("{} writers x {} records of {}: {} of {} records torn (mixed bytes of several writers)", args.writers, args.records, fmt_bytes(rec as u64), r.torn, r.records)
-            },
-        );
-        race_rows.push(vec![
-            fmt_bytes(rec as u64),
-            if rec <= PIPE_BUF { "<= PIPE_BUF" } else { "> PIPE_BUF" }.to_string(),
-            r.records.to_string(),
-            r.torn.to_string(),
-        ]);
-    }
-    lab.table("race_table", &["record", "", "records", "torn"], &race_rows);
+    let (writers, records) = (args.writers as usize, args.records as usize);
+    let races: Vec<(usize, Race)> = [PIPE_BUF, args.big as usize]
+        .into_iter()
+        .map(|rec| {
+            let r = race(writers, records, rec);
+            report::race(&mut lab, args.writers, args.records, rec, &r);
+            (rec, r)
+        })
+        .collect();
+    report::race_table(&mut lab, &races);
+    let small = &races[0].1; // records of PIPE_BUF bytes
     lab.check(
         "pipe_buf_records_intact",
-        small_intact,
+        small.torn == 0
+            && small.intact_per_writer.iter().all(|&n| n == records)
+            && small.total_bytes == writers * records * PIPE_BUF,
         format_args!(
             "{} writers at once, records of {PIPE_BUF} bytes: every record arrived whole",
             args.writers
@@ -373,9 +257,6 @@ fn main() {
     );
 
     lab.section("5. Two-way: request and reply, and the deadlock it risks");
-    let mut rtt_rows = Vec::new();
-    let mut replies_ok = true;
-    let mut medians = Vec::new();
     let placements: &[(&str, Option<(usize, usize)>)] = if cpus >= 2 {
         &[
             ("same CPU (0 and 0)", Some((0, 0))),
@@ -385,59 +266,28 @@ fn main() {
     } else {
         &[("unpinned (one CPU)", None)]
     };
-    for &(label, cpus_pair) in placements {
-        let (summary, correct) = ping_pong(args.rounds as usize, cpus_pair);
-        replies_ok &= correct == args.rounds as usize;
-        medians.push((label, summary.median));
-        rtt_rows.push(vec![
-            label.to_string(),
-            fmt_duration(summary.min),
-            fmt_duration(summary.median),
-            fmt_duration(summary.p99),
-            format!("{correct}/{}", args.rounds),
-        ]);
-    }
-    lab.table(
-        "rtt_table",
-        &["placement", "min", "median", "p99", "correct replies"],
-        &rtt_rows,
-    );
-    if cpus >= 2 {
-        let ratio = medians[1].1.as_secs_f64() / medians[0].1.as_secs_f64().max(1e-12);
-        lab.observe(
-            "rtt_ratio",
-            json!({"same_ns": medians[0].1.as_nanos() as u64, "cross_ns": medians[1].1.as_nanos() as u64, "ratio": (ratio * 100.0).round() / 100.0}),
-            format_args!("a round trip across CPUs took {ratio:.1}x one on the same CPU (two wake-ups each way round)"),
-        );
-    }
+    let rtts: Vec<(&str, Summary, usize)> = placements
+        .iter()
+        .map(|&(label, cpus_pair)| {
+            let (summary, correct) = ping_pong(args.rounds as usize, cpus_pair);
+            (label, summary, correct)
+        })
+        .collect();
+    report::rtt(&mut lab, &rtts, args.rounds, cpus >= 2);
     lab.check(
         "request_reply",
-        replies_ok,
+        rtts.iter().all(|&(_, _, correct)| correct == args.rounds as usize),
         "every request got its own correct reply over the two pipes",
     );
 
     let mut dl = [false; 2];
     for (i, reader_first) in [false, true].into_iter().enumerate() {
-        let (fired, states, statuses) = exchange(2 * size, reader_first, deadline);
-        let waits: Vec<String> = statuses.iter().map(|s| format!("{s:?}")).collect();
-        lab.observe(
-            "exchange",
-            json!({"message": 2 * size, "b_reads_first": reader_first, "watchdog_fired": fired,
-                   "stuck": states.iter().map(|(p, s, w)| json!({"pid": p, "state": s.to_string(), "wchan": w})).collect::<Vec<_>>(),
-                   "statuses": waits}),
-            if !states.is_empty() {
-                let who: Vec<String> = states.iter().map(|(p, s, w)| format!("{p} {s} in {w}")).collect();
-                format!("both sides wrote {} before reading: stuck [{}]; watchdog killed both", fmt_bytes(2 * size as u64), who.join(", "))
-            } else if reader_first {
-                format!("B read A's whole message before writing its own: both finished ({})", waits.join(", "))
-            } else {
-                format!("both sides wrote first but were not seen stuck in pipe_write: {}", waits.join(", "))
-            },
-        );
+        let (statuses, fired, stuck) = exchange(2 * size, reader_first, deadline);
+        report::exchange(&mut lab, 2 * size, reader_first, fired, &stuck, &statuses);
         dl[i] = if reader_first {
-            states.is_empty() && statuses.iter().all(|s| matches!(s, WaitStatus::Exited(_, 0)))
+            stuck.is_empty() && statuses.iter().all(|s| matches!(s, WaitStatus::Exited(_, 0)))
         } else {
-            fired && states.len() == 2 && states.iter().all(|(_, s, w)| *s == 'S' && w.contains("pipe_write"))
+            fired && stuck.len() == 2 && stuck.iter().all(|(_, s, w)| *s == 'S' && w.contains("pipe_write"))
         };
     }
     lab.check(
@@ -456,19 +306,7 @@ fn main() {
     let mut old: libc::sigaction = unsafe { std::mem::zeroed() };
     // SAFETY: a null new action only queries the current disposition.
     unsafe { libc::sigaction(libc::SIGPIPE, std::ptr::null(), &mut old) };
-    let inherited_ign = old.sa_sigaction == libc::SIG_IGN;
-    lab.observe(
-        "sigpipe_disposition",
-        json!({"ignored": inherited_ign}),
-        format_args!(
-            "this Rust program starts with SIGPIPE {}",
-            if inherited_ign {
-                "ignored (the Rust runtime sets SIG_IGN before main)"
-            } else {
-                "at its default (terminate)"
-            }
-        ),
-    );
+    report::sigpipe_disposition(&mut lab, old.sa_sigaction == libc::SIG_IGN);
     let mut results = Vec::new();
     for default_action in [true, false] {
         // ANCHOR: sigpipe
@@ -488,16 +326,7 @@ fn main() {
         let status = waitpid(child, None).or_die("waitpid");
         // ANCHOR_END: sigpipe
         cleanup::forget(child);
-        lab.observe(
-            "sigpipe",
-            json!({"sigpipe": if default_action { "default" } else { "ignored" }, "status": format!("{status:?}"),
-                   "signal": if let WaitStatus::Signaled(_, s, _) = status { Some(s as i32) } else { None },
-                   "exit": if let WaitStatus::Exited(_, c) = status { Some(c) } else { None }}),
-            format_args!(
-                "SIGPIPE {}: the writer {child} ended {status:?}",
-                if default_action { "at default" } else { "ignored" }
-            ),
-        );
+        report::sigpipe(&mut lab, default_action, child, status);
         results.push(status);
     }
     lab.check(
@@ -521,24 +350,12 @@ fn main() {
     for chunk in [4usize << 10, 64 << 10, 1 << 20] {
         let mut runs: Vec<(u64, Duration)> = (0..3).map(|_| pipe_throughput(chunk, total)).collect();
         runs.sort_by_key(|r| r.1);
-        let (moved, took) = runs[1];
-        let copy = memcpy_time(chunk, total);
         all_bytes &= runs.iter().all(|r| r.0 == total as u64);
-        let ratio = copy.as_secs_f64() / took.as_secs_f64().max(1e-12);
-        rows.push(vec![
-            fmt_bytes(chunk as u64),
-            fmt_bytes(moved),
-            fmt_rate(moved, took),
-            fmt_rate(total as u64, copy),
-            format!("{:.0}%", ratio * 100.0),
-        ]);
+        let (moved, took) = runs[1];
+        rows.push((chunk, moved, took, memcpy_time(chunk, total)));
     }
     sched_setaffinity(Pid::from_raw(0), &allowed).or_die("sched_setaffinity"); // unpin
-    lab.table(
-        "throughput",
-        &["write size (both on CPU 0)", "moved", "pipe", "memcpy", "pipe/memcpy"],
-        &rows,
-    );
+    report::throughput(&mut lab, total, &rows);
     lab.check(
         "throughput_bytes_complete",
         all_bytes,
@@ -575,12 +392,37 @@ fn reader_child(rx: OwnedFd, tx: OwnedFd, closes_own_write_end: bool, buf: &mut 
 }
 // ANCHOR_END: reader
 
-/// What the writers' race left in the pipe.
-struct Race {
-    records: usize,
-    torn: usize,
-    intact_per_writer: Vec<usize>,
-    total_bytes: usize,
+// ANCHOR: watchdog
+/// Wait for `kids`; past `deadline` a watchdog looks at them in /proc and, if they are asleep
+/// in `wchan` (stuck, not just late), records them and kills them: the lab cannot hang.
+fn wait_or_break(kids: &[Pid], wchan: &'static str, deadline: Duration) -> (Vec<WaitStatus>, bool, Vec<Stuck>) {
+    let seen: Arc<Mutex<Vec<Stuck>>> = Arc::default();
+    let (record, watched) = (seen.clone(), kids.to_vec());
+    let dog = Watchdog::arm(deadline, move || {
+        let seen = procfacts::poll_until(Duration::from_secs(5), || {
+            // A bounded look at /proc: all asleep in `wchan`, or all ended?
+            let now: Vec<Stuck> = watched.iter().map(|&p| report::state_wchan(p)).collect();
+            if now.iter().all(|(_, s, _)| *s == 'Z') {
+                Some(Vec::new()) // they ended by themselves, only late
+            } else if now.iter().all(|(_, s, w)| *s == 'S' && w.contains(wchan)) {
+                Some(now) // asleep in the pipe: stuck
+            } else {
+                None
+            }
+        });
+        *record.lock().unwrap_or_else(|e| e.into_inner()) = seen.clone().unwrap_or_default();
+        if seen.is_none_or(|v| !v.is_empty()) {
+            for p in &watched {
+                let _ = kill(*p, Signal::SIGKILL); // break the hang
+            }
+        }
+    });
+    let statuses = kids.iter().map(|&k| waitpid(k, None).or_die("waitpid")).collect(); // returns when each ends or is killed
+    let fired = dog.disarm();
+    // ANCHOR_END: watchdog
+    kids.iter().for_each(|&k| cleanup::forget(k));
+    let stuck = seen.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    (statuses, fired, stuck)
 }
 
 /// `writers` processes each write `records` records of `size` bytes (all bytes of a record
@@ -620,21 +462,7 @@ fn race(writers: usize, records: usize, size: usize) -> Race {
         waitpid(k, None).or_die("waitpid");
         cleanup::forget(k);
     }
-    let mut intact = vec![0; writers];
-    let mut torn = 0;
-    for rec in all[..got].chunks(size) {
-        if rec.len() == size && rec.iter().all(|&b| b == rec[0]) && (rec[0].wrapping_sub(b'A') as usize) < writers {
-            intact[(rec[0] - b'A') as usize] += 1;
-        } else {
-            torn += 1;
-        }
-    }
-    Race {
-        records: got.div_ceil(size),
-        torn,
-        intact_per_writer: intact,
-        total_bytes: got,
-    }
+    tally(&all[..got], writers, size)
 }
 
 /// Pin the calling process to one CPU.
@@ -698,13 +526,9 @@ fn ping_pong(rounds: usize, cpus_pair: Option<(usize, usize)>) -> (Summary, usiz
 }
 
 /// Two children A and B exchange `bytes` each over two pipes. A writes then reads; B writes
-/// then reads too (deadlock when `bytes` exceeds the capacity), or reads first. A watchdog
-/// records the stuck children and kills them. Returns (fired, stuck [(pid, state, wchan)], statuses).
-fn exchange(
-    bytes: usize,
-    b_reads_first: bool,
-    deadline: Duration,
-) -> (bool, Vec<(i32, char, String)>, Vec<WaitStatus>) {
+/// then reads too (deadlock when `bytes` exceeds the capacity), or reads first. The watchdog
+/// records the children stuck in pipe_write and kills them.
+fn exchange(bytes: usize, b_reads_first: bool, deadline: Duration) -> (Vec<WaitStatus>, bool, Vec<Stuck>) {
     let (a_rx, b_tx) = pipe().or_die("pipe"); // B -> A
     let (b_rx, a_tx) = pipe().or_die("pipe"); // A -> B
     let out = pattern(bytes, 4);
@@ -733,41 +557,7 @@ fn exchange(
         // ANCHOR_END: exchange
     }
     drop((a_rx, a_tx, b_rx, b_tx));
-    let seen: Arc<Mutex<Vec<(i32, char, String)>>> = Arc::default();
-    let record = seen.clone();
-    let watched = kids.clone();
-    let dog = Watchdog::arm(deadline, move || {
-        // Both asleep in pipe_write (stuck), or both ended (only late)? Bounded look at /proc.
-        let seen = procfacts::poll_until(Duration::from_secs(5), || {
-            let now: Vec<(i32, char, String)> = watched
-                .iter()
-                .map(|p| {
-                    let s = procfacts::state(p.as_raw()).unwrap_or('Z');
-                    (p.as_raw(), s, procfacts::wchan(p.as_raw()).unwrap_or_default())
-                })
-                .collect();
-            if now.iter().all(|(_, s, _)| *s == 'Z') {
-                Some(Vec::new())
-            } else if now.iter().all(|(_, s, w)| *s == 'S' && w.contains("pipe_write")) {
-                Some(now)
-            } else {
-                None
-            }
-        });
-        *record.lock().unwrap_or_else(|e| e.into_inner()) = seen.clone().unwrap_or_default();
-        if seen.is_none_or(|v| !v.is_empty()) {
-            for p in &watched {
-                let _ = kill(*p, Signal::SIGKILL); // break the hang
-            }
-        }
-    });
-    let statuses: Vec<WaitStatus> = kids.iter().map(|&k| waitpid(k, None).or_die("waitpid")).collect();
-    let fired = dog.disarm();
-    for k in kids {
-        cleanup::forget(k);
-    }
-    let stuck = seen.lock().unwrap_or_else(|e| e.into_inner()).clone();
-    (fired, stuck, statuses)
+    wait_or_break(&kids, "pipe_write", deadline)
 }
 
 /// `total` bytes through a pipe in writes of `chunk`, child writing, parent reading.
@@ -804,18 +594,6 @@ fn pipe_throughput(chunk: usize, total: usize) -> (u64, Duration) {
     (moved as u64, took)
 }
 
-/// The time memcpy takes to copy `total` bytes in pieces of `chunk` (same buffers sizes as the pipe).
-fn memcpy_time(chunk: usize, total: usize) -> Duration {
-    let src = pattern(chunk, 5);
-    let mut dst = vec![0u8; chunk];
-    let sw = Stopwatch::start();
-    for _ in 0..total / chunk {
-        dst.copy_from_slice(std::hint::black_box(&src)); // memcpy
-        std::hint::black_box(&mut dst);
-    }
-    sw.elapsed()
-}
-
 /// Non-blocking writes of PIPE_BUF, then single bytes, until EAGAIN; returns bytes written.
 fn fill(tx: &OwnedFd) -> usize {
     let page = [7u8; PIPE_BUF];
@@ -838,78 +616,4 @@ fn bytes_queued(rx: &OwnedFd) -> usize {
     // SAFETY: FIONREAD writes one int to the pointer we pass.
     unsafe { libc::ioctl(rx.as_raw_fd(), libc::FIONREAD, &mut n) };
     n as usize
-}
-
-/// Read until EOF; returns the bytes read.
-fn drain(rx: &OwnedFd, buf: &mut [u8]) -> usize {
-    let mut n = 0;
-    loop {
-        match read(rx, buf) {
-            Ok(0) => return n,
-            Ok(k) => n += k,
-            Err(Errno::EINTR) => {}
-            Err(e) => proclab::die("read", e),
-        }
-    }
-}
-
-/// Read what a non-blocking pipe holds now.
-fn drain_nonblocking(rx: &OwnedFd, buf: &mut [u8]) {
-    fcntl(rx, FcntlArg::F_SETFL(OFlag::O_NONBLOCK)).or_die("fcntl");
-    while let Ok(k) = read(rx, buf) {
-        if k == 0 {
-            break;
-        }
-    }
-}
-
-/// write(2) until all of `buf` is written. Async-signal-safe.
-fn write_all(fd: impl AsFd, mut buf: &[u8]) -> nix::Result<()> {
-    let fd = fd.as_fd();
-    while !buf.is_empty() {
-        match write(fd, buf) {
-            Ok(n) => buf = &buf[n..],
-            Err(Errno::EINTR) => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(())
-}
-
-/// read(2) until `buf` is full or EOF; returns the bytes read. Async-signal-safe.
-fn read_full(fd: impl AsFd, buf: &mut [u8]) -> nix::Result<usize> {
-    let fd = fd.as_fd();
-    let mut n = 0;
-    while n < buf.len() {
-        match read(fd, &mut buf[n..]) {
-            Ok(0) => break,
-            Ok(k) => n += k,
-            Err(Errno::EINTR) => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(n)
-}
-
-const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
-
-/// FNV-1a, continued from `h` over `bytes` (no allocation: fine in a child).
-fn fnv1a(mut h: u64, bytes: &[u8]) -> u64 {
-    for &b in bytes {
-        h = (h ^ b as u64).wrapping_mul(0x0100_0000_01b3);
-    }
-    h
-}
-
-/// `len` pseudo-random bytes (xorshift), different for each `seed`.
-fn pattern(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = 0x9e37_79b9_7f4a_7c15u64 ^ seed;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
 }
