@@ -225,15 +225,7 @@ fn main() {
                 Method::Semaphore => ptr::read_volatile(addr_of_mut!((*c).sem_counted)),
             }
         };
-        let (procs, iters) = (args.procs, args.iters);
-        let counted = Count {
-            method,
-            procs,
-            iters,
-            expected,
-            actual,
-            took,
-        };
+        let counted = Count::new(method, &args, actual, took);
         report::counter(&mut lab, &counted);
         if method == Method::Plain {
             let lost = counted.lost();
@@ -423,10 +415,9 @@ fn timed_lock(m: *mut libc::pthread_mutex_t, wait: Duration) -> i32 {
 /// `procs` processes, process i pinned to CPU i mod cpus, all released at once, each add
 /// `iters` to the counter of `method`. Returns the time from the release to the last exit.
 fn count(c: *mut Counters, method: Method, procs: usize, iters: u64, cpus: usize) -> Duration {
-    let gate = Gate::new(); // a pipe: opening the gate (closing its write end) releases them all
-
     // SAFETY: no child is running yet; the parent alone touches the mapping.
     unsafe { (*c).arrived.store(0, Ordering::SeqCst) };
+    let gate = Gate::new(); // a pipe: opening the gate (closing its write end) releases them all
     let mut kids = Vec::new();
     for i in 0..procs {
         flush_stdout();

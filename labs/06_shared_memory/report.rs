@@ -1,6 +1,7 @@
 //! The shm lab's reporting: each observation as JSON fields and a human line, the tables,
 //! and the long check texts. The lab file decides what is checked; this only says it.
 
+use super::args::Args;
 use super::Method;
 use nix::sys::wait::WaitStatus;
 use nix::unistd::Pid;
@@ -76,6 +77,19 @@ pub struct Count {
 }
 
 impl Count {
+    pub fn new(method: Method, args: &Args, actual: u64, took: Duration) -> Count {
+        let (procs, iters) = (args.procs, args.iters);
+        let expected = procs as u64 * iters;
+        Count {
+            method,
+            procs,
+            iters,
+            expected,
+            actual,
+            took,
+        }
+    }
+
     pub fn lost(&self) -> u64 {
         self.expected.saturating_sub(self.actual)
     }
