@@ -26,46 +26,29 @@
 use clap::Parser;
 use nix::errno::Errno;
 use nix::fcntl::OFlag;
-use nix::sched::{sched_getaffinity, sched_setaffinity, CpuSet};
+use nix::sched::{sched_getaffinity, sched_setaffinity};
 use nix::sys::mman::{mmap, mmap_anonymous, munmap, shm_open, shm_unlink, MapFlags, ProtFlags};
 use nix::sys::signal::{kill, Signal};
 use nix::sys::stat::Mode;
 use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::{execv, ftruncate, getpid, pipe, read, write, ForkResult, Pid};
-use proclab::measure::{fmt_bytes, fmt_duration, fmt_rate};
-use proclab::{cleanup, flush_stdout, narrate, say, Common, Lab, OrDie, Stopwatch};
-use serde_json::json;
-use std::ffi::CString;
+use proclab::{cleanup, flush_stdout, narrate, say, Lab, OrDie};
 use std::num::NonZeroUsize;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::ptr::{self, addr_of_mut, NonNull};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-/// Shared memory: private vs shared after fork, named POSIX shm, lost updates and three
-/// fixes (atomic, robust process-shared mutex, semaphore), zero-copy throughput.
-#[derive(Parser)]
-#[command(name = "shm", version)]
-struct Args {
-    /// Processes incrementing the shared counter.
-    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(2..=16))]
-    procs: u32,
-    /// Increments per process.
-    #[arg(long, default_value_t = 2_000_000, value_parser = clap::value_parser!(u64).range(1000..=100_000_000))]
-    iters: u64,
-    /// MiB moved through shared memory and through a pipe in section 6.
-    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=4096))]
-    mib: u32,
-    /// How long the named segment stays in /dev/shm before it is unlinked, in ms, so that
-    /// `ls -l /dev/shm` run by hand can see it.
-    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=60_000))]
-    linger: u64,
-    /// (internal) Run as the peer that opens the named segment NAME after exec.
-    #[arg(long, hide = true)]
-    peer: Option<String>,
-    #[command(flatten)]
-    common: Common,
-}
+#[path = "06_shared_memory/args.rs"]
+mod args; // the flags (--procs, --iters, --mib, --linger), and the peer's command line
+#[path = "06_shared_memory/report.rs"]
+mod report; // every observation's fields and words, the tables, the long check texts
+#[path = "06_shared_memory/support.rs"]
+mod support; // the start gate, waiting, pinning; section 6's chunks: a pattern, stamped, verified, written, read
+
+use args::Args;
+use report::Count;
+use support::{pattern, pin, read_full, stamp, verify, wait_until, write_all, Gate};
 
 /// Everything the counting processes share: one anonymous MAP_SHARED mapping.
 #[repr(C)]
@@ -87,6 +70,14 @@ enum Method {
     Atomic,
     Mutex,
     Semaphore,
+}
+
+impl Method {
+    const ALL: [Method; 4] = [Method::Plain, Method::Atomic, Method::Mutex, Method::Semaphore];
+
+    fn name(self) -> String {
+        format!("{self:?}").to_lowercase()
+    }
 }
 
 const SEG: usize = 4096; // size of the named segment
@@ -135,13 +126,7 @@ fn main() {
     // SAFETY: reads of the parent's own variable and of the live mapping.
     let (seen_private, seen_shared) = unsafe { (ptr::read_volatile(&private), shared.read_volatile()) };
     // ANCHOR_END: copies
-    lab.observe(
-        "copies",
-        json!({"child": child.as_raw(), "private": seen_private, "shared": seen_shared, "written": 42}),
-        format_args!(
-            "child {child} wrote 42 to both; the parent reads private = {seen_private}, MAP_SHARED = {seen_shared}"
-        ),
-    );
+    report::copies(&mut lab, child, seen_private, seen_shared);
     lab.check(
         "private_stays_private",
         seen_private == 1,
@@ -173,27 +158,9 @@ fn main() {
     unsafe { ptr::copy_nonoverlapping(message.as_ptr(), seg.add(MSG_AT), message.len()) };
     // ANCHOR_END: named
     let meta = std::fs::metadata(&path).ok();
-    lab.observe(
-        "shm_entry",
-        json!({"phase": "exists", "name": name, "path": path, "exists": meta.is_some(), "size": meta.as_ref().map(|m| m.len())}),
-        format_args!("{path} exists, {} bytes", meta.as_ref().map_or(0, |m| m.len())),
-    );
-    if args.linger > 0 {
-        say!(
-            "the segment lingers {} ms: try `ls -l /dev/shm` in another terminal",
-            args.linger
-        );
-        std::thread::sleep(Duration::from_millis(args.linger)); // only so a person can look
-    }
-    let exe = CString::new("/proc/self/exe").expect("no NUL");
-    let mut argv = vec![
-        exe.clone(),
-        CString::new("--peer").expect("no NUL"),
-        CString::new(name.as_str()).expect("no NUL"),
-    ];
-    if lab.json() {
-        argv.push(CString::new("--json").expect("no NUL"));
-    }
+    report::entry_exists(&mut lab, &name, &path, meta.as_ref());
+    report::linger(args.linger); // only so a person can look: `ls -l /dev/shm`
+    let (exe, argv) = args::peer_command(&name, lab.json());
     flush_stdout();
     // ANCHOR: peer_exec
     // SAFETY: the child only calls execv (async-signal-safe) with strings made before fork.
@@ -213,15 +180,7 @@ fn main() {
         let p = seg.add(PEER_AT).cast::<u32>();
         (echo, p.read_volatile(), p.add(1).read_volatile())
     };
-    lab.observe(
-        "peer",
-        json!({"pid": peer_pid.as_raw(), "pid_in_segment": peer_seen, "maps_before": maps_before,
-               "echo": String::from_utf8_lossy(&echo), "message": message, "status": format!("{status:?}")}),
-        format_args!(
-            "peer {peer_pid} (exec'd, {maps_before} mappings of the segment in its /proc/self/maps before shm_open) read {:?} and wrote it back; {status:?}",
-            String::from_utf8_lossy(&echo)
-        ),
-    );
+    report::peer(&mut lab, peer_pid, peer_seen, maps_before, &echo, &message, status);
     lab.check(
         "opened_by_name",
         status == WaitStatus::Exited(peer_pid, 0)
@@ -240,14 +199,7 @@ fn main() {
     // SAFETY: no pointer into the segment is used after this.
     unsafe { munmap(NonNull::new(seg.cast()).expect("mapped"), SEG) }.or_die("munmap");
     drop(fd);
-    lab.observe(
-        "shm_entry",
-        json!({"phase": "unlinked", "name": name, "path": path, "exists": !gone, "mapping_still_readable": still}),
-        format_args!(
-            "after shm_unlink {path} {}; the parent's mapping still reads {message:?}: {still}",
-            if gone { "is gone" } else { "still exists" }
-        ),
-    );
+    report::entry_unlinked(&mut lab, &name, &path, gone, &message, still);
     lab.check(
         "unlink_removes_entry",
         meta.is_some() && gone && still,
@@ -255,26 +207,14 @@ fn main() {
     );
 
     lab.section("3. Lost updates: a plain read-modify-write");
-    let size = NonZeroUsize::new(std::mem::size_of::<Counters>()).expect("non-zero");
-    // SAFETY: a fresh zero-filled anonymous mapping, big enough for Counters.
-    let c = unsafe {
-        mmap_anonymous(
-            None,
-            size,
-            ProtFlags::PROT_READ | ProtFlags::PROT_WRITE,
-            MapFlags::MAP_SHARED,
-        )
-    }
-    .or_die("mmap")
-    .cast::<Counters>()
-    .as_ptr();
+    let size = std::mem::size_of::<Counters>();
+    let c = map_shared(size).cast::<Counters>(); // zero-filled: every counter starts at 0
     init_mutex(c);
     // SAFETY: the semaphore lives in memory shared by the processes (pshared = 1), value 1.
     Errno::result(unsafe { libc::sem_init(addr_of_mut!((*c).sem), 1, 1) }).or_die("sem_init");
     let expected = args.procs as u64 * args.iters;
-    let mut rows = Vec::new();
-    let mut exact = Vec::new();
-    for method in [Method::Plain, Method::Atomic, Method::Mutex, Method::Semaphore] {
+    let mut counts = Vec::new();
+    for method in Method::ALL {
         let took = count(c, method, args.procs as usize, args.iters, cpus);
         // SAFETY: every child has been reaped; the parent alone reads the counters.
         let actual = unsafe {
@@ -285,50 +225,21 @@ fn main() {
                 Method::Semaphore => ptr::read_volatile(addr_of_mut!((*c).sem_counted)),
             }
         };
-        let lost = expected.saturating_sub(actual);
-        let per = took / expected.max(1) as u32;
-        lab.observe(
-            "counter",
-            json!({"method": format!("{method:?}").to_lowercase(), "procs": args.procs, "iters": args.iters,
-                   "expected": expected, "actual": actual, "lost": lost, "ns": took.as_nanos() as u64}),
-            format_args!(
-                "{method:?}: expected {expected}, counted {actual}, lost {lost} in {}",
-                fmt_duration(took)
-            ),
-        );
-        rows.push(vec![
-            format!("{method:?}").to_lowercase(),
-            expected.to_string(),
-            actual.to_string(),
-            lost.to_string(),
-            fmt_duration(took),
-            fmt_duration(per),
-        ]);
+        let counted = Count::new(method, &args, actual, took);
+        report::counter(&mut lab, &counted);
         if method == Method::Plain {
-            lab.check(
-                "updates_lost",
-                lost > 0,
-                if lost > 0 {
-                    format!("{} processes pinned to {} CPU(s) lost {lost} of {expected} increments ({:.1}%): load, add, store is not one step", args.procs, cpus.min(args.procs as usize), lost as f64 * 100.0 / expected as f64)
-                } else {
-                    format!("no update was lost on this run ({} CPU(s)): the race is real but did not show; try more --iters", cpus)
-                },
-            );
+            let lost = counted.lost();
+            lab.check("updates_lost", lost > 0, report::lost_text(&counted, cpus));
             lab.section("4. Three fixes: atomic, process-shared mutex, semaphore");
-        } else {
-            exact.push((method, actual == expected));
         }
+        counts.push(counted);
     }
-    lab.table(
-        "counters",
-        &["method", "expected", "actual", "lost", "time", "per increment"],
-        &rows,
-    );
-    for (method, ok) in exact {
-        let m = format!("{method:?}").to_lowercase();
+    report::counters_table(&mut lab, &counts);
+    for fix in counts.iter().filter(|c| c.method != Method::Plain) {
+        let m = fix.method.name();
         lab.check(
             &format!("{m}_exact"),
-            ok,
+            fix.actual == expected,
             format_args!("with {m}, every one of the {expected} increments counted"),
         );
     }
@@ -366,18 +277,11 @@ fn main() {
     // SAFETY: m is initialised; we hold it (the lock above succeeded or said EOWNERDEAD).
     let unlocked = unsafe { libc::pthread_mutex_unlock(m) };
     let second = timed_lock(m, Duration::from_secs(5)); // 0: an ordinary lock again
-                                                        // SAFETY: as above.
+
+    // SAFETY: as above.
     unsafe { libc::pthread_mutex_unlock(m) };
     // ANCHOR_END: robust
-    lab.observe(
-        "robust",
-        json!({"holder": holder.as_raw(), "status": format!("{status:?}"), "first_lock": first,
-               "first_lock_name": errno_name(first), "unlock": unlocked, "second_lock": second}),
-        format_args!(
-            "holder {holder} ended {status:?} holding the mutex; the next lock returned {} ({first}), after pthread_mutex_consistent the next returned {second}",
-            errno_name(first)
-        ),
-    );
+    report::robust(&mut lab, holder, status, first, unlocked, second);
     lab.check(
         "robust_eownerdead",
         matches!(status, WaitStatus::Signaled(_, Signal::SIGKILL, _))
@@ -390,7 +294,7 @@ fn main() {
     unsafe {
         libc::sem_destroy(addr_of_mut!((*c).sem));
         libc::pthread_mutex_destroy(m);
-        munmap(NonNull::new(c.cast()).expect("mapped"), size.get()).or_die("munmap");
+        munmap(NonNull::new(c.cast()).expect("mapped"), size).or_die("munmap");
     }
 
     lab.section("6. Zero-copy: a ring in shared memory against a pipe");
@@ -402,33 +306,7 @@ fn main() {
     let (shm_ok, shm_time) = ring_transfer(total);
     let (pipe_ok, pipe_time) = pipe_transfer(total);
     sched_setaffinity(Pid::from_raw(0), &allowed).or_die("sched_setaffinity"); // unpin
-    let speedup = pipe_time.as_secs_f64() / shm_time.as_secs_f64().max(1e-12);
-    lab.table(
-        "zero_copy_table",
-        &["path", "moved", "time", "rate", "chunks verified"],
-        &[
-            vec![
-                "shared-memory ring (CPU 0)".into(),
-                fmt_bytes(total as u64),
-                fmt_duration(shm_time),
-                fmt_rate(total as u64, shm_time),
-                shm_ok.to_string(),
-            ],
-            vec![
-                "pipe (CPU 0)".into(),
-                fmt_bytes(total as u64),
-                fmt_duration(pipe_time),
-                fmt_rate(total as u64, pipe_time),
-                pipe_ok.to_string(),
-            ],
-        ],
-    );
-    lab.observe(
-        "zero_copy",
-        json!({"bytes": total, "chunk": CHUNK, "shm_ns": shm_time.as_nanos() as u64, "pipe_ns": pipe_time.as_nanos() as u64,
-               "shm_chunks_ok": shm_ok, "pipe_chunks_ok": pipe_ok, "speedup": (speedup * 100.0).round() / 100.0}),
-        format_args!("the ring moved {} {speedup:.1}x as fast as the pipe (no copy through the kernel)", fmt_bytes(total as u64)),
-    );
+    report::zero_copy(&mut lab, total, CHUNK, (shm_ok, shm_time), (pipe_ok, pipe_time));
     lab.check(
         "zero_copy_intact",
         shm_ok == total / CHUNK && pipe_ok == total / CHUNK,
@@ -450,6 +328,24 @@ fn map_segment(fd: &OwnedFd) -> *mut u8 {
             MapFlags::MAP_SHARED,
             fd,
             0,
+        )
+    }
+    .or_die("mmap")
+    .cast::<u8>()
+    .as_ptr()
+}
+
+/// A fresh zero-filled `MAP_SHARED | MAP_ANONYMOUS` mapping of `len` bytes, inherited by
+/// every child forked after it. Returns its first byte.
+fn map_shared(len: usize) -> *mut u8 {
+    let len = NonZeroUsize::new(len).expect("non-zero");
+    // SAFETY: a fresh anonymous mapping; nothing else refers to it.
+    unsafe {
+        mmap_anonymous(
+            None,
+            len,
+            ProtFlags::PROT_READ | ProtFlags::PROT_WRITE,
+            MapFlags::MAP_SHARED,
         )
     }
     .or_die("mmap")
@@ -516,30 +412,12 @@ fn timed_lock(m: *mut libc::pthread_mutex_t, wait: Duration) -> i32 {
     }
 }
 
-fn errno_name(code: i32) -> String {
-    match code {
-        0 => "0".into(),
-        libc::EOWNERDEAD => "EOWNERDEAD".into(),
-        libc::ETIMEDOUT => "ETIMEDOUT".into(),
-        libc::ENOTRECOVERABLE => "ENOTRECOVERABLE".into(),
-        other => format!("{:?}", Errno::from_raw(other)),
-    }
-}
-
-/// Pin the calling process to one CPU.
-fn pin(cpu: usize) {
-    let mut set = CpuSet::new();
-    if set.set(cpu).is_ok() {
-        let _ = sched_setaffinity(Pid::from_raw(0), &set); // 0 = the calling process
-    }
-}
-
 /// `procs` processes, process i pinned to CPU i mod cpus, all released at once, each add
 /// `iters` to the counter of `method`. Returns the time from the release to the last exit.
 fn count(c: *mut Counters, method: Method, procs: usize, iters: u64, cpus: usize) -> Duration {
-    let (gate_rx, gate_tx) = pipe().or_die("pipe"); // closing gate_tx releases them all
-                                                    // SAFETY: no child is running yet; the parent alone touches the mapping.
+    // SAFETY: no child is running yet; the parent alone touches the mapping.
     unsafe { (*c).arrived.store(0, Ordering::SeqCst) };
+    let gate = Gate::new(); // a pipe: opening the gate (closing its write end) releases them all
     let mut kids = Vec::new();
     for i in 0..procs {
         flush_stdout();
@@ -547,9 +425,8 @@ fn count(c: *mut Counters, method: Method, procs: usize, iters: u64, cpus: usize
         // no locks other than the process-shared ones in the mapping) and _exits.
         match unsafe { cleanup::fork_tracked() } {
             ForkResult::Child => unsafe {
-                drop(gate_tx);
                 pin(i % cpus); // sched_setaffinity: a CPU of its own where possible
-                let _ = read(&gate_rx, &mut [0u8; 1]); // EOF when the parent closes the gate
+                gate.wait(); // EOF when the parent opens the gate
                 (*c).arrived.fetch_add(1, Ordering::SeqCst); // then wait until all are running,
                 wait_until(|| (*c).arrived.load(Ordering::SeqCst) >= procs as u64); // so they overlap
                 increment(c, method, iters);
@@ -560,9 +437,7 @@ fn count(c: *mut Counters, method: Method, procs: usize, iters: u64, cpus: usize
             }
         }
     }
-    drop(gate_rx);
-    let sw = Stopwatch::start();
-    drop(gate_tx); // go
+    let sw = gate.open(); // go
     for k in kids {
         let st = waitpid(k, None).or_die("waitpid");
         cleanup::forget(k);
@@ -617,58 +492,22 @@ struct RingHead {
     tail: AtomicU64, // chunks consumed by the consumer
 }
 
-/// Spin briefly, then yield the CPU, until `ready()`.
-fn wait_until(mut ready: impl FnMut() -> bool) {
-    let mut spins = 0u32;
-    while !ready() {
-        spins += 1;
-        if spins < 200 {
-            std::hint::spin_loop();
-        } else {
-            // SAFETY: sched_yield has no preconditions.
-            unsafe { libc::sched_yield() }; // let the other side run (on one CPU it must)
-        }
-    }
-}
-
-/// The source chunk, with chunk number `i` stamped in its first 8 bytes.
-fn stamp(buf: &mut [u8], i: u64) {
-    buf[..8].copy_from_slice(&i.to_le_bytes());
-}
-
-/// True if `got` is `src` stamped with `i`.
-fn verify(got: &[u8], src: &[u8], i: u64) -> bool {
-    got[..8] == i.to_le_bytes() && got[8..] == src[8..]
-}
-
 /// Move `total` bytes from a child to the parent through a ring of SLOTS chunks in a shared
 /// mapping: the producer writes each chunk straight into a slot and publishes it; the
 /// consumer checks it in place. Returns (chunks verified, time).
 fn ring_transfer(total: usize) -> (usize, Duration) {
     let chunks = total / CHUNK;
-    let len = NonZeroUsize::new(4096 + SLOTS * CHUNK).expect("non-zero");
-    // SAFETY: a fresh zero-filled shared anonymous mapping.
-    let base = unsafe {
-        mmap_anonymous(
-            None,
-            len,
-            ProtFlags::PROT_READ | ProtFlags::PROT_WRITE,
-            MapFlags::MAP_SHARED,
-        )
-    }
-    .or_die("mmap")
-    .cast::<u8>()
-    .as_ptr();
+    let len = 4096 + SLOTS * CHUNK;
+    let base = map_shared(len); // head and tail start at 0
     let ring = base.cast::<RingHead>();
     let mut src = pattern(CHUNK);
-    let (gate_rx, gate_tx) = pipe().or_die("pipe");
+    let gate = Gate::new();
     flush_stdout();
     // ANCHOR: ring
     // SAFETY: the child only uses the shared mapping, a buffer allocated before fork, read and _exit.
     let child = match unsafe { cleanup::fork_tracked() } {
         ForkResult::Child => unsafe {
-            drop(gate_tx);
-            let _ = read(&gate_rx, &mut [0u8; 1]);
+            gate.wait(); // until the consumer starts its clock
             for i in 0..chunks as u64 {
                 wait_until(|| i - (*ring).tail.load(Ordering::Acquire) < SLOTS as u64); // a free slot
                 let slot = std::slice::from_raw_parts_mut(base.add(4096 + (i as usize % SLOTS) * CHUNK), CHUNK);
@@ -682,9 +521,7 @@ fn ring_transfer(total: usize) -> (usize, Duration) {
     };
     // ANCHOR_END: ring
     // ANCHOR: ring_consumer
-    drop(gate_rx);
-    let sw = Stopwatch::start();
-    drop(gate_tx);
+    let sw = gate.open(); // release the producer
     let mut ok = 0;
     for i in 0..chunks as u64 {
         // SAFETY: the slot was published (head > i) and is not rewritten until tail passes it.
@@ -700,7 +537,7 @@ fn ring_transfer(total: usize) -> (usize, Duration) {
     waitpid(child, None).or_die("waitpid");
     cleanup::forget(child);
     // SAFETY: the child is gone and no pointer into the mapping is used after this.
-    unsafe { munmap(NonNull::new(base.cast()).expect("mapped"), len.get()) }.or_die("munmap");
+    unsafe { munmap(NonNull::new(base.cast()).expect("mapped"), len) }.or_die("munmap");
     (ok, took)
 }
 
@@ -710,13 +547,13 @@ fn pipe_transfer(total: usize) -> (usize, Duration) {
     let mut src = pattern(CHUNK);
     let mut dst = vec![0u8; CHUNK];
     let (rx, tx) = pipe().or_die("pipe");
-    let (gate_rx, gate_tx) = pipe().or_die("pipe");
+    let gate = Gate::new();
     flush_stdout();
     // SAFETY: the child only reads, writes (a buffer allocated before fork) and _exits.
     let child = match unsafe { cleanup::fork_tracked() } {
         ForkResult::Child => {
-            drop((rx, gate_tx));
-            let _ = read(&gate_rx, &mut [0u8; 1]);
+            drop(rx);
+            gate.wait();
             for i in 0..chunks as u64 {
                 stamp(&mut src, i);
                 if write_all(&tx, &src).is_err() {
@@ -727,9 +564,8 @@ fn pipe_transfer(total: usize) -> (usize, Duration) {
         }
         ForkResult::Parent { child } => child,
     };
-    drop((tx, gate_rx));
-    let sw = Stopwatch::start();
-    drop(gate_tx);
+    drop(tx);
+    let sw = gate.open();
     let mut ok = 0;
     for i in 0..chunks as u64 {
         if read_full(&rx, &mut dst) != Ok(CHUNK) {
@@ -741,45 +577,4 @@ fn pipe_transfer(total: usize) -> (usize, Duration) {
     waitpid(child, None).or_die("waitpid");
     cleanup::forget(child);
     (ok, took)
-}
-
-/// write(2) until all of `buf` is written. Async-signal-safe.
-fn write_all(fd: impl AsFd, mut buf: &[u8]) -> nix::Result<()> {
-    let fd = fd.as_fd();
-    while !buf.is_empty() {
-        match write(fd, buf) {
-            Ok(n) => buf = &buf[n..],
-            Err(Errno::EINTR) => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(())
-}
-
-/// read(2) until `buf` is full or EOF; returns the bytes read.
-fn read_full(fd: impl AsFd, buf: &mut [u8]) -> nix::Result<usize> {
-    let fd = fd.as_fd();
-    let mut n = 0;
-    while n < buf.len() {
-        match read(fd, &mut buf[n..]) {
-            Ok(0) => break,
-            Ok(k) => n += k,
-            Err(Errno::EINTR) => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(n)
-}
-
-/// `len` pseudo-random bytes (xorshift).
-fn pattern(len: usize) -> Vec<u8> {
-    let mut x = 0x9e37_79b9_7f4a_7c15u64;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
 }

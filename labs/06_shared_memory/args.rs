@@ -1,0 +1,45 @@
+//! The shm lab's flags, and the command line of the exec'd peer.
+
+use clap::Parser;
+use proclab::Common;
+use std::ffi::CString;
+
+/// Shared memory: private vs shared after fork, named POSIX shm, lost updates and three
+/// fixes (atomic, robust process-shared mutex, semaphore), zero-copy throughput.
+#[derive(Parser)]
+#[command(name = "shm", version)]
+pub struct Args {
+    /// Processes incrementing the shared counter.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(2..=16))]
+    pub procs: u32,
+    /// Increments per process.
+    #[arg(long, default_value_t = 2_000_000, value_parser = clap::value_parser!(u64).range(1000..=100_000_000))]
+    pub iters: u64,
+    /// MiB moved through shared memory and through a pipe in section 6.
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=4096))]
+    pub mib: u32,
+    /// How long the named segment stays in /dev/shm before it is unlinked, in ms, so that
+    /// `ls -l /dev/shm` run by hand can see it.
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=60_000))]
+    pub linger: u64,
+    /// (internal) Run as the peer that opens the named segment NAME after exec.
+    #[arg(long, hide = true)]
+    pub peer: Option<String>,
+    #[command(flatten)]
+    pub common: Common,
+}
+
+/// The program and argv that run this lab again as the peer of segment `name`: made before
+/// fork, so that the child only calls execv.
+pub fn peer_command(name: &str, json: bool) -> (CString, Vec<CString>) {
+    let exe = CString::new("/proc/self/exe").expect("no NUL");
+    let mut argv = vec![
+        exe.clone(),
+        CString::new("--peer").expect("no NUL"),
+        CString::new(name).expect("no NUL"),
+    ];
+    if json {
+        argv.push(CString::new("--json").expect("no NUL"));
+    }
+    (exe, argv)
+}
