@@ -20,6 +20,7 @@ pub mod narrate;
 pub mod procfacts;
 pub mod report;
 pub mod roster;
+pub mod tvp;
 pub mod watchdog;
 
 pub use errors::{die, OrDie};

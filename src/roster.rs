@@ -25,6 +25,22 @@ pub const LABS: &[LabInfo] = &[LabInfo {
     chapter: "03-zombie.md",
     shows: "an exited child stays as Z until reaped; SIGKILL cannot remove it; SIG_IGN avoids it",
     args: &[],
+},
+LabInfo {
+    number: 8,
+    name: "threads-vs-processes",
+    file: "08_threads_vs_processes.rs",
+    chapter: "08-threads-vs-processes.md",
+    shows: "start-up, memory (PSS), round trips, bulk hand-over and compute, thread way vs process way, measured",
+    args: &[],
+},
+LabInfo {
+    number: 12,
+    name: "cow",
+    file: "12_copy_on_write.rs",
+    chapter: "12-cow.md",
+    shows: "fork cost grows with touched memory (page tables), vfork/posix_spawn stay flat; pages copied only when written",
+    args: &[],
 }];
 
 /// The lab called `name`.
