@@ -2,8 +2,8 @@
 //!
 //! Groups (run one with `cargo bench -- spawn`; the book quotes these ids):
 //!
-//! - `spawn`: start a worker that does nothing and wait for it: `thread_spawn_join`,
-//!   `fork_exit_wait` (the child only `_exit`s), `vfork_true_wait` (clone with CLONE_VM |
+//! - `spawn`: start a worker that does nothing and wait for it: `thread_spawn_join`
+//!   (std), `pthread_create_join` (libc, like the C loop), `fork_exit_wait` (the child only `_exit`s), `vfork_true_wait` (clone with CLONE_VM |
 //!   CLONE_VFORK, then execve), `fork_exec_true_wait`, `posix_spawn_true_wait`,
 //!   `command_status` (`std::process::Command::status`), all of `/bin/true`.
 //! - `roundtrip`: one byte there and back: `channel_rtt_*` (crossbeam, two threads),
@@ -20,12 +20,16 @@
 //! Ids whose function name equals a figure of `../shared/reference/refbench.c` are compared
 //! with it by `cargo run --release --bin lab -- benchmarks`.
 //!
+//! The `spawn` figures are per-iteration medians (each iteration timed alone, like
+//! refbench.c does), so that one preemption on a shared machine does not move them; the
+//! other groups are criterion's usual batched timings.
+//!
 //! Each group sets its own warm-up, measurement time and sample size so a full `cargo bench`
 //! stays short; `--warm-up-time`, `--measurement-time` and `--sample-size` given on the
 //! command line take precedence (criterion's own rule is the other way round).
 
 use criterion::measurement::WallTime;
-use criterion::{criterion_group, criterion_main, BenchmarkGroup, BenchmarkId, Criterion, Throughput};
+use criterion::{criterion_group, criterion_main, BenchmarkGroup, BenchmarkId, Criterion, SamplingMode, Throughput};
 use proclab::tvp::{self, job, part};
 use std::ffi::CString;
 use std::hint::black_box;
@@ -46,9 +50,27 @@ fn tune(g: &mut BenchmarkGroup<'_, WallTime>, warm_ms: u64, measure_ms: u64, sam
     if !given("--sample-size") {
         g.sample_size(samples);
     }
+    if !given("--nresamples") {
+        g.nresamples(10_000); // the bootstrap's default 100 000 costs more CPU than these benches
+    }
 }
 
 // ---------------------------------------------------------------- raw helpers
+
+/// Time `iters` runs of `f` one by one and return `iters` x their median: criterion then
+/// sees the per-iteration median, the statistic `refbench.c` reports, instead of a mean
+/// that a single 5 ms preemption on a shared machine drags up. Used for the `spawn` group,
+/// whose figures are compared with the C loop.
+fn median_of_each(iters: u64, mut f: impl FnMut()) -> Duration {
+    let mut v: Vec<Duration> = Vec::with_capacity(iters as usize);
+    for _ in 0..iters {
+        let t = Instant::now();
+        f();
+        v.push(t.elapsed());
+    }
+    v.sort_unstable();
+    v[v.len() / 2] * iters as u32
+}
 
 extern "C" {
     static environ: *const *const libc::c_char;
@@ -235,23 +257,45 @@ impl Placement {
 
 fn spawn(c: &mut Criterion) {
     let mut g = c.benchmark_group("spawn");
-    tune(&mut g, 300, 1500, 30);
+    tune(&mut g, 300, 1200, 30);
 
     g.bench_function("thread_spawn_join", |b| {
-        b.iter(|| std::thread::spawn(|| black_box(1u32)).join().unwrap())
+        b.iter_custom(|iters| {
+            median_of_each(iters, || {
+                std::thread::spawn(|| black_box(1u32)).join().unwrap();
+            })
+        })
+    });
+
+    // The same with pthread_create and default attributes, as the C loop does: std's
+    // spawn also sets up a guard-paged signal stack per thread (mmap, mprotect,
+    // sigaltstack, munmap), which this leaves out.
+    g.bench_function("pthread_create_join", |b| {
+        extern "C" fn noop(arg: *mut libc::c_void) -> *mut libc::c_void {
+            arg
+        }
+        b.iter_custom(|iters| {
+            median_of_each(iters, || {
+                let mut t: libc::pthread_t = 0;
+                // SAFETY: default attributes; `noop` touches nothing; joined right away.
+                let r = unsafe { libc::pthread_create(&mut t, ptr::null(), noop, ptr::null_mut()) };
+                assert_eq!(r, 0, "pthread_create");
+                // SAFETY: t is a joinable thread we created.
+                let r = unsafe { libc::pthread_join(t, ptr::null_mut()) };
+                assert_eq!(r, 0, "pthread_join");
+            })
+        })
     });
 
     g.bench_function("fork_exit_wait", |b| {
         b.iter_custom(|iters| {
-            let start = Instant::now();
-            for _ in 0..iters {
+            median_of_each(iters, || {
                 let pid = fork_or_panic(); // copies the page tables, shares every page
                 if pid == 0 {
                     child_exit(true); // the child only _exits
                 }
                 wait_ok(pid);
-            }
-            start.elapsed()
+            })
         })
     });
 
@@ -271,8 +315,7 @@ fn spawn(c: &mut Criterion) {
             }
         }
         b.iter_custom(|iters| {
-            let start = Instant::now();
-            for _ in 0..iters {
+            median_of_each(iters, || {
                 // SAFETY: the child runs on its own stack and only calls execve/_exit; the
                 // parent is suspended (CLONE_VFORK) until then, so `prog` and `stack` live.
                 let pid = unsafe {
@@ -285,15 +328,13 @@ fn spawn(c: &mut Criterion) {
                 };
                 assert!(pid > 0, "clone: {}", std::io::Error::last_os_error());
                 wait_ok(pid);
-            }
-            start.elapsed()
+            })
         })
     });
 
     g.bench_function("fork_exec_true_wait", |b| {
         b.iter_custom(|iters| {
-            let start = Instant::now();
-            for _ in 0..iters {
+            median_of_each(iters, || {
                 let pid = fork_or_panic();
                 if pid == 0 {
                     // SAFETY: execve and _exit are async-signal-safe; prog was built before fork.
@@ -303,15 +344,13 @@ fn spawn(c: &mut Criterion) {
                     }
                 }
                 wait_ok(pid);
-            }
-            start.elapsed()
+            })
         })
     });
 
     g.bench_function("posix_spawn_true_wait", |b| {
         b.iter_custom(|iters| {
-            let start = Instant::now();
-            for _ in 0..iters {
+            median_of_each(iters, || {
                 let mut pid = 0;
                 // SAFETY: valid path, argv and environ; no file actions or attributes.
                 let r = unsafe {
@@ -326,17 +365,18 @@ fn spawn(c: &mut Criterion) {
                 };
                 assert_eq!(r, 0, "posix_spawn");
                 wait_ok(pid);
-            }
-            start.elapsed()
+            })
         })
     });
 
     g.bench_function("command_status", |b| {
-        b.iter(|| {
-            let st = std::process::Command::new("/bin/true")
-                .status()
-                .expect("spawn /bin/true");
-            assert!(st.success());
+        b.iter_custom(|iters| {
+            median_of_each(iters, || {
+                let st = std::process::Command::new("/bin/true")
+                    .status()
+                    .expect("spawn /bin/true");
+                assert!(st.success());
+            })
         })
     });
     g.finish();
@@ -375,7 +415,7 @@ fn fd_rtt(iters: u64, place: Placement, there: (OwnedFd, OwnedFd), back: (OwnedF
         assert_eq!(read_fd(r.as_raw_fd(), &mut c), 1);
     }
     let took = start.elapsed();
-    drop(w); // the child reads EOF and exits
+    drop((w, r)); // the child reads EOF and exits (r may be a dup of w's socket)
     wait_ok(pid);
     place.unpin();
     took
@@ -468,7 +508,7 @@ fn channel_rtt(iters: u64, place: Placement) -> Duration {
 
 fn roundtrip(c: &mut Criterion) {
     let mut g = c.benchmark_group("roundtrip");
-    tune(&mut g, 300, 1200, 20);
+    tune(&mut g, 200, 1000, 20);
     let cross = tvp::cpus() >= 2;
     type Rtt = fn(u64, Placement) -> Duration;
     let kinds: [(&str, Rtt); 4] = [
@@ -522,8 +562,7 @@ fn fd_bulk(iters: u64, place: Placement, data: (OwnedFd, OwnedFd)) -> Duration {
     drop(data_w);
     place.pin_parent();
     let mut buf = vec![0u8; CHUNK];
-    let start = Instant::now();
-    for _ in 0..iters {
+    let mut transfer = || {
         assert_eq!(write_fd(ctl_w.as_raw_fd(), b"g"), 1);
         let mut got = 0;
         while got < BULK {
@@ -531,6 +570,11 @@ fn fd_bulk(iters: u64, place: Placement, data: (OwnedFd, OwnedFd)) -> Duration {
             assert!(n > 0, "read");
             got += n as usize;
         }
+    };
+    transfer(); // once untimed: the child's first touches and page faults are not the transfer
+    let start = Instant::now();
+    for _ in 0..iters {
+        transfer();
     }
     let took = start.elapsed();
     assert_eq!(buf[0], 7);
@@ -568,8 +612,7 @@ fn shm_bulk(iters: u64, place: Placement) -> Duration {
     drop(src);
     place.pin_parent();
     let words = BULK / 8;
-    let start = Instant::now();
-    for _ in 0..iters {
+    let transfer = || {
         let mut c = [b'g'; 1];
         assert_eq!(write_fd(ctl_w.as_raw_fd(), &c), 1);
         assert!(read_exact_fd(done_r.as_raw_fd(), &mut c));
@@ -577,6 +620,13 @@ fn shm_bulk(iters: u64, place: Placement) -> Duration {
         // request, so nobody writes the mapping while it is read.
         let data = unsafe { std::slice::from_raw_parts(map.u64s(), words) };
         black_box(data.iter().fold(0u64, |a, &w| a.wrapping_add(w)));
+    };
+    // Once untimed: the first pass allocates the shared pages and maps them on both sides
+    // (page faults); the figure is the steady state of a mapping reused for every transfer.
+    transfer();
+    let start = Instant::now();
+    for _ in 0..iters {
+        transfer();
     }
     let took = start.elapsed();
     drop(ctl_w);
@@ -588,6 +638,7 @@ fn shm_bulk(iters: u64, place: Placement) -> Duration {
 fn bulk(c: &mut Criterion) {
     let mut g = c.benchmark_group("bulk");
     tune(&mut g, 300, 1500, 10);
+    g.sampling_mode(SamplingMode::Flat); // iterations take milliseconds: no need to ramp up
     g.throughput(Throughput::Bytes(BULK as u64));
 
     let src = vec![1u8; BULK];
@@ -696,6 +747,7 @@ fn rayon_job(size: u64) -> u64 {
 fn compute(c: &mut Criterion) {
     let mut g = c.benchmark_group("compute");
     tune(&mut g, 200, 1000, 10);
+    g.sampling_mode(SamplingMode::Flat);
     let workers = tvp::cpus() as u64;
     let slots = SharedMap::new(4096);
     rayon::ThreadPoolBuilder::new()

@@ -97,8 +97,9 @@ fn main() {
         args.idle
     );
     let before = memory_of(&[me]);
-    let (wake_r, wake_w) = pipe().or_die("pipe"); // every idle worker blocks reading this
-                                                  // ANCHOR: idle_threads
+    // Every idle worker blocks reading this pipe until its write end is closed.
+    let (wake_r, wake_w) = pipe().or_die("pipe");
+    // ANCHOR: idle_threads
     let idle: Vec<_> = (0..args.idle)
         .map(|_| {
             let fd = wake_r.as_raw_fd();
@@ -155,8 +156,9 @@ fn main() {
         .count();
     let mut group: Vec<i32> = kids.iter().map(|k| k.as_raw()).collect();
     group.push(me);
-    let with_procs = memory_of(&group); // the parent and every child, summed
-                                        // ANCHOR_END: idle_processes
+    // The parent and every child, summed.
+    let with_procs = memory_of(&group);
+    // ANCHOR_END: idle_processes
     let proc_cost = with_procs.minus(&base);
     drop(wake_w);
     drop(wake_r);
@@ -558,9 +560,9 @@ fn channel_rtt(rounds: u32) -> Duration {
     took / rounds
 }
 
-// ANCHOR: pipe_rtt
 /// Mean round trip of one byte between this process and an echo child, over two pipes.
 fn pipe_rtt(rounds: u32) -> Duration {
+    // ANCHOR: pipe_rtt
     let (there_r, there_w) = pipe().or_die("pipe"); // parent -> child
     let (back_r, back_w) = pipe().or_die("pipe"); // child -> parent
     flush_stdout();
@@ -585,12 +587,12 @@ fn pipe_rtt(rounds: u32) -> Duration {
         read(back_r.as_fd(), &mut b).or_die("read");
     }
     let took = sw.elapsed();
+    // ANCHOR_END: pipe_rtt
     drop(there_w); // EOF: the child leaves its loop
     waitpid(child, None).or_die("waitpid");
     cleanup::forget(child);
     took / rounds
 }
-// ANCHOR_END: pipe_rtt
 
 /// Median of 3: a 64 MiB Vec sent to another thread, which reads its last byte.
 fn vec_handover() -> Duration {
@@ -712,11 +714,11 @@ impl Drop for Slots {
     }
 }
 
-// ANCHOR: processes
 /// The job split between `workers` forked children; each writes its part into its slot of
 /// the shared mapping, the parent adds the parts after reaping them all.
 fn split_processes(size: u64, workers: u64, slots: &Slots) -> u64 {
     let mut kids = Vec::with_capacity(workers as usize);
+    // ANCHOR: processes
     for k in 0..workers {
         flush_stdout();
         // SAFETY: the child computes (no allocation, no lock), writes its slot and _exits.
@@ -739,5 +741,5 @@ fn split_processes(size: u64, workers: u64, slots: &Slots) -> u64 {
     (0..workers as usize)
         .map(|k| unsafe { slots.slot(k).read_volatile() }) // SAFETY: the writers have exited
         .fold(0, u64::wrapping_add)
+    // ANCHOR_END: processes
 }
-// ANCHOR_END: processes

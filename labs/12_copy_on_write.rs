@@ -457,11 +457,11 @@ impl TrueProgram {
     }
 }
 
-// ANCHOR: vfork
 /// vfork + execve /bin/true + waitpid. `clone(CLONE_VM | CLONE_VFORK)` is what vfork(2)
 /// does: the child runs in the parent's memory (nothing copied, not even page tables) on its
 /// own small stack, and the parent sleeps until the child has called execve.
 fn vfork_true(prog: &TrueProgram, stack: &mut [u8]) {
+    // ANCHOR: vfork
     extern "C" fn child(arg: *mut libc::c_void) -> libc::c_int {
         // SAFETY: arg is the TrueProgram the suspended parent keeps alive; execve and _exit
         // are the only calls made.
@@ -471,8 +471,9 @@ fn vfork_true(prog: &TrueProgram, stack: &mut [u8]) {
             libc::_exit(127)
         }
     }
-    let top = (stack.as_mut_ptr() as usize + stack.len()) & !15; // stacks grow down, 16-aligned
-                                                                 // SAFETY: the child only runs `child` on its own stack; the parent is suspended until execve.
+    // Stacks grow down: the child starts at the 16-aligned top of its own stack.
+    let top = (stack.as_mut_ptr() as usize + stack.len()) & !15;
+    // SAFETY: the child only runs `child` on its own stack; the parent is suspended until execve.
     let pid = unsafe {
         libc::clone(
             child,
@@ -481,6 +482,7 @@ fn vfork_true(prog: &TrueProgram, stack: &mut [u8]) {
             prog as *const TrueProgram as *mut libc::c_void,
         )
     };
+    // ANCHOR_END: vfork
     if pid < 0 {
         proclab::die("clone", nix::errno::Errno::last());
     }
@@ -489,7 +491,6 @@ fn vfork_true(prog: &TrueProgram, stack: &mut [u8]) {
         proclab::die("vfork child (exec /bin/true failed)", nix::errno::Errno::ENOEXEC);
     }
 }
-// ANCHOR_END: vfork
 
 /// posix_spawn /bin/true + waitpid (glibc does it with clone(CLONE_VM | CLONE_VFORK) too).
 fn spawn_true(prog: &TrueProgram) {
