@@ -147,10 +147,19 @@ pub fn table(rows: &[BenchResult], reference: &BTreeMap<String, RefFigure>) -> S
 /// Build `refbench.c` (from ../shared/reference beside the repository) with gcc and run it;
 /// returns its output.
 pub fn run_refbench(root: &Path, target: &Path) -> Result<String, String> {
-    let src = root.join("../shared/reference/refbench.c");
-    if !src.exists() {
-        return Err(format!("{} not found", src.display()));
-    }
+    // Beside the repository (/work/main -> /work/shared), or beside a worktree's parent
+    // (/work/wt/NAME -> /work/shared), or where PROCLAB_REFBENCH says.
+    let candidates: Vec<std::path::PathBuf> = std::env::var_os("PROCLAB_REFBENCH")
+        .map(std::path::PathBuf::from)
+        .into_iter()
+        .chain([
+            root.join("../shared/reference/refbench.c"),
+            root.join("../../shared/reference/refbench.c"),
+        ])
+        .collect();
+    let Some(src) = candidates.iter().find(|p| p.exists()).cloned() else {
+        return Err(format!("{} not found", candidates[candidates.len() - 2].display()));
+    };
     let exe = target.join("refbench");
     let st = Command::new("gcc")
         .args(["-O2", "-pthread"])

@@ -21,6 +21,7 @@ pub mod prefork_http;
 pub mod procfacts;
 pub mod report;
 pub mod roster;
+pub mod tvp;
 pub mod watchdog;
 
 pub use errors::{die, OrDie};

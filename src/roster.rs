@@ -76,6 +76,14 @@ pub const LABS: &[LabInfo] = &[
         args: &[],
     },
     LabInfo {
+        number: 8,
+        name: "threads-vs-processes",
+        file: "08_threads_vs_processes.rs",
+        chapter: "08-threads-vs-processes.md",
+        shows: "start-up, memory (PSS), round trips, bulk hand-over and compute, thread way vs process way, measured",
+        args: &[],
+    },
+    LabInfo {
         number: 9,
         name: "pool",
         file: "09_pool.rs",
@@ -97,6 +105,14 @@ pub const LABS: &[LabInfo] = &[
         file: "11_parent_death.rs",
         chapter: "11-parent-death.md",
         shows: "children outlive a kill -9'd parent; PDEATHSIG, killpg or a pipe EOF end them",
+        args: &[],
+    },
+    LabInfo {
+        number: 12,
+        name: "cow",
+        file: "12_copy_on_write.rs",
+        chapter: "12-cow.md",
+        shows: "fork cost grows with touched memory (page tables), vfork/posix_spawn stay flat; pages copied only when written",
         args: &[],
     },
 ];

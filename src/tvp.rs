@@ -1,0 +1,72 @@
+//! Shared by the threads-versus-processes lab and its criterion benches, so that both
+//! measure exactly the same thing: CPU pinning (`sched_setaffinity`) and the CPU-bound job
+//! the `compute` comparisons split between workers.
+
+use nix::sched::{sched_setaffinity, CpuSet};
+use nix::unistd::Pid;
+
+/// Pin the calling thread (or process, before it starts other threads) to CPU `cpu`.
+/// Async-signal-safe (one system call), so a forked child may call it.
+pub fn pin(cpu: usize) -> nix::Result<()> {
+    let mut set = CpuSet::new();
+    set.set(cpu)?;
+    sched_setaffinity(Pid::from_raw(0), &set) // 0: the calling thread
+}
+
+/// Allow the calling thread on every CPU this process may use again.
+pub fn unpin() -> nix::Result<()> {
+    let mut set = CpuSet::new();
+    for cpu in 0..cpus() {
+        set.set(cpu)?;
+    }
+    sched_setaffinity(Pid::from_raw(0), &set)
+}
+
+/// How many CPUs are online (`sysconf(_SC_NPROCESSORS_ONLN)`), at least 1.
+pub fn cpus() -> usize {
+    // SAFETY: sysconf has no preconditions.
+    let n = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) };
+    n.max(1) as usize
+}
+
+/// One step of splitmix64: a cheap, well-mixed function of `i` the compiler cannot sum in
+/// closed form.
+#[inline]
+pub fn mix(i: u64) -> u64 {
+    let mut z = i.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// The CPU-bound job: the wrapping sum of `mix(i)` for `i` in `lo..hi`. Every element costs
+/// the same, so splitting the range evenly splits the work evenly. No allocation, no lock:
+/// a forked child may run it.
+pub fn job(lo: u64, hi: u64) -> u64 {
+    (lo..hi).fold(0u64, |acc, i| acc.wrapping_add(mix(i)))
+}
+
+/// The bounds of part `k` of `n` equal parts of `0..size`.
+pub fn part(size: u64, n: u64, k: u64) -> (u64, u64) {
+    (size * k / n, size * (k + 1) / n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parts_cover_the_range_and_sum_the_same() {
+        let size = 1000;
+        let whole = job(0, size);
+        let split: u64 = (0..3)
+            .map(|k| {
+                let (lo, hi) = part(size, 3, k);
+                job(lo, hi)
+            })
+            .fold(0, u64::wrapping_add);
+        assert_eq!(whole, split);
+        assert_eq!(part(size, 3, 0).0, 0);
+        assert_eq!(part(size, 3, 2).1, size);
+    }
+}

@@ -1,0 +1,104 @@
+mod common;
+use common::*;
+
+const QUICK: &[&str] = &[
+    "--max-mib",
+    "256",
+    "--runs",
+    "3",
+    "--region-mib",
+    "16",
+    "--write-pages",
+    "256",
+];
+
+#[test]
+fn fork_grows_with_touched_memory_and_spawn_does_not() {
+    // Up to 1 GiB (the default): fork's growth then dwarfs the spawn ways' jitter on a
+    // loaded machine (a woken task may wait a scheduler tick).
+    let run = run_json(
+        "cow",
+        &["--max-mib", "1024", "--region-mib", "16", "--write-pages", "256"],
+    );
+    run.assert_verified();
+    let lat = run.observations("fork_latency");
+    let sizes: Vec<u64> = lat.iter().map(|o| o["mib"].as_u64().unwrap()).collect();
+    assert_eq!(sizes, [1, 64, 256, 1024]);
+    let (first, last) = (lat[0], lat[lat.len() - 1]);
+    // Page tables grow with the touched memory (2 KiB of entries per MiB of 4 KiB pages).
+    assert!(last["pte_kib"].as_u64().unwrap() > first["pte_kib"].as_u64().unwrap() + 256);
+    assert!(last["fork_min_ns"].as_u64().unwrap() > 2 * first["fork_min_ns"].as_u64().unwrap());
+    assert!(run.check("spawn_stays_flat"));
+    assert!(
+        run.observation("fork_cost_per_gib")["fork_ns_per_gib"]
+            .as_i64()
+            .unwrap()
+            > 0
+    );
+}
+
+#[test]
+fn after_fork_the_region_is_shared_half_and_half() {
+    let run = run_json("cow", QUICK);
+    let after_fork: Vec<_> = run
+        .observations("smaps")
+        .into_iter()
+        .filter(|o| o["phase"] == "after_fork")
+        .collect();
+    assert_eq!(after_fork.len(), 2);
+    for o in after_fork {
+        let region = o["region_kib"].as_u64().unwrap();
+        assert_eq!(o["rss"].as_u64().unwrap(), region, "{o}");
+        let pss = o["pss"].as_u64().unwrap() as i64;
+        assert!((pss - region as i64 / 2).abs() <= 8, "PSS is half the RSS: {o}");
+        assert_eq!(o["private_dirty"], 0, "{o}");
+    }
+}
+
+#[test]
+fn writing_k_pages_costs_k_faults_and_k_private_pages() {
+    let run = run_json("cow", QUICK);
+    let f = run.observation("faults");
+    let k = f["pages_written"].as_u64().unwrap();
+    assert_eq!(k, 256);
+    let delta = f["minflt_delta"].as_u64().unwrap();
+    assert!((k..=k + 50).contains(&delta), "minor faults {delta} for {k} pages");
+    let child = run
+        .observations("smaps")
+        .into_iter()
+        .find(|o| o["phase"] == "after_writes" && o["who"] == "child")
+        .cloned()
+        .unwrap();
+    assert_eq!(child["private_dirty"].as_u64().unwrap(), k * 4, "{child}");
+    assert!(run.check("parent_data_unchanged"));
+}
+
+#[test]
+fn sigint_in_the_middle_leaves_no_child() {
+    // A large region written page by page keeps the child alive long enough to interrupt.
+    let mut s = start_json(
+        "cow",
+        &[
+            "--max-mib",
+            "64",
+            "--runs",
+            "1",
+            "--region-mib",
+            "512",
+            "--write-pages",
+            "131072",
+        ],
+    );
+    s.wait_for(|v| v["event"] == "observation" && v["kind"] == "smaps")
+        .expect("the child was forked");
+    interrupt(s, libc::SIGINT);
+}
+
+#[test]
+fn bad_flags_exit_2() {
+    assert_usage_error("cow", &["--max-mib", "0"]);
+    assert_usage_error("cow", &["--max-mib", "99999"]);
+    assert_usage_error("cow", &["--write-pages", "0"]);
+    assert_usage_error("cow", &["--region-mib", "1", "--write-pages", "1000"]);
+    assert_usage_error("cow", &["--runs", "x"]);
+}
