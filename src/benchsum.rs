@@ -117,10 +117,17 @@ pub fn table(rows: &[BenchResult], reference: &BTreeMap<String, RefFigure>) -> S
     for r in rows {
         let thr = match (r.bytes, r.elements) {
             (Some(b), _) => format!("{:.2} GB/s", b as f64 / r.median_ns),
-            (None, Some(e)) => format!("{:.2} M/s", e as f64 / r.median_ns * 1e3),
+            (None, Some(e)) => {
+                let per_s = e as f64 / r.median_ns * 1e9;
+                if per_s >= 1e6 {
+                    format!("{:.2} M/s", per_s / 1e6)
+                } else {
+                    format!("{:.2} K/s", per_s / 1e3)
+                }
+            }
             _ => String::new(),
         };
-        let c = match reference.get(&r.function) {
+        let c = match reference.get(c_name(&r.function)) {
             Some(f) if f.unit == "us" => {
                 format!("{:.1} µs, Rust/C = {:.2}", f.median, r.median_ns / 1e3 / f.median)
             }
@@ -142,6 +149,16 @@ pub fn table(rows: &[BenchResult], reference: &BTreeMap<String, RefFigure>) -> S
         );
     }
     lines.join("\n") + "\n"
+}
+
+/// The refbench figure a bench compares with: its own name, or the C figure that does the
+/// same work under another name (`pthread_create_join` is what refbench's
+/// `thread_spawn_join` calls).
+fn c_name(function: &str) -> &str {
+    match function {
+        "pthread_create_join" => "thread_spawn_join",
+        other => other,
+    }
 }
 
 /// Build `refbench.c` (from ../shared/reference beside the repository) with gcc and run it;
