@@ -103,6 +103,20 @@ pub fn parse_refbench(text: &str) -> BTreeMap<String, RefFigure> {
         .collect()
 }
 
+/// The part of refbench.txt measured right after `group` (its `# right after` section), or
+/// the whole text when it has no such sections.
+pub fn section(text: &str, group: &str) -> String {
+    let marker = format!("# right after `cargo bench -- '^{group}/'`");
+    match text.find(&marker) {
+        Some(at) => {
+            let rest = &text[at + marker.len()..];
+            rest[..rest.find("\n# ").map(|i| i + 1).unwrap_or(rest.len())].to_string()
+        }
+        None if text.contains("# right after") => String::new(),
+        None => text.to_string(),
+    }
+}
+
 fn fmt_ns(ns: f64) -> String {
     crate::measure::fmt_duration(std::time::Duration::from_nanos(ns.round() as u64))
 }
@@ -161,9 +175,32 @@ fn c_name(function: &str) -> &str {
     }
 }
 
-/// Build `refbench.c` (from ../shared/reference beside the repository) with gcc and run it;
-/// returns its output.
-pub fn run_refbench(root: &Path, target: &Path) -> Result<String, String> {
+/// The criterion groups, in the order `lab benchmarks` runs them, each with the refbench.c
+/// figures that do the same work (run right after the group, so that both are measured in
+/// the same minute of the same session).
+pub const GROUPS: &[(&str, &[&str])] = &[
+    ("spawn", &["thread", "fork", "exec", "spawn"]),
+    ("roundtrip", &["pipe_rtt", "pipe_rtt_same", "pipe_rtt_cross"]),
+    ("bulk", &["pipe_bw_same", "pipe_bw_cross", "memcpy"]),
+    ("compute", &[]),
+    (
+        "ipc",
+        &[
+            "pipe_rtt",
+            "pipe_rtt_same",
+            "pipe_rtt_cross",
+            "pipe_bw",
+            "pipe_bw_same",
+            "pipe_bw_cross",
+            "memcpy",
+        ],
+    ),
+    ("pool", &[]),
+];
+
+/// Build `refbench.c` (from ../shared/reference beside the repository) with gcc and run the
+/// `figures` named (all when empty); returns its output.
+pub fn run_refbench(root: &Path, target: &Path, figures: &[&str]) -> Result<String, String> {
     // Beside the repository (/work/main -> /work/shared), or beside a worktree's parent
     // (/work/wt/NAME -> /work/shared), or where PROCLAB_REFBENCH says.
     let candidates: Vec<std::path::PathBuf> = std::env::var_os("PROCLAB_REFBENCH")
@@ -188,7 +225,10 @@ pub fn run_refbench(root: &Path, target: &Path) -> Result<String, String> {
     if !st.success() {
         return Err(format!("gcc failed: {st}"));
     }
-    let out = Command::new(&exe).output().map_err(|e| format!("refbench: {e}"))?;
+    let out = Command::new(&exe)
+        .args(figures)
+        .output()
+        .map_err(|e| format!("refbench: {e}"))?;
     if !out.status.success() {
         return Err(format!("refbench failed: {}", out.status));
     }
@@ -198,6 +238,14 @@ pub fn run_refbench(root: &Path, target: &Path) -> Result<String, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn each_group_reads_its_own_reference_section() {
+        let text = "# right after `cargo bench -- '^spawn/'`\nfork_exit_wait\t100\tus\t5\n# right after `cargo bench -- '^ipc/'`\nmemcpy_64MiB\t9\tGB/s\t10\n";
+        assert_eq!(parse_refbench(&section(text, "spawn")).len(), 1);
+        assert!(parse_refbench(&section(text, "ipc")).contains_key("memcpy_64MiB"));
+        assert!(section(text, "pool").is_empty());
+    }
 
     #[test]
     fn reference_ratio_uses_matching_function_names() {
