@@ -178,12 +178,12 @@ fn all(labs: &[&'static LabInfo]) {
             .unwrap_or((0, 0));
         rows.push((l, out.code, checks, failed, out.secs));
     }
-    println!("\n  lab                    verdict         checks   time");
-    println!("  ---------------------- --------------- -------- ------");
+    println!("\n  lab                     verdict         checks   time");
+    println!("  ----------------------- --------------- -------- ------");
     for (l, code, checks, failed, secs) in &rows {
         let passed = checks.saturating_sub(*failed as u64);
         println!(
-            "  {:02} {:<19} {:<15} {:>3}/{:<4} {:>5.1}s",
+            "  {:02} {:<20} {:<15} {:>3}/{:<4} {:>5.1}s",
             l.number,
             l.name,
             verdict_word(*code),
