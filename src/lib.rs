@@ -8,6 +8,7 @@
 //! - [`cleanup`]: children and shared-memory names that are killed, reaped and unlinked on
 //!   every way out (normal end, error, panic, SIGINT, SIGTERM).
 //! - [`watchdog`]: breaks a hang after a deadline and says that it did.
+//! - [`fdio`]: whole reads and writes on a descriptor (async-signal-safe).
 //! - [`errors`]: `error: waitpid: ECHILD (No child processes)` on stderr, exit 1.
 //! - [`measure`]: a stopwatch and min / median / p99 summaries.
 //! - [`roster`]: the list of labs, in the order of the book.
@@ -15,6 +16,7 @@
 pub mod benchsum;
 pub mod cleanup;
 pub mod errors;
+pub mod fdio;
 pub mod measure;
 pub mod narrate;
 pub mod prefork_http;

@@ -4,38 +4,12 @@
 
 use nix::errno::Errno;
 use nix::fcntl::{fcntl, FcntlArg, OFlag};
-use nix::unistd::{read, write};
+use nix::unistd::read;
 use proclab::{OrDie, Stopwatch};
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::time::Duration;
 
-/// write(2) until all of `buf` is written. Async-signal-safe.
-pub fn write_all(fd: impl AsFd, mut buf: &[u8]) -> nix::Result<()> {
-    let fd = fd.as_fd();
-    while !buf.is_empty() {
-        match write(fd, buf) {
-            Ok(n) => buf = &buf[n..],
-            Err(Errno::EINTR) => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(())
-}
-
-/// read(2) until `buf` is full or EOF; returns the bytes read. Async-signal-safe.
-pub fn read_full(fd: impl AsFd, buf: &mut [u8]) -> nix::Result<usize> {
-    let fd = fd.as_fd();
-    let mut n = 0;
-    while n < buf.len() {
-        match read(fd, &mut buf[n..]) {
-            Ok(0) => break,
-            Ok(k) => n += k,
-            Err(Errno::EINTR) => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(n)
-}
+pub use proclab::fdio::{read_full, write_all};
 
 /// Read until EOF; returns the bytes read.
 pub fn drain(rx: &OwnedFd, buf: &mut [u8]) -> usize {

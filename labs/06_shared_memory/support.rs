@@ -4,11 +4,10 @@
 //! they neither allocate nor lock. The pipe lab and benches/ipc.rs have their own copies of
 //! some of them.
 
-use nix::errno::Errno;
 use nix::sched::{sched_setaffinity, CpuSet};
-use nix::unistd::{pipe, read, write, Pid};
+use nix::unistd::{pipe, read, Pid};
 use proclab::{OrDie, Stopwatch};
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::OwnedFd;
 
 /// A start gate: children forked after `new` block in `wait` until the parent `open`s it,
 /// so that they all start together, and the clock with them.
@@ -70,33 +69,7 @@ pub fn verify(got: &[u8], src: &[u8], i: u64) -> bool {
     got[..8] == i.to_le_bytes() && got[8..] == src[8..]
 }
 
-/// write(2) until all of `buf` is written. Async-signal-safe.
-pub fn write_all(fd: impl AsFd, mut buf: &[u8]) -> nix::Result<()> {
-    let fd = fd.as_fd();
-    while !buf.is_empty() {
-        match write(fd, buf) {
-            Ok(n) => buf = &buf[n..],
-            Err(Errno::EINTR) => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(())
-}
-
-/// read(2) until `buf` is full or EOF; returns the bytes read.
-pub fn read_full(fd: impl AsFd, buf: &mut [u8]) -> nix::Result<usize> {
-    let fd = fd.as_fd();
-    let mut n = 0;
-    while n < buf.len() {
-        match read(fd, &mut buf[n..]) {
-            Ok(0) => break,
-            Ok(k) => n += k,
-            Err(Errno::EINTR) => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(n)
-}
+pub use proclab::fdio::{read_full, write_all};
 
 /// Spin briefly, then yield the CPU, until `ready()`.
 pub fn wait_until(mut ready: impl FnMut() -> bool) {
