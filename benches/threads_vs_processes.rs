@@ -717,20 +717,6 @@ fn processes(size: u64, workers: u64, slots: &SharedMap) -> u64 {
         .fold(0, u64::wrapping_add)
 }
 
-fn scoped_threads(size: u64, workers: u64) -> u64 {
-    std::thread::scope(|s| {
-        let hs: Vec<_> = (0..workers)
-            .map(|k| {
-                s.spawn(move || {
-                    let (lo, hi) = part(size, workers, k);
-                    job(lo, hi)
-                })
-            })
-            .collect();
-        hs.into_iter().map(|h| h.join().unwrap()).fold(0, u64::wrapping_add)
-    })
-}
-
 fn rayon_job(size: u64) -> u64 {
     use rayon::prelude::*;
     // 64 equal pieces (fewer for tiny jobs); rayon's work stealing spreads them on its pool.
@@ -766,7 +752,7 @@ fn compute(c: &mut Criterion) {
             b.iter(|| assert_eq!(rayon_job(black_box(n)), expected))
         });
         g.bench_with_input(BenchmarkId::new("scoped_threads", &label), &size, |b, &n| {
-            b.iter(|| assert_eq!(scoped_threads(black_box(n), workers), expected))
+            b.iter(|| assert_eq!(tvp::split_threads(black_box(n), workers), expected))
         });
         g.bench_with_input(BenchmarkId::new("processes", &label), &size, |b, &n| {
             b.iter(|| assert_eq!(processes(black_box(n), workers, &slots), expected))

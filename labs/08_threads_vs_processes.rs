@@ -242,7 +242,7 @@ fn main() {
             std::hint::black_box(job(0, std::hint::black_box(size)));
         });
         let thr = median_of(reps, || {
-            std::hint::black_box(split_threads(size, workers));
+            std::hint::black_box(tvp::split_threads(size, workers));
         });
         let prc = median_of(reps, || {
             std::hint::black_box(split_processes(size, workers, &slots));
@@ -509,15 +509,9 @@ fn memory_of(pids: &[i32]) -> Mem {
     for &pid in pids {
         m.rss += smaps_rollup_field(pid, "Rss:").unwrap_or(0) as i64;
         m.pss += smaps_rollup_field(pid, "Pss:").unwrap_or(0) as i64;
-        m.pte += status_field(pid, "VmPTE:").unwrap_or(0) as i64;
+        m.pte += procfacts::status_field(pid, "VmPTE:").unwrap_or(0) as i64;
     }
     m
-}
-
-fn status_field(pid: i32, field: &str) -> Option<u64> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = text.lines().find(|l| l.starts_with(field))?;
-    line.split_whitespace().nth(1)?.parse().ok()
 }
 
 /// True when this process has `n` threads and all but the main one sleep (state S).
@@ -660,22 +654,6 @@ fn pipe_transfer() -> Duration {
         }
     }
     Summary::of(&times).min // other programs can only add time
-}
-
-fn split_threads(size: u64, workers: u64) -> u64 {
-    std::thread::scope(|s| {
-        let hs: Vec<_> = (0..workers)
-            .map(|k| {
-                s.spawn(move || {
-                    let (lo, hi) = part(size, workers, k);
-                    job(lo, hi)
-                })
-            })
-            .collect();
-        hs.into_iter()
-            .map(|h| h.join().or_die_thread())
-            .fold(0, u64::wrapping_add)
-    })
 }
 
 /// One u64 per worker in an anonymous MAP_SHARED mapping: children forked after it was made

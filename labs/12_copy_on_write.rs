@@ -75,7 +75,7 @@ fn main() {
     let mut stack = vec![0u8; 64 << 10]; // the vfork child's stack (it may not use ours)
 
     lab.section("1. Fork latency against the parent's touched memory");
-    let available_mib = meminfo_kib("MemAvailable:").unwrap_or(0) >> 10;
+    let available_mib = procfacts::meminfo_field("MemAvailable:").unwrap_or(0) >> 10;
     let mut rows = Vec::new();
     let mut points: Vec<(u64, Summary, Summary, Summary)> = Vec::new(); // (MiB, fork, vfork, spawn)
     for mib in [1u64, 64, 256, 1024, 4096, 16384]
@@ -92,7 +92,7 @@ fn main() {
         }
         let region = Region::new((mib << 20) as usize, args.huge);
         region.touch(1); // write every page: now each one is mapped and has a page-table entry
-        let pte_kib = status_kib(me, "VmPTE:").unwrap_or(0);
+        let pte_kib = procfacts::status_field(me, "VmPTE:").unwrap_or(0);
         // ANCHOR: fork_timing
         let fork_t = time_n(args.runs as usize, || {
             flush_stdout();
@@ -341,26 +341,6 @@ fn region_smaps(pid: i32, addr: usize) -> Smaps {
         }
     }
     m
-}
-
-fn meminfo_kib(field: &str) -> Option<u64> {
-    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
-    text.lines()
-        .find(|l| l.starts_with(field))?
-        .split_whitespace()
-        .nth(1)?
-        .parse()
-        .ok()
-}
-
-fn status_kib(pid: i32, field: &str) -> Option<u64> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    text.lines()
-        .find(|l| l.starts_with(field))?
-        .split_whitespace()
-        .nth(1)?
-        .parse()
-        .ok()
 }
 
 fn read_exact(fd: &impl AsFd, buf: &mut [u8]) {

@@ -77,7 +77,22 @@ pub fn pss_kib(pid: i32) -> Option<u64> {
 
 /// A `Name: value kB` field of /proc/PID/smaps_rollup, e.g. `Rss:`, `Pss:`, `Shared_Clean:`.
 pub fn smaps_rollup_field(pid: i32, field: &str) -> Option<u64> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).ok()?;
+    kib_field(&format!("/proc/{pid}/smaps_rollup"), field)
+}
+
+/// A `Name: value kB` field of /proc/PID/status, e.g. `VmRSS:`, `VmPTE:` (page tables).
+pub fn status_field(pid: i32, field: &str) -> Option<u64> {
+    kib_field(&format!("/proc/{pid}/status"), field)
+}
+
+/// A `Name: value kB` field of /proc/meminfo, e.g. `MemAvailable:`.
+pub fn meminfo_field(field: &str) -> Option<u64> {
+    kib_field("/proc/meminfo", field)
+}
+
+/// The number after `field` in a `Name: value kB` file of /proc.
+fn kib_field(path: &str, field: &str) -> Option<u64> {
+    let text = std::fs::read_to_string(path).ok()?;
     text.lines()
         .find(|l| l.starts_with(field))
         .and_then(|l| l.split_whitespace().nth(1))
@@ -205,5 +220,7 @@ mod tests {
         assert!(f.threads >= 1);
         assert!(exists(me));
         assert_eq!(tree(me)[0].pid, me);
+        assert!(status_field(me, "VmRSS:").is_some_and(|kib| kib > 0));
+        assert!(meminfo_field("MemTotal:").is_some_and(|kib| kib > 0));
     }
 }

@@ -29,6 +29,24 @@ pub fn cpus() -> usize {
     n.max(1) as usize
 }
 
+/// The job of size `size` split between `workers` scoped threads; the sum of their parts.
+/// A panic in a worker is passed on to the caller.
+pub fn split_threads(size: u64, workers: u64) -> u64 {
+    std::thread::scope(|s| {
+        let hs: Vec<_> = (0..workers)
+            .map(|k| {
+                s.spawn(move || {
+                    let (lo, hi) = part(size, workers, k);
+                    job(lo, hi)
+                })
+            })
+            .collect();
+        hs.into_iter()
+            .map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
+            .fold(0, u64::wrapping_add)
+    })
+}
+
 /// One step of splitmix64: a cheap, well-mixed function of `i` the compiler cannot sum in
 /// closed form.
 #[inline]
