@@ -91,7 +91,7 @@ fn sigint_in_the_middle_leaves_no_child() {
     );
     s.wait_for(|v| v["event"] == "observation" && v["kind"] == "smaps")
         .expect("the child was forked");
-    interrupt(s, libc::SIGINT);
+    interrupt_dies_of(s, libc::SIGINT);
 }
 
 #[test]

@@ -249,8 +249,7 @@ fn sigint_in_the_middle_of_a_file_lock_deadlock_leaves_nothing() {
         .filter(|n| n.contains(&format!("-{pid}-")))
         .count();
     assert_eq!(ours, 2, "both lock files exist in /dev/shm during the deadlock");
-    let status = interrupt(st, libc::SIGINT);
-    assert_eq!(status.signal(), Some(libc::SIGINT));
+    interrupt_dies_of(st, libc::SIGINT);
 }
 
 #[test]
@@ -260,8 +259,7 @@ fn sigterm_in_the_middle_of_a_thread_deadlock_leaves_nothing() {
     let held = st.wait_for(|v| v["kind"] == "holding").expect("deadlock held");
     let worker = held["pid"].as_i64().unwrap() as i32;
     assert!(std::path::Path::new(&format!("/proc/{worker}")).exists());
-    let status = interrupt(st, libc::SIGTERM);
-    assert_eq!(status.signal(), Some(libc::SIGTERM));
+    interrupt_dies_of(st, libc::SIGTERM);
     assert!(!std::path::Path::new(&format!("/proc/{worker}")).exists());
 }
 
@@ -270,8 +268,7 @@ fn sigterm_in_the_middle_of_a_pipe_deadlock_leaves_nothing() {
     let _g = serial();
     let mut st = start_json("deadlock", &["--scenario", "pipes", "--hold", "30000"]);
     st.wait_for(|v| v["kind"] == "holding").expect("deadlock held");
-    let status = interrupt(st, libc::SIGTERM);
-    assert_eq!(status.signal(), Some(libc::SIGTERM));
+    interrupt_dies_of(st, libc::SIGTERM);
 }
 
 #[test]
@@ -281,8 +278,7 @@ fn sigkill_of_the_lab_still_takes_the_deadlocked_worker_down() {
     let mut st = start_json("deadlock", &["--scenario", "threads", "--hold", "30000"]);
     let held = st.wait_for(|v| v["kind"] == "holding").expect("deadlock held");
     let worker = held["pid"].as_i64().unwrap() as i32;
-    let status = interrupt(st, libc::SIGKILL);
-    assert_eq!(status.signal(), Some(libc::SIGKILL));
+    interrupt_dies_of(st, libc::SIGKILL);
     // The worker may still be on its way out (its memory already gone): wait, bounded.
     let deadline = Instant::now() + Duration::from_secs(5);
     let dead = |st: &str| st.is_empty() || st.contains(") Z") || st.contains(") X");

@@ -86,9 +86,7 @@ fn sigint_while_the_segment_exists_leaves_no_dev_shm_entry() {
         std::path::Path::new(&path).exists(),
         "{path} exists while the lab lingers"
     );
-    let status = interrupt(s, libc::SIGINT);
-    use std::os::unix::process::ExitStatusExt;
-    assert_eq!(status.signal(), Some(libc::SIGINT));
+    interrupt_dies_of(s, libc::SIGINT);
     assert!(!std::path::Path::new(&path).exists(), "{path} survived SIGINT");
 }
 

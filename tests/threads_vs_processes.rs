@@ -88,7 +88,7 @@ fn sigint_in_the_middle_leaves_no_child() {
     );
     s.wait_for(|v| v["event"] == "observation" && v["kind"] == "memory")
         .expect("the idle threads were measured");
-    interrupt(s, libc::SIGINT);
+    interrupt_dies_of(s, libc::SIGINT);
 }
 
 #[test]

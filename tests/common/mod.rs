@@ -266,6 +266,18 @@ pub fn interrupt(mut s: Started, sig: i32) -> std::process::ExitStatus {
     status
 }
 
+/// [`interrupt`], and assert that the lab died of `sig` itself: the harness's handler kills
+/// and reaps the children, unlinks the segments, then re-raises the signal.
+pub fn interrupt_dies_of(s: Started, sig: i32) {
+    use std::os::unix::process::ExitStatusExt;
+    let status = interrupt(s, sig);
+    assert_eq!(
+        status.signal(),
+        Some(sig),
+        "the lab dies of signal {sig} after cleaning up"
+    );
+}
+
 /// Assert that a bad flag value exits 2 with a message on stderr and nothing on stdout.
 pub fn assert_usage_error(name: &str, args: &[&str]) {
     let tag = new_tag(name);
