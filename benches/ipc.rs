@@ -119,7 +119,12 @@ fn pipe_rtt(iters: u64, child_cpu: Option<usize>) -> Duration {
     took
 }
 
-fn pipe_bw(iters: u64, child_cpu: Option<usize>, src: &[u8], dst: &mut [u8]) -> Duration {
+fn pipe_bw(
+    iters: u64,
+    child_cpu: Option<usize>,
+    src: &[u8],
+    dst: &mut [u8],
+) -> Duration {
     let (rx, tx) = pipe().expect("pipe");
     let child = spawn(child_cpu, || {
         for _ in 0..iters {
@@ -167,9 +172,7 @@ impl Ring {
             )
         }
         .expect("mmap");
-        Ring {
-            base: p.cast::<u8>().as_ptr(),
-        }
+        Ring { base: p.cast::<u8>().as_ptr() }
     }
     fn head(&self) -> &AtomicU64 {
         // SAFETY: offset 0 of the mapping, aligned, zero-initialised.
@@ -198,7 +201,12 @@ fn wait_until(mut ready: impl FnMut() -> bool) {
     }
 }
 
-fn shm_bw(iters: u64, child_cpu: Option<usize>, ring: &Ring, src: &mut [u8]) -> Duration {
+fn shm_bw(
+    iters: u64,
+    child_cpu: Option<usize>,
+    ring: &Ring,
+    src: &mut [u8],
+) -> Duration {
     ring.head().store(0, Ordering::SeqCst);
     ring.tail().store(0, Ordering::SeqCst);
     let child = spawn(child_cpu, || {
@@ -206,7 +214,9 @@ fn shm_bw(iters: u64, child_cpu: Option<usize>, ring: &Ring, src: &mut [u8]) -> 
             wait_until(|| i - ring.tail().load(Ordering::Acquire) < SLOTS as u64);
             src[..8].copy_from_slice(&i.to_le_bytes());
             // SAFETY: the slot is free (tail passed it) and CHUNK bytes long.
-            unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), ring.slot(i), CHUNK) };
+            unsafe {
+                std::ptr::copy_nonoverlapping(src.as_ptr(), ring.slot(i), CHUNK)
+            };
             ring.head().store(i + 1, Ordering::Release);
         }
         0
@@ -227,14 +237,18 @@ fn shm_bw(iters: u64, child_cpu: Option<usize>, ring: &Ring, src: &mut [u8]) -> 
 }
 
 fn ipc(c: &mut Criterion) {
-    ALLOWED.get_or_init(|| sched_getaffinity(Pid::from_raw(0)).expect("sched_getaffinity"));
+    ALLOWED.get_or_init(|| {
+        sched_getaffinity(Pid::from_raw(0)).expect("sched_getaffinity")
+    });
     let mut g = c.benchmark_group("ipc");
     g.warm_up_time(Duration::from_millis(700))
         .measurement_time(Duration::from_secs(3))
         .sample_size(20);
 
     for (place, cpu) in placements() {
-        g.bench_function(format!("pipe_rtt_{place}"), |b| b.iter_custom(|n| pipe_rtt(n, cpu)));
+        g.bench_function(format!("pipe_rtt_{place}"), |b| {
+            b.iter_custom(|n| pipe_rtt(n, cpu))
+        });
     }
 
     let src = vec![7u8; CHUNK];

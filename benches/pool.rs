@@ -1,14 +1,16 @@
-//! The `pool` group: the same map three ways (the process pool of labs/09_pool.rs, a thread
+//! The `pool` group: the same map three ways (the process pool of labs/09_pool/main.rs, a thread
 //! pool over a crossbeam channel, rayon), on tiny tasks (the hand-off cost) and on CPU-heavy
 //! tasks (the compute). One iteration maps a whole batch; the throughput is in tasks.
 //! The pools are started once, outside the timed loop, as a server would.
 
-use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use criterion::{
+    criterion_group, criterion_main, BenchmarkId, Criterion, Throughput,
+};
 use std::time::Duration;
 
 // The lab's own code, so the bench measures the very pool the chapter shows.
 #[allow(dead_code)]
-#[path = "../labs/09_pool.rs"]
+#[path = "../labs/09_pool/main.rs"]
 mod lab;
 
 use lab::task::Task;
@@ -35,9 +37,11 @@ fn pool(c: &mut Criterion) {
         .sample_size(20);
     for (load, tasks) in [("tiny", &tiny), ("heavy", &heavy)] {
         g.throughput(Throughput::Elements(tasks.len() as u64));
-        g.bench_with_input(BenchmarkId::new("process_pool", load), tasks, |b, t| {
-            b.iter(|| procs.map(t).results.len())
-        });
+        g.bench_with_input(
+            BenchmarkId::new("process_pool", load),
+            tasks,
+            |b, t| b.iter(|| procs.map(t).results.len()),
+        );
         g.bench_with_input(BenchmarkId::new("thread_pool", load), tasks, |b, t| {
             b.iter(|| threads.map(t).len())
         });

@@ -13,7 +13,7 @@
 //! - `bulk`: 64 MiB moved: `memcpy_64MiB` (the physical limit), `channel_vec_64MiB` (a `Vec`
 //!   sent to another thread: a pointer move), `pipe_bw_*`, `socketpair_bw_cross_cpu`,
 //!   `shm_bw_cross_cpu` (written into a shared mapping by a child, read in place).
-//! - `compute`: the same CPU-bound job (`proclab::tvp::job`) done `sequential`ly, with
+//! - `compute`: the same CPU-bound job (`tvp::job`) done `sequential`ly, with
 //!   `rayon`, with `scoped_threads` and with forked `processes` that return their part
 //!   through shared memory, for job sizes from 2^16 to 2^26 elements.
 //!
@@ -29,17 +29,28 @@
 //! command line take precedence (criterion's own rule is the other way round).
 
 use criterion::measurement::WallTime;
-use criterion::{criterion_group, criterion_main, BenchmarkGroup, BenchmarkId, Criterion, SamplingMode, Throughput};
-use proclab::tvp::{self, job, part};
+use criterion::{
+    criterion_group, criterion_main, BenchmarkGroup, BenchmarkId, Criterion,
+    SamplingMode, Throughput,
+};
+#[allow(unused_imports)] // its unit tests are compiled out here
+#[path = "../labs/08_threads_vs_processes/tvp.rs"]
+mod tvp;
 use std::ffi::CString;
 use std::hint::black_box;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::ptr;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
+use tvp::{job, part};
 
 /// Apply a group's timing unless the command line set it.
-fn tune(g: &mut BenchmarkGroup<'_, WallTime>, warm_ms: u64, measure_ms: u64, samples: usize) {
+fn tune(
+    g: &mut BenchmarkGroup<'_, WallTime>,
+    warm_ms: u64,
+    measure_ms: u64,
+    samples: usize,
+) {
     let given = |flag: &str| std::env::args().any(|a| a == flag);
     if !given("--warm-up-time") {
         g.warm_up_time(Duration::from_millis(warm_ms));
@@ -88,11 +99,7 @@ impl TrueProgram {
         let path = CString::new("/bin/true").unwrap();
         let arg0 = CString::new("true").unwrap();
         let argv = [arg0.as_ptr(), ptr::null()];
-        Box::new(TrueProgram {
-            path,
-            argv,
-            _arg0: arg0,
-        })
+        Box::new(TrueProgram { path, argv, _arg0: arg0 })
     }
 }
 
@@ -175,7 +182,11 @@ impl SharedMap {
                 0,
             )
         };
-        assert!(ptr != libc::MAP_FAILED, "mmap: {}", std::io::Error::last_os_error());
+        assert!(
+            ptr != libc::MAP_FAILED,
+            "mmap: {}",
+            std::io::Error::last_os_error()
+        );
         SharedMap { ptr: ptr.cast(), len }
     }
     fn word(&self, i: usize) -> &AtomicU32 {
@@ -238,17 +249,17 @@ impl Placement {
     }
     fn pin_parent(self) {
         if let Some(c) = self.parent_cpu() {
-            tvp::pin(c).expect("sched_setaffinity");
+            proclab::cpu::pin(c).expect("sched_setaffinity");
         }
     }
     fn pin_child(self) {
         if let Some(c) = self.child_cpu() {
-            let _ = tvp::pin(c);
+            let _ = proclab::cpu::pin(c);
         }
     }
     fn unpin(self) {
         if self.parent_cpu().is_some() {
-            tvp::unpin().expect("sched_setaffinity");
+            proclab::cpu::unpin().expect("sched_setaffinity");
         }
     }
 }
@@ -278,7 +289,9 @@ fn spawn(c: &mut Criterion) {
             median_of_each(iters, || {
                 let mut t: libc::pthread_t = 0;
                 // SAFETY: default attributes; `noop` touches nothing; joined right away.
-                let r = unsafe { libc::pthread_create(&mut t, ptr::null(), noop, ptr::null_mut()) };
+                let r = unsafe {
+                    libc::pthread_create(&mut t, ptr::null(), noop, ptr::null_mut())
+                };
                 assert_eq!(r, 0, "pthread_create");
                 // SAFETY: t is a joinable thread we created.
                 let r = unsafe { libc::pthread_join(t, ptr::null_mut()) };
@@ -339,7 +352,11 @@ fn spawn(c: &mut Criterion) {
                 if pid == 0 {
                     // SAFETY: execve and _exit are async-signal-safe; prog was built before fork.
                     unsafe {
-                        libc::execve(prog.path.as_ptr(), prog.argv.as_ptr(), environ);
+                        libc::execve(
+                            prog.path.as_ptr(),
+                            prog.argv.as_ptr(),
+                            environ,
+                        );
                         libc::_exit(127)
                     }
                 }
@@ -386,7 +403,12 @@ fn spawn(c: &mut Criterion) {
 
 /// One byte there and back between two processes over a pipe pair or a socketpair:
 /// `there` carries parent -> child, `back` child -> parent. Each end is a pair of fds.
-fn fd_rtt(iters: u64, place: Placement, there: (OwnedFd, OwnedFd), back: (OwnedFd, OwnedFd)) -> Duration {
+fn fd_rtt(
+    iters: u64,
+    place: Placement,
+    there: (OwnedFd, OwnedFd),
+    back: (OwnedFd, OwnedFd),
+) -> Duration {
     // there.0 = child's read end, there.1 = parent's write end; back.0 = parent's read end,
     // back.1 = child's write end.
     let pid = fork_or_panic();
@@ -428,7 +450,8 @@ fn drop_raw(fd: i32) {
 
 fn socketpair() -> (OwnedFd, OwnedFd) {
     use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
-    socketpair(AddressFamily::Unix, SockType::Stream, None, SockFlag::empty()).expect("socketpair")
+    socketpair(AddressFamily::Unix, SockType::Stream, None, SockFlag::empty())
+        .expect("socketpair")
 }
 
 fn pipe_rtt(iters: u64, place: Placement) -> Duration {
@@ -509,7 +532,7 @@ fn channel_rtt(iters: u64, place: Placement) -> Duration {
 fn roundtrip(c: &mut Criterion) {
     let mut g = c.benchmark_group("roundtrip");
     tune(&mut g, 200, 1000, 20);
-    let cross = tvp::cpus() >= 2;
+    let cross = proclab::cpu::cpus() >= 2;
     type Rtt = fn(u64, Placement) -> Duration;
     let kinds: [(&str, Rtt); 4] = [
         ("channel_rtt", channel_rtt),
@@ -526,7 +549,9 @@ fn roundtrip(c: &mut Criterion) {
             places.push(("unpinned", Placement::Unpinned));
         }
         for (suffix, place) in places {
-            g.bench_function(format!("{name}_{suffix}"), |b| b.iter_custom(|iters| f(iters, place)));
+            g.bench_function(format!("{name}_{suffix}"), |b| {
+                b.iter_custom(|iters| f(iters, place))
+            });
         }
     }
     g.finish();
@@ -672,7 +697,7 @@ fn bulk(c: &mut Criterion) {
         echo.join().unwrap();
     });
 
-    let cross = tvp::cpus() >= 2;
+    let cross = proclab::cpu::cpus() >= 2;
     g.bench_function("pipe_bw_same_cpu", |b| {
         b.iter_custom(|iters| fd_bulk(iters, Placement::SameCpu, pipe()))
     });
@@ -734,7 +759,7 @@ fn compute(c: &mut Criterion) {
     let mut g = c.benchmark_group("compute");
     tune(&mut g, 200, 1000, 10);
     g.sampling_mode(SamplingMode::Flat);
-    let workers = tvp::cpus() as u64;
+    let workers = proclab::cpu::cpus() as u64;
     let slots = SharedMap::new(4096);
     rayon::ThreadPoolBuilder::new()
         .num_threads(workers as usize)
@@ -745,18 +770,32 @@ fn compute(c: &mut Criterion) {
         let expected = job(0, size);
         g.throughput(Throughput::Elements(size));
         let label = format!("2^{exp}");
-        g.bench_with_input(BenchmarkId::new("sequential", &label), &size, |b, &n| {
-            b.iter(|| assert_eq!(job(0, black_box(n)), expected))
-        });
+        g.bench_with_input(
+            BenchmarkId::new("sequential", &label),
+            &size,
+            |b, &n| b.iter(|| assert_eq!(job(0, black_box(n)), expected)),
+        );
         g.bench_with_input(BenchmarkId::new("rayon", &label), &size, |b, &n| {
             b.iter(|| assert_eq!(rayon_job(black_box(n)), expected))
         });
-        g.bench_with_input(BenchmarkId::new("scoped_threads", &label), &size, |b, &n| {
-            b.iter(|| assert_eq!(tvp::split_threads(black_box(n), workers), expected))
-        });
-        g.bench_with_input(BenchmarkId::new("processes", &label), &size, |b, &n| {
-            b.iter(|| assert_eq!(processes(black_box(n), workers, &slots), expected))
-        });
+        g.bench_with_input(
+            BenchmarkId::new("scoped_threads", &label),
+            &size,
+            |b, &n| {
+                b.iter(|| {
+                    assert_eq!(tvp::split_threads(black_box(n), workers), expected)
+                })
+            },
+        );
+        g.bench_with_input(
+            BenchmarkId::new("processes", &label),
+            &size,
+            |b, &n| {
+                b.iter(|| {
+                    assert_eq!(processes(black_box(n), workers, &slots), expected)
+                })
+            },
+        );
     }
     g.finish();
 }

@@ -104,7 +104,9 @@ fn read_words<const N: usize>(fd: &OwnedFd) -> Option<[u64; N]> {
     }
     let mut words = [0u64; N];
     for (i, w) in words.iter_mut().enumerate() {
-        *w = u64::from_ne_bytes(buf[i * 8..i * 8 + 8].try_into().unwrap_or_default());
+        *w = u64::from_ne_bytes(
+            buf[i * 8..i * 8 + 8].try_into().unwrap_or_default(),
+        );
     }
     Some(words)
 }
@@ -142,7 +144,11 @@ fn who_first(parent_ns: u64, child_ns: u64) -> (&'static str, u64) {
 
 fn main() {
     let args = Args::parse();
-    let mut lab = Lab::start("fork", &args.common);
+    let mut lab = Lab::start(
+        "fork",
+        "fork gives the child a copy of the parent's memory (its writes stay its own); the parent reaps every child with waitpid and reads from the status how it ended: exit code or killing signal",
+        &args.common,
+    );
     let me = getpid();
 
     lab.section("1. The child's memory is a copy");
@@ -339,7 +345,7 @@ fn main() {
     );
     drop(hold_tx);
 
-    lab.finish("fork gives the child a copy of the parent's memory (its writes stay its own); the parent reaps every child with waitpid and reads from the status how it ended: exit code or killing signal")
+    lab.finish()
 }
 
 /// How many of the children started running before the parent got back from `fork`.

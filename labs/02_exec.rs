@@ -84,7 +84,11 @@ fn exec_failed(err: &OwnedFd) -> ! {
 /// closed: the exec succeeded.
 fn exec_result(err_rx: &OwnedFd) -> Option<Errno> {
     let bytes = read_to_end(err_rx);
-    (bytes.len() >= 4).then(|| Errno::from_raw(i32::from_ne_bytes([bytes[0], bytes[1], bytes[2], bytes[3]])))
+    (bytes.len() >= 4).then(|| {
+        Errno::from_raw(i32::from_ne_bytes([
+            bytes[0], bytes[1], bytes[2], bytes[3],
+        ]))
+    })
 }
 
 /// (fd, target) pairs from `ls -l /proc/self/fd` lines like `... 4 -> /dev/null`.
@@ -100,7 +104,11 @@ fn parse_fd_listing(text: &str) -> Vec<(i32, String)> {
 
 fn main() {
     let args = Args::parse();
-    let mut lab = Lab::start("exec", &args.common);
+    let mut lab = Lab::start(
+        "exec",
+        "exec replaces the program of a process and keeps its pid, parent and the descriptors without close-on-exec; a failed exec returns to the child, which exits 127",
+        &args.common,
+    );
     let me = getpid();
 
     lab.section("1. exec keeps the pid and replaces the program");
@@ -218,7 +226,8 @@ fn main() {
     lab.section("3. Close-on-exec: which descriptors cross exec");
     let std_file = std::fs::File::open("/dev/null").or_die("open");
     let std_flags = fcntl(&std_file, FcntlArg::F_GETFD).or_die("fcntl");
-    let std_cloexec = FdFlag::from_bits_truncate(std_flags).contains(FdFlag::FD_CLOEXEC);
+    let std_cloexec =
+        FdFlag::from_bits_truncate(std_flags).contains(FdFlag::FD_CLOEXEC);
     lab.observe(
         "std_cloexec",
         json!({"fd": std_file.as_raw_fd(), "cloexec": std_cloexec}),
@@ -232,7 +241,8 @@ fn main() {
     let ls_argv = argv(&ls_args);
     // ANCHOR: cloexec
     let kept = open("/dev/null", OFlag::O_RDONLY, Mode::empty()).or_die("open"); // inherited by exec
-    let shut = open("/dev/zero", OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty()).or_die("open"); // closed by exec
+    let shut = open("/dev/zero", OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty())
+        .or_die("open"); // closed by exec
     let (out_rx, out_tx) = pipe2(OFlag::O_CLOEXEC).or_die("pipe2"); // the program's stdout
     let (err_rx, err_tx) = pipe2(OFlag::O_CLOEXEC).or_die("pipe2");
     flush_stdout();
@@ -258,8 +268,8 @@ fn main() {
     let fds = parse_fd_listing(&listing);
     let (kept_fd, shut_fd) = (kept.as_raw_fd(), shut.as_raw_fd());
     let kept_seen = fds.iter().any(|(fd, t)| *fd == kept_fd && t == "/dev/null");
-    let shut_seen =
-        fds.iter().any(|(fd, t)| *fd == shut_fd && t == "/dev/zero") || fds.iter().any(|(_, t)| t == "/dev/zero");
+    let shut_seen = fds.iter().any(|(fd, t)| *fd == shut_fd && t == "/dev/zero")
+        || fds.iter().any(|(_, t)| t == "/dev/zero");
     let own_dir = format!("/proc/{}/fd", child.as_raw());
     let pid_in_listing = fds.iter().any(|(_, t)| *t == own_dir);
     drop((kept, shut));
@@ -309,7 +319,8 @@ fn main() {
     let true_args = [cstr(true_path)];
     let true_argv = argv(&true_args);
     let no_env: [*const c_char; 1] = [std::ptr::null()];
-    let actions = PosixSpawnFileActions::init().or_die("posix_spawn_file_actions_init");
+    let actions =
+        PosixSpawnFileActions::init().or_die("posix_spawn_file_actions_init");
     let attr = PosixSpawnAttr::init().or_die("posix_spawnattr_init");
     let empty_env: [CString; 0] = [];
     let (mut t_fork, mut t_spawn, mut t_cmd) = (Vec::new(), Vec::new(), Vec::new());
@@ -338,7 +349,14 @@ fn main() {
         // ANCHOR: timing_others
 
         let sw = Stopwatch::start(); // posix_spawn + waitpid
-        let child = posix_spawn(true_args[0].as_c_str(), &actions, &attr, &true_args, &empty_env).or_die("posix_spawn");
+        let child = posix_spawn(
+            true_args[0].as_c_str(),
+            &actions,
+            &attr,
+            &true_args,
+            &empty_env,
+        )
+        .or_die("posix_spawn");
         cleanup::track(child);
         let b = waitpid(child, None).or_die("waitpid");
         cleanup::forget(child);
@@ -376,7 +394,11 @@ fn main() {
             format_args!("{name}: {s}"),
         );
     }
-    lab.table("start_costs", &["way to run /bin/true", "min", "median", "p99"], &rows);
+    lab.table(
+        "start_costs",
+        &["way to run /bin/true", "min", "median", "p99"],
+        &rows,
+    );
     lab.check(
         "all_started",
         ok_runs == 3 * args.rounds,
@@ -386,5 +408,5 @@ fn main() {
         ),
     );
 
-    lab.finish("exec replaces the program of a process and keeps its pid, parent and the descriptors without close-on-exec; a failed exec returns to the child, which exits 127")
+    lab.finish()
 }

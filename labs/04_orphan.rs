@@ -62,7 +62,10 @@ fn comm_of(ppid: i32, out: &mut [u8; 16]) {
     let _ = write!(path, "/proc/{ppid}/comm\0");
     // SAFETY: path is NUL-terminated; open/read/close are async-signal-safe.
     unsafe {
-        let fd = libc::open(path.as_bytes().as_ptr().cast(), libc::O_RDONLY | libc::O_CLOEXEC);
+        let fd = libc::open(
+            path.as_bytes().as_ptr().cast(),
+            libc::O_RDONLY | libc::O_CLOEXEC,
+        );
         if fd >= 0 {
             let n = libc::read(fd, out.as_mut_ptr().cast(), out.len());
             if n > 0 && out[n as usize - 1] == b'\n' {
@@ -219,14 +222,7 @@ fn make_orphan(lab: &mut Lab, linger: u64) -> Outcome {
         json!({"pid": middle.as_raw(), "status": format!("{status:?}")}),
         format_args!("the parent {middle} exited: waitpid -> {status:?}"),
     );
-    Outcome {
-        middle,
-        orphan,
-        before,
-        after,
-        ppid_from_proc,
-        reports: rep_rx,
-    }
+    Outcome { middle, orphan, before, after, ppid_from_proc, reports: rep_rx }
 }
 
 /// Case A: the lab is an ordinary process; the kernel picks the orphan's adopter.
@@ -234,7 +230,8 @@ fn plain_case(lab: &mut Lab, above: &[i32], linger: u64) {
     let me = getpid();
     let a = make_orphan(lab, linger);
     let adopter = a.after.ppid;
-    let adopter_comm = procfacts::comm(adopter).unwrap_or_else(|| a.after.comm.clone());
+    let adopter_comm =
+        procfacts::comm(adopter).unwrap_or_else(|| a.after.comm.clone());
     lab.observe(
         "adopted",
         json!({"case": "plain", "orphan": a.orphan.as_raw(), "old_ppid": a.before.ppid,
@@ -272,14 +269,16 @@ fn plain_case(lab: &mut Lab, above: &[i32], linger: u64) {
     let ended = next_report(&a.reports).is_none(); // EOF: the orphan has exited
     let sw = Instant::now();
     let mut states = String::new();
-    let reaped = procfacts::poll_until(Duration::from_secs(5), || match procfacts::state(a.orphan.as_raw()) {
-        Some(s) => {
-            if !states.ends_with(s) {
-                states.push(s); // e.g. Z: exited, waiting for the adopter to reap it
+    let reaped = procfacts::poll_until(Duration::from_secs(5), || {
+        match procfacts::state(a.orphan.as_raw()) {
+            Some(s) => {
+                if !states.ends_with(s) {
+                    states.push(s); // e.g. Z: exited, waiting for the adopter to reap it
+                }
+                None
             }
-            None
+            None => Some(sw.elapsed()), // gone from /proc: the adopter reaped it
         }
-        None => Some(sw.elapsed()), // gone from /proc: the adopter reaped it
     });
     // ANCHOR_END: plain_end
     cleanup::forget(a.orphan);
@@ -307,7 +306,11 @@ fn plain_case(lab: &mut Lab, above: &[i32], linger: u64) {
 
 fn main() {
     let args = Args::parse();
-    let mut lab = Lab::start("orphan", &args.common);
+    let mut lab = Lab::start(
+        "orphan",
+        "when a parent exits first its child lives on and is re-parented: to PID 1 or the nearest child subreaper; with PR_SET_CHILD_SUBREAPER the grandparent adopts it deterministically and reaps it",
+        &args.common,
+    );
     let me = getpid();
     lab.section("A. The parent exits; the kernel picks the adopter");
     let above = ancestors(me.as_raw());
@@ -379,5 +382,5 @@ fn main() {
         ),
     );
 
-    lab.finish("when a parent exits first its child lives on and is re-parented: to PID 1 or the nearest child subreaper; with PR_SET_CHILD_SUBREAPER the grandparent adopts it deterministically and reaps it")
+    lab.finish()
 }

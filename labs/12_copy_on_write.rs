@@ -20,7 +20,9 @@
 //! on whatever else the machine is doing.
 
 use clap::Parser;
-use nix::sys::mman::{madvise, mmap_anonymous, munmap, MapFlags, MmapAdvise, ProtFlags};
+use nix::sys::mman::{
+    madvise, mmap_anonymous, munmap, MapFlags, MmapAdvise, ProtFlags,
+};
 use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::{fork, getpid, pipe, read, write, ForkResult, Pid};
 use proclab::measure::{fmt_bytes, fmt_duration, time_n, Summary};
@@ -69,13 +71,18 @@ fn main() {
         );
         std::process::exit(proclab::EXIT_USAGE);
     }
-    let mut lab = Lab::start("cow", &args.common);
+    let mut lab = Lab::start(
+        "cow",
+        "fork copies page tables, not memory: its cost grows with the touched memory while vfork and posix_spawn stay flat; a page is copied only when one side writes it (one minor fault per page)",
+        &args.common,
+    );
     let me = getpid().as_raw();
     let prog = TrueProgram::new();
     let mut stack = vec![0u8; 64 << 10]; // the vfork child's stack (it may not use ours)
 
     lab.section("1. Fork latency against the parent's touched memory");
-    let available_mib = procfacts::meminfo_field("MemAvailable:").unwrap_or(0) >> 10;
+    let available_mib =
+        procfacts::meminfo_field("MemAvailable:").unwrap_or(0) >> 10;
     let mut rows = Vec::new();
     let mut points: Vec<(u64, Summary, Summary, Summary)> = Vec::new(); // (MiB, fork, vfork, spawn)
     for mib in [1u64, 64, 256, 1024, 4096, 16384]
@@ -148,7 +155,8 @@ fn main() {
     let mut spawn_flat = false;
     if let (Some((m0, f0, v0, s0)), Some((m1, f1, v1, s1))) = (first, last) {
         let gib = (m1 - m0) as f64 / 1024.0;
-        let per_gib = (f1.median.as_secs_f64() - f0.median.as_secs_f64()) / gib.max(1e-9);
+        let per_gib =
+            (f1.median.as_secs_f64() - f0.median.as_secs_f64()) / gib.max(1e-9);
         lab.observe(
             "fork_cost_per_gib",
             json!({"from_mib": m0, "to_mib": m1, "fork_ns_per_gib": (per_gib * 1e9) as i64}),
@@ -160,12 +168,16 @@ fn main() {
             ),
         );
         // Judged on the fastest run of each: other programs can only make a run slower.
-        let growth = |a: Duration, b: Duration| b.as_secs_f64() / a.as_secs_f64().max(1e-12);
+        let growth =
+            |a: Duration, b: Duration| b.as_secs_f64() / a.as_secs_f64().max(1e-12);
         fork_grows = m1 >= 64 && growth(f0.min, f1.min) > 2.0;
         // "Flat": each spawn way moved by less than a quarter of what fork moved.
-        let moved = |a: Duration, b: Duration| (b.as_secs_f64() - a.as_secs_f64()).abs();
+        let moved =
+            |a: Duration, b: Duration| (b.as_secs_f64() - a.as_secs_f64()).abs();
         let fork_moved = moved(f0.min, f1.min);
-        spawn_flat = m1 >= 64 && moved(v0.min, v1.min) < fork_moved / 4.0 && moved(s0.min, s1.min) < fork_moved / 4.0;
+        spawn_flat = m1 >= 64
+            && moved(v0.min, v1.min) < fork_moved / 4.0
+            && moved(s0.min, s1.min) < fork_moved / 4.0;
     }
     lab.check(
         "fork_grows_with_memory",
@@ -227,7 +239,10 @@ fn main() {
                "shared_dirty": shared_parent.shared_dirty, "private_dirty": shared_parent.private_dirty}),
         format_args!("parent {me}: region Rss {} KiB, Pss {} KiB, Shared_Dirty {} KiB, Private_Dirty {} KiB", shared_parent.rss, shared_parent.pss, shared_parent.shared_dirty, shared_parent.private_dirty),
     );
-    let half = |m: &Smaps| m.rss == rm && (m.pss as i64 - (rm / 2) as i64).abs() <= (rm / 50).max(8) as i64;
+    let half = |m: &Smaps| {
+        m.rss == rm
+            && (m.pss as i64 - (rm / 2) as i64).abs() <= (rm / 50).max(8) as i64
+    };
     lab.check(
         "pss_is_half_rss_after_fork",
         half(&shared_child) && half(&shared_parent) && shared_child.private_dirty == 0,
@@ -252,7 +267,8 @@ fn main() {
             fmt_duration(per_page)
         ),
     );
-    for (who, pid, m) in [("child", c, &after_child), ("parent", me, &after_parent)] {
+    for (who, pid, m) in [("child", c, &after_child), ("parent", me, &after_parent)]
+    {
         lab.observe(
             "smaps",
             json!({"phase": "after_writes", "who": who, "pid": pid, "region_kib": rm, "rss": m.rss, "pss": m.pss,
@@ -294,7 +310,7 @@ fn main() {
     );
     say!("cleaning up: the region is unmapped");
     drop(region);
-    lab.finish("fork copies page tables, not memory: its cost grows with the touched memory while vfork and posix_spawn stay flat; a page is copied only when one side writes it (one minor fault per page)")
+    lab.finish()
 }
 
 /// Field values (KiB) of one mapping in /proc/PID/smaps.
@@ -318,7 +334,8 @@ fn smaps_row(who: &str, m: &Smaps) -> Vec<String> {
 
 /// The smaps fields of the mapping of `pid` that starts at `addr`.
 fn region_smaps(pid: i32, addr: usize) -> Smaps {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/smaps")).unwrap_or_default();
+    let text =
+        std::fs::read_to_string(format!("/proc/{pid}/smaps")).unwrap_or_default();
     let head = format!("{addr:x}-");
     let mut m = Smaps::default();
     let mut inside = false;
@@ -331,7 +348,9 @@ fn region_smaps(pid: i32, addr: usize) -> Smaps {
         if !inside {
             continue;
         }
-        let value = || line.split_whitespace().nth(1).and_then(|v| v.parse().ok()).unwrap_or(0);
+        let value = || {
+            line.split_whitespace().nth(1).and_then(|v| v.parse().ok()).unwrap_or(0)
+        };
         match first {
             "Rss:" => m.rss = value(),
             "Pss:" => m.pss = value(),
@@ -347,7 +366,10 @@ fn read_exact(fd: &impl AsFd, buf: &mut [u8]) {
     let mut got = 0;
     while got < buf.len() {
         match read(fd.as_fd(), &mut buf[got..]).or_die("read") {
-            0 => proclab::die("read (the child ended early)", nix::errno::Errno::EPIPE),
+            0 => proclab::die(
+                "read (the child ended early)",
+                nix::errno::Errno::EPIPE,
+            ),
             n => got += n,
         }
     }
@@ -406,7 +428,8 @@ impl Region {
     /// True if the first `pages` pages still hold the value the parent wrote.
     fn read_sample(&self, pages: usize) -> bool {
         // SAFETY: every offset is < len.
-        (0..pages.min(self.len / PAGE)).all(|p| unsafe { self.ptr().add(p * PAGE).read_volatile() } == 1)
+        (0..pages.min(self.len / PAGE))
+            .all(|p| unsafe { self.ptr().add(p * PAGE).read_volatile() } == 1)
     }
 }
 
@@ -433,11 +456,7 @@ impl TrueProgram {
         let path = CString::new("/bin/true").expect("no NUL");
         let arg0 = CString::new("true").expect("no NUL");
         let argv = [arg0.as_ptr(), std::ptr::null()];
-        Box::new(TrueProgram {
-            path,
-            _arg0: arg0,
-            argv,
-        })
+        Box::new(TrueProgram { path, _arg0: arg0, argv })
     }
 }
 
@@ -472,7 +491,10 @@ fn vfork_true(prog: &TrueProgram, stack: &mut [u8]) {
     }
     let st = waitpid(Pid::from_raw(pid), None).or_die("waitpid");
     if st != WaitStatus::Exited(Pid::from_raw(pid), 0) {
-        proclab::die("vfork child (exec /bin/true failed)", nix::errno::Errno::ENOEXEC);
+        proclab::die(
+            "vfork child (exec /bin/true failed)",
+            nix::errno::Errno::ENOEXEC,
+        );
     }
 }
 
@@ -495,6 +517,9 @@ fn spawn_true(prog: &TrueProgram) {
     }
     let st = waitpid(Pid::from_raw(pid), None).or_die("waitpid");
     if st != WaitStatus::Exited(Pid::from_raw(pid), 0) {
-        proclab::die("posix_spawn child (/bin/true failed)", nix::errno::Errno::ENOEXEC);
+        proclab::die(
+            "posix_spawn child (/bin/true failed)",
+            nix::errno::Errno::ENOEXEC,
+        );
     }
 }

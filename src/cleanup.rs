@@ -11,22 +11,62 @@
 use crate::narrate;
 use std::ffi::CString;
 use std::ptr;
-use std::sync::atomic::{AtomicBool, AtomicI32, AtomicPtr, Ordering};
+use std::sync::atomic::{
+    AtomicBool, AtomicI32, AtomicPtr, AtomicU8, AtomicUsize, Ordering,
+};
 
 const PID_SLOTS: usize = 1024;
 const SHM_SLOTS: usize = 64;
 
 static PIDS: [AtomicI32; PID_SLOTS] = [const { AtomicI32::new(0) }; PID_SLOTS];
-static SHM: [AtomicPtr<libc::c_char>; SHM_SLOTS] = [const { AtomicPtr::new(ptr::null_mut()) }; SHM_SLOTS];
+static SHM: [AtomicPtr<libc::c_char>; SHM_SLOTS] =
+    [const { AtomicPtr::new(ptr::null_mut()) }; SHM_SLOTS];
 static INSTALLED: AtomicBool = AtomicBool::new(false);
+
+/// The `interrupted` verdict lines (JSON) for SIGINT and SIGTERM, rendered before any
+/// signal can arrive so that the handler only has to write(2) them.
+const LINE_MAX: usize = 256;
+static INT_LINE: [AtomicU8; LINE_MAX] = [const { AtomicU8::new(0) }; LINE_MAX];
+static INT_LEN: AtomicUsize = AtomicUsize::new(0);
+static TERM_LINE: [AtomicU8; LINE_MAX] = [const { AtomicU8::new(0) }; LINE_MAX];
+static TERM_LEN: AtomicUsize = AtomicUsize::new(0);
+
+/// The line the SIGINT or SIGTERM handler writes on stdout after cleaning up (the lab's
+/// `--json` verdict for that way out). Longer lines are not kept.
+pub fn set_interrupted_line(sig: libc::c_int, line: &[u8]) {
+    let (buf, len) = if sig == libc::SIGINT {
+        (&INT_LINE, &INT_LEN)
+    } else {
+        (&TERM_LINE, &TERM_LEN)
+    };
+    if line.len() > LINE_MAX {
+        return;
+    }
+    for (slot, b) in buf.iter().zip(line) {
+        slot.store(*b, Ordering::SeqCst);
+    }
+    len.store(line.len(), Ordering::SeqCst);
+}
+
+fn write_interrupted_line(sig: libc::c_int) {
+    let (buf, len) = if sig == libc::SIGINT {
+        (&INT_LINE, &INT_LEN)
+    } else {
+        (&TERM_LINE, &TERM_LEN)
+    };
+    let n = len.load(Ordering::SeqCst);
+    let mut out = [0u8; LINE_MAX];
+    for (o, slot) in out.iter_mut().zip(buf.iter()).take(n) {
+        *o = slot.load(Ordering::SeqCst);
+    }
+    narrate::write_all_fd(1, &out[..n]);
+}
 
 /// Own `pid`: it is killed with SIGKILL and reaped on every way out until [`forget`].
 pub fn track(pid: nix::unistd::Pid) {
     let pid = pid.as_raw();
     for slot in &PIDS {
-        if slot
-            .compare_exchange(0, pid, Ordering::SeqCst, Ordering::SeqCst)
-            .is_ok()
+        if slot.compare_exchange(0, pid, Ordering::SeqCst, Ordering::SeqCst).is_ok()
         {
             return;
         }
@@ -44,9 +84,7 @@ pub fn track(pid: nix::unistd::Pid) {
 pub fn forget(pid: nix::unistd::Pid) {
     let pid = pid.as_raw();
     for slot in &PIDS {
-        if slot
-            .compare_exchange(pid, 0, Ordering::SeqCst, Ordering::SeqCst)
-            .is_ok()
+        if slot.compare_exchange(pid, 0, Ordering::SeqCst, Ordering::SeqCst).is_ok()
         {
             return;
         }
@@ -63,7 +101,8 @@ pub fn tracked() -> Vec<nix::unistd::Pid> {
 }
 
 fn shm_path(name: &str) -> CString {
-    CString::new(format!("/dev/shm/{}", name.trim_start_matches('/'))).expect("shm name has no NUL")
+    CString::new(format!("/dev/shm/{}", name.trim_start_matches('/')))
+        .expect("shm name has no NUL")
 }
 
 /// Own the POSIX shared-memory name `name` (as given to `shm_open`, e.g. `/proclab-shm-42`):
@@ -72,7 +111,12 @@ pub fn track_shm(name: &str) {
     let path = shm_path(name).into_raw();
     for slot in &SHM {
         if slot
-            .compare_exchange(ptr::null_mut(), path, Ordering::SeqCst, Ordering::SeqCst)
+            .compare_exchange(
+                ptr::null_mut(),
+                path,
+                Ordering::SeqCst,
+                Ordering::SeqCst,
+            )
             .is_ok()
         {
             return;
@@ -80,7 +124,10 @@ pub fn track_shm(name: &str) {
     }
     // SAFETY: `path` came from CString::into_raw above and was not stored.
     drop(unsafe { CString::from_raw(path) });
-    crate::die("cleanup::track_shm (more than 64 names)", nix::errno::Errno::EAGAIN);
+    crate::die(
+        "cleanup::track_shm (more than 64 names)",
+        nix::errno::Errno::EAGAIN,
+    );
 }
 
 /// `name` has been unlinked: stop owning it.
@@ -92,7 +139,12 @@ pub fn forget_shm(name: &str) {
         if !p.is_null()
             && unsafe { std::ffi::CStr::from_ptr(p) } == want.as_c_str()
             && slot
-                .compare_exchange(p, ptr::null_mut(), Ordering::SeqCst, Ordering::SeqCst)
+                .compare_exchange(
+                    p,
+                    ptr::null_mut(),
+                    Ordering::SeqCst,
+                    Ordering::SeqCst,
+                )
                 .is_ok()
         {
             // SAFETY: we took the pointer out of the table, so nobody else frees it.
@@ -116,7 +168,9 @@ pub fn cleanup() {
             // our child makes waitpid fail with ECHILD at once, which is fine.
             unsafe {
                 libc::kill(pid, libc::SIGKILL);
-                while libc::waitpid(pid, ptr::null_mut(), 0) < 0 && *libc::__errno_location() == libc::EINTR {}
+                while libc::waitpid(pid, ptr::null_mut(), 0) < 0
+                    && *libc::__errno_location() == libc::EINTR
+                {}
             }
         }
     }
@@ -139,6 +193,7 @@ extern "C" fn on_signal(sig: libc::c_int) {
             b"\nproclab: terminated (SIGTERM): children killed and reaped, shared memory unlinked\n"
         };
         narrate::write_all_fd(2, msg);
+        write_interrupted_line(sig);
     }
     // Die of the same signal, so the parent shell sees "killed by SIGINT/SIGTERM".
     // SAFETY: signal and raise are async-signal-safe.
@@ -168,6 +223,9 @@ pub fn install() {
         default_hook(info);
         if narrate::is_owner() {
             cleanup();
+            crate::report::could_not_run(
+                "the lab panicked (see the message above)",
+            );
             std::process::exit(crate::EXIT_ERROR);
         }
         // SAFETY: a forked child leaves with _exit, never through the parent's code.
@@ -188,7 +246,8 @@ pub unsafe fn fork_tracked() -> nix::unistd::ForkResult {
     let mut held = SigSet::empty();
     held.add(Signal::SIGINT);
     held.add(Signal::SIGTERM);
-    let old = held.thread_swap_mask(SigmaskHow::SIG_BLOCK).or_die("pthread_sigmask");
+    let old =
+        held.thread_swap_mask(SigmaskHow::SIG_BLOCK).or_die("pthread_sigmask");
     // SAFETY: the caller upholds fork's contract for the child.
     let forked = unsafe { nix::unistd::fork() }.or_die("fork");
     if let nix::unistd::ForkResult::Parent { child } = forked {

@@ -15,6 +15,7 @@ pub fn die(call: &str, errno: Errno) -> ! {
     narrate::write_all_fd(2, line.as_bytes());
     if narrate::is_owner() {
         cleanup::cleanup();
+        crate::report::could_not_run(&format!("{call} failed: {errno:?}"));
         std::process::exit(EXIT_ERROR);
     }
     // SAFETY: _exit is async-signal-safe and never returns.
@@ -45,6 +46,9 @@ impl<T> OrDie<T> for std::io::Result<T> {
                     eprintln!("error: {call}: {e}");
                     if narrate::is_owner() {
                         cleanup::cleanup();
+                        crate::report::could_not_run(&format!(
+                            "{call} failed: {e}"
+                        ));
                         std::process::exit(EXIT_ERROR);
                     }
                     // SAFETY: _exit never returns.

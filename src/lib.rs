@@ -11,25 +11,47 @@
 //! - [`fdio`]: whole reads and writes on a descriptor (async-signal-safe).
 //! - [`errors`]: `error: waitpid: ECHILD (No child processes)` on stderr, exit 1.
 //! - [`measure`]: a stopwatch and min / median / p99 summaries.
-//! - [`roster`]: the list of labs, in the order of the book.
+//! - [`clock`]: the monotonic clock, and deadlines that `--step` pauses do not use up.
+//! - [`wait`]: how a child ended, as TLPI prints it (`exited, status 7`).
+//! - [`lifeline`]: descendants that end when the lab dies, even by SIGKILL.
+//! - [`cpu`]: pin to a CPU; [`bytes`]: a test pattern and a checksum.
+//!
+//! Only what several labs use lives here; what serves one lab lives with that lab, and
+//! the runner's own code (the roster, benchmark summaries) lives in `labs/lab/`.
 
-pub mod benchsum;
+pub mod bytes;
 pub mod cleanup;
+pub mod clock;
+pub mod cpu;
 pub mod errors;
 pub mod fdio;
+pub mod lifeline;
 pub mod measure;
 pub mod narrate;
-pub mod prefork_http;
 pub mod procfacts;
 pub mod report;
-pub mod roster;
-pub mod tvp;
+pub mod wait;
 pub mod watchdog;
 
+pub use clock::Deadline;
 pub use errors::{die, OrDie};
 pub use measure::{Stopwatch, Summary};
+pub use procfacts::State;
 pub use report::{Common, Lab};
+pub use wait::Status;
 pub use watchdog::Watchdog;
+
+/// The environment variable through which a test removes a lab's phenomenon: a comma
+/// list of switch names, e.g. `PROCLAB_TEST_REMOVE=reap_first`.
+pub const TEST_REMOVE_VAR: &str = "PROCLAB_TEST_REMOVE";
+
+/// True when a test asked to remove the phenomenon named `what` (one thing changed in the
+/// real lab code), to prove that the verdict then turns to "not observed" (exit 3). Never
+/// set in normal use. Read it before forking: it reads the environment.
+pub fn test_removes(what: &str) -> bool {
+    std::env::var(TEST_REMOVE_VAR)
+        .is_ok_and(|v| v.split(',').any(|w| w.trim() == what))
+}
 
 /// Exit code: the phenomenon was shown and verified.
 pub const EXIT_VERIFIED: i32 = 0;

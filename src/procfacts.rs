@@ -1,8 +1,9 @@
 //! Process facts from the kernel's own accounting in /proc (via the `procfs` crate):
 //! state, ppid, command, threads, memory, and the tree of a lab's descendants.
 
+use crate::clock::Deadline;
 use procfs::process::Process;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// What /proc/PID/stat says of one process.
 #[derive(Clone, Debug, PartialEq)]
@@ -99,6 +100,30 @@ fn kib_field(path: &str, field: &str) -> Option<u64> {
         .and_then(|v| v.parse().ok())
 }
 
+/// A process state as a fact: shows as `Z (zombie)`, serialises as `"Z"`. `?` when the
+/// process was not found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct State(pub char);
+
+impl State {
+    /// The state of `pid` now (`?` once it is gone from /proc).
+    pub fn of(pid: i32) -> State {
+        State(state(pid).unwrap_or('?'))
+    }
+}
+
+impl std::fmt::Display for State {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&state_name(self.0))
+    }
+}
+
+impl serde::Serialize for State {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&self.0)
+    }
+}
+
 /// A state letter with its meaning: `Z (zombie)`.
 pub fn state_name(state: char) -> String {
     let word = match state {
@@ -110,30 +135,45 @@ pub fn state_name(state: char) -> String {
         't' => "traced",
         'X' => "dead",
         'I' => "idle",
+        '?' => "gone",
         _ => "unknown",
     };
     format!("{state} ({word})")
 }
 
-/// Poll `probe` every millisecond until it returns Some or `timeout` passes. This watches
-/// /proc for a state change that no pipe or wait can announce (a process entering state S,
-/// a zombie appearing); it is bounded and never used to order two processes.
-pub fn poll_until<T>(timeout: Duration, mut probe: impl FnMut() -> Option<T>) -> Option<T> {
-    let deadline = Instant::now() + timeout;
+/// Poll `probe` every millisecond until it returns Some or `timeout` (lab time: `--step`
+/// pauses do not count) passes. This watches /proc for a state change that no pipe or
+/// wait can announce (a process entering state S, a zombie appearing); it is bounded and
+/// never used to order two processes.
+pub fn poll_until<T>(
+    timeout: Duration,
+    mut probe: impl FnMut() -> Option<T>,
+) -> Option<T> {
+    let deadline = Deadline::after(timeout);
     loop {
         if let Some(v) = probe() {
             return Some(v);
         }
-        if Instant::now() >= deadline {
+        if deadline.expired() {
             return None;
         }
         std::thread::sleep(Duration::from_millis(1));
     }
 }
 
-/// Wait (bounded) until `pid` is in one of `states`; returns the state seen.
-pub fn wait_for_state(pid: i32, states: &[char], timeout: Duration) -> Option<char> {
-    poll_until(timeout, || state(pid).filter(|s| states.contains(s)))
+/// Wait (bounded) until `pid` is in one of `states`; returns the state seen. None at the
+/// deadline, or at once when `pid` is gone from /proc (it can no longer get there).
+pub fn wait_for_state(
+    pid: i32,
+    states: &[char],
+    timeout: Duration,
+) -> Option<char> {
+    poll_until(timeout, || match state(pid) {
+        Some(s) if states.contains(&s) => Some(Some(s)),
+        Some(_) => None,
+        None => Some(None),
+    })
+    .flatten()
 }
 
 /// One row of a process tree.
@@ -147,10 +187,8 @@ pub struct TreeRow {
 }
 
 fn command_line(f: &Facts) -> String {
-    let args = Process::new(f.pid)
-        .ok()
-        .and_then(|p| p.cmdline().ok())
-        .unwrap_or_default();
+    let args =
+        Process::new(f.pid).ok().and_then(|p| p.cmdline().ok()).unwrap_or_default();
     if f.state == 'Z' {
         format!("[{}] <defunct>", f.comm)
     } else if args.is_empty() {
@@ -178,7 +216,8 @@ pub fn tree(root: i32) -> Vec<TreeRow> {
             cmd: command_line(f),
             depth,
         });
-        let mut kids: Vec<&Facts> = all.iter().filter(|c| c.ppid == f.pid).collect();
+        let mut kids: Vec<&Facts> =
+            all.iter().filter(|c| c.ppid == f.pid).collect();
         kids.sort_by_key(|c| c.pid);
         for k in kids {
             walk(all, k, depth + 1, rows);

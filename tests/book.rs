@@ -3,12 +3,16 @@
 //! its README row; and the recorded output still has the shape of a fresh run.
 mod common;
 
-use proclab::roster::LABS;
+#[path = "../labs/lab/roster.rs"]
+#[allow(dead_code)]
+mod roster;
+use roster::LABS;
 use std::fs;
 use std::path::Path;
 
 fn read(path: &str) -> String {
-    fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(path)).unwrap_or_else(|e| panic!("read {path}: {e}"))
+    fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(path))
+        .unwrap_or_else(|e| panic!("read {path}: {e}"))
 }
 
 #[test]
@@ -17,10 +21,16 @@ fn every_lab_has_bin_chapter_measured_output_and_readme_row() {
     let summary = read("book/src/SUMMARY.md");
     let readme = read("README.md");
     for l in LABS {
-        let bin = format!("name = \"{}\"\npath = \"labs/{}\"\nbench = false", l.name, l.file);
+        let bin = format!(
+            "name = \"{}\"\npath = \"labs/{}\"\nbench = false",
+            l.name, l.file
+        );
         assert!(cargo.contains(&bin), "Cargo.toml lacks [[bin]] {bin:?}");
         assert!(
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("labs").join(l.file).exists(),
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("labs")
+                .join(l.file)
+                .exists(),
             "labs/{} missing",
             l.file
         );
@@ -42,7 +52,10 @@ fn every_lab_has_bin_chapter_measured_output_and_readme_row() {
             l.chapter
         );
         assert!(
-            chapter.contains(&format!("{{{{#include ../../labs/{}:", l.file)),
+            chapter.contains(&format!(
+                "{{{{#include ../../labs/{}",
+                l.file.strip_suffix("main.rs").unwrap_or(l.file)
+            )),
             "{} does not include its code by anchor",
             l.chapter
         );
@@ -53,7 +66,8 @@ fn every_lab_has_bin_chapter_measured_output_and_readme_row() {
         );
         let measured = read(&format!("book/src/measured/{}.txt", l.name));
         assert!(
-            measured.starts_with(&format!("$ cargo run --release --bin {}", l.name)),
+            measured
+                .starts_with(&format!("$ cargo run --release --bin {}", l.name)),
             "measured/{}.txt lacks its command header",
             l.name
         );
@@ -77,13 +91,16 @@ fn every_lab_has_bin_chapter_measured_output_and_readme_row() {
         .flatten()
     {
         let name = entry.file_name().to_string_lossy().into_owned();
-        // A lab may keep its plumbing (reports, tables) in a folder of its own, `labs/NN_name/`.
-        if name != "lab.rs" && entry.path().is_file() {
-            assert!(
-                LABS.iter().any(|l| l.file == name),
-                "labs/{name} is not in the roster (src/roster.rs)"
-            );
+        // A lab is a file `labs/NN_name.rs` or a folder `labs/NN_name/` with its main.rs;
+        // `labs/lab/` is the runner and `labs/README.md` the contributor's guide.
+        if name == "lab" || name == "README.md" {
+            continue;
         }
+        assert!(
+            LABS.iter().any(|l| l.file == name
+                || l.file.split('/').next() == Some(name.as_str())),
+            "labs/{name} is not in the roster (labs/lab/roster.rs)"
+        );
     }
 }
 
@@ -91,11 +108,16 @@ fn every_lab_has_bin_chapter_measured_output_and_readme_row() {
 fn every_included_anchor_exists() {
     for l in LABS {
         let chapter = read(&format!("book/src/{}", l.chapter));
-        let code = read(&format!("labs/{}", l.file));
         for part in chapter.split("{{#include ../../labs/").skip(1) {
             let spec = &part[..part.find("}}").expect("closed include")];
             let (file, anchor) = spec.split_once(':').unwrap_or((spec, ""));
-            assert_eq!(file, l.file, "{} includes another lab's file", l.chapter);
+            let home = l.file.strip_suffix("main.rs").unwrap_or(l.file);
+            assert!(
+                file.starts_with(home),
+                "{} includes {file}, not a file of its own lab",
+                l.chapter
+            );
+            let code = read(&format!("labs/{file}"));
             if !anchor.is_empty() {
                 assert!(
                     code.contains(&format!("// ANCHOR: {anchor}\n")),
@@ -117,12 +139,18 @@ fn every_included_anchor_exists() {
 fn shape(text: &str) -> Vec<String> {
     let mut mask = String::new();
     text.lines()
-        .filter(|l| l.starts_with("== ") || l.starts_with("  ✓") || l.starts_with("  ✗") || l.starts_with("verdict:"))
+        .filter(|l| {
+            l.starts_with("== ")
+                || l.starts_with("  ✓")
+                || l.starts_with("  ✗")
+                || l.starts_with("verdict:")
+        })
         .map(|l| {
             mask.clear();
             let mut in_num = false;
             for c in l.chars() {
-                let digit = c.is_ascii_digit() || (in_num && (c == '.' || c == ','));
+                let digit =
+                    c.is_ascii_digit() || (in_num && (c == '.' || c == ','));
                 if digit && !in_num {
                     mask.push('N');
                 }
@@ -144,10 +172,18 @@ fn recorded_outputs_have_the_shape_of_a_fresh_run() {
         // that did not verify on a loaded machine is tried once more before failing.
         let (mut code, mut fresh) = common::run_human(l.name, l.args);
         if code != Some(0) {
-            eprintln!("{} exited {code:?} on a fresh run; trying once more:\n{fresh}", l.name);
+            eprintln!(
+                "{} exited {code:?} on a fresh run; trying once more:\n{fresh}",
+                l.name
+            );
             (code, fresh) = common::run_human(l.name, l.args);
         }
-        assert_eq!(code, Some(0), "{} did not verify on two fresh runs:\n{fresh}", l.name);
+        assert_eq!(
+            code,
+            Some(0),
+            "{} did not verify on two fresh runs:\n{fresh}",
+            l.name
+        );
         assert_eq!(
             shape(&recorded),
             shape(&fresh),
@@ -156,4 +192,40 @@ fn recorded_outputs_have_the_shape_of_a_fresh_run() {
             l.name
         );
     }
+}
+
+#[test]
+fn chapter_numbers_are_lab_numbers() {
+    // mdBook numbers the list items of SUMMARY.md in order: chapter N must be lab N.
+    let summary = read("book/src/SUMMARY.md");
+    let chapters: Vec<&str> = summary
+        .lines()
+        .filter_map(|l| l.strip_prefix("- ["))
+        .filter_map(|l| l.split("](").nth(1))
+        .map(|l| l.trim_end_matches(')'))
+        .collect();
+    let mut labs: Vec<_> = LABS.iter().collect();
+    labs.sort_by_key(|l| l.number);
+    let want: Vec<&str> = labs.iter().map(|l| l.chapter).collect();
+    assert_eq!(
+        &chapters[..want.len().min(chapters.len())],
+        &want[..],
+        "SUMMARY.md lists the labs' chapters in lab order"
+    );
+}
+
+#[test]
+fn readme_table_is_the_roster() {
+    let readme = read("README.md");
+    let rows: String = LABS
+        .iter()
+        .map(|l| {
+            format!(
+                "| {:02} | `cargo run --bin {}` | {} |\n",
+                l.number, l.name, l.shows
+            )
+        })
+        .collect();
+    let table = format!("| # | run | what it shows |\n| --- | --- | --- |\n{rows}");
+    assert!(readme.contains(&table), "README.md's table of labs differs from the roster; it should read:\n{table}");
 }

@@ -26,13 +26,17 @@ fn fork_grows_with_touched_memory_and_spawn_does_not() {
     assert_eq!(sizes, [1, 64, 256, 1024]);
     let (first, last) = (lat[0], lat[lat.len() - 1]);
     // Page tables grow with the touched memory (2 KiB of entries per MiB of 4 KiB pages).
-    assert!(last["pte_kib"].as_u64().unwrap() > first["pte_kib"].as_u64().unwrap() + 256);
-    assert!(last["fork_min_ns"].as_u64().unwrap() > 2 * first["fork_min_ns"].as_u64().unwrap());
+    assert!(
+        last["pte_kib"].as_u64().unwrap()
+            > first["pte_kib"].as_u64().unwrap() + 256
+    );
+    assert!(
+        last["fork_min_ns"].as_u64().unwrap()
+            > 2 * first["fork_min_ns"].as_u64().unwrap()
+    );
     assert!(run.check("spawn_stays_flat"));
     assert!(
-        run.observation("fork_cost_per_gib")["fork_ns_per_gib"]
-            .as_i64()
-            .unwrap()
+        run.observation("fork_cost_per_gib")["fork_ns_per_gib"].as_i64().unwrap()
             > 0
     );
 }

@@ -107,7 +107,10 @@ fn two_threads_deadlock_is_seen_broken_and_the_four_fixes_finish() {
     }
     let lockstep = by("FixLockstep");
     assert_eq!(lockstep["successes"], 0, "perfect lockstep never progresses");
-    assert!(lockstep["retries"].as_u64().unwrap() >= 2 * lockstep["rounds"].as_u64().unwrap());
+    assert!(
+        lockstep["retries"].as_u64().unwrap()
+            >= 2 * lockstep["rounds"].as_u64().unwrap()
+    );
     assert!(
         by("FixJitter")["retries"].as_u64().unwrap() >= 1,
         "the first round always collides"
@@ -136,14 +139,16 @@ fn two_processes_with_flock_deadlock_and_fcntl_gets_edeadlk() {
         assert_eq!(st["state"], "S");
         assert!(s(&st["wchan"]).contains("lock"), "{st}");
     }
-    let lines: Vec<String> = cycle["proc_locks"].as_array().unwrap().iter().map(s).collect();
+    let lines: Vec<String> =
+        cycle["proc_locks"].as_array().unwrap().iter().map(s).collect();
     assert_eq!(lines.iter().filter(|l| l.contains("->")).count(), 2, "{lines:?}");
     assert!(lines.iter().all(|l| l.contains("FLOCK")), "{lines:?}");
 
     let b = run.observation("broken");
     assert!(s(&b["victim_status"]).contains("SIGKILL"), "{b}");
     assert!(
-        s(&b["survivor_status"]).starts_with("Exited") && s(&b["survivor_status"]).ends_with(", 0)"),
+        s(&b["survivor_status"]).starts_with("Exited")
+            && s(&b["survivor_status"]).ends_with(", 0)"),
         "{b}"
     );
 
@@ -170,7 +175,11 @@ fn two_processes_block_in_pipe_write_with_both_pipes_full() {
     for w in o["writers"].as_array().unwrap() {
         assert_eq!(w["state"], "S", "{w}");
         assert!(s(&w["wchan"]).contains("pipe_write"), "{w}");
-        assert_eq!(w["queued_in_its_pipe"].as_u64(), Some(cap), "the pipe is full: {w}");
+        assert_eq!(
+            w["queued_in_its_pipe"].as_u64(),
+            Some(cap),
+            "the pipe is full: {w}"
+        );
     }
     let b = run.observation("broken");
     assert!(b["statuses"]
@@ -228,9 +237,7 @@ fn all_scenarios_verify_and_end_in_bounded_time() {
     let table = rows(&run, "verdicts");
     assert_eq!(table.len(), 4);
     assert!(
-        table
-            .iter()
-            .all(|r| r[1] == "yes" && r[3] == "yes" && r[5] == "verified"),
+        table.iter().all(|r| r[1] == "yes" && r[3] == "yes" && r[5] == "verified"),
         "{table:?}"
     );
     // Four deadlocks, each broken by the 2 s deadline at the latest, plus the fixes.
@@ -240,7 +247,8 @@ fn all_scenarios_verify_and_end_in_bounded_time() {
 #[test]
 fn sigint_in_the_middle_of_a_file_lock_deadlock_leaves_nothing() {
     let _g = serial();
-    let mut st = start_json("deadlock", &["--scenario", "processes", "--hold", "30000"]);
+    let mut st =
+        start_json("deadlock", &["--scenario", "processes", "--hold", "30000"]);
     let held = st.wait_for(|v| v["kind"] == "holding").expect("deadlock held");
     assert!(held["pid"].as_i64().unwrap() > 0);
     let pid = st.child.id();
@@ -255,7 +263,8 @@ fn sigint_in_the_middle_of_a_file_lock_deadlock_leaves_nothing() {
 #[test]
 fn sigterm_in_the_middle_of_a_thread_deadlock_leaves_nothing() {
     let _g = serial();
-    let mut st = start_json("deadlock", &["--scenario", "threads", "--hold", "30000"]);
+    let mut st =
+        start_json("deadlock", &["--scenario", "threads", "--hold", "30000"]);
     let held = st.wait_for(|v| v["kind"] == "holding").expect("deadlock held");
     let worker = held["pid"].as_i64().unwrap() as i32;
     assert!(std::path::Path::new(&format!("/proc/{worker}")).exists());
@@ -266,7 +275,8 @@ fn sigterm_in_the_middle_of_a_thread_deadlock_leaves_nothing() {
 #[test]
 fn sigterm_in_the_middle_of_a_pipe_deadlock_leaves_nothing() {
     let _g = serial();
-    let mut st = start_json("deadlock", &["--scenario", "pipes", "--hold", "30000"]);
+    let mut st =
+        start_json("deadlock", &["--scenario", "pipes", "--hold", "30000"]);
     st.wait_for(|v| v["kind"] == "holding").expect("deadlock held");
     interrupt_dies_of(st, libc::SIGTERM);
 }
@@ -275,7 +285,8 @@ fn sigterm_in_the_middle_of_a_pipe_deadlock_leaves_nothing() {
 fn sigkill_of_the_lab_still_takes_the_deadlocked_worker_down() {
     // SIGKILL runs no handler: the worker dies through PR_SET_PDEATHSIG instead.
     let _g = serial();
-    let mut st = start_json("deadlock", &["--scenario", "threads", "--hold", "30000"]);
+    let mut st =
+        start_json("deadlock", &["--scenario", "threads", "--hold", "30000"]);
     let held = st.wait_for(|v| v["kind"] == "holding").expect("deadlock held");
     let worker = held["pid"].as_i64().unwrap() as i32;
     interrupt_dies_of(st, libc::SIGKILL);
@@ -284,7 +295,8 @@ fn sigkill_of_the_lab_still_takes_the_deadlocked_worker_down() {
     let dead = |st: &str| st.is_empty() || st.contains(") Z") || st.contains(") X");
     let mut state = String::new();
     while Instant::now() < deadline {
-        state = std::fs::read_to_string(format!("/proc/{worker}/stat")).unwrap_or_default();
+        state = std::fs::read_to_string(format!("/proc/{worker}/stat"))
+            .unwrap_or_default();
         if dead(&state) {
             break;
         }
@@ -378,10 +390,15 @@ fn loom_finds_the_lock_order_deadlock() {
         .lines()
         .find(|l| l.starts_with("deadlock; threads ="))
         .unwrap_or_else(|| panic!("the child failed, but not because loom found a deadlock:\n{stdout}\n{stderr}"));
-    assert_eq!(verdict.matches("Blocked").count(), 2, "both threads blocked: {verdict}");
+    assert_eq!(
+        verdict.matches("Blocked").count(),
+        2,
+        "both threads blocked: {verdict}"
+    );
     // The panic happens inside loom's scheduler, which then aborts the process.
     assert!(
-        out.status.signal() == Some(libc::SIGABRT) || out.status.code() == Some(101),
+        out.status.signal() == Some(libc::SIGABRT)
+            || out.status.code() == Some(101),
         "{:?}",
         out.status
     );

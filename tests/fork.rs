@@ -14,7 +14,8 @@ fn every_child_is_reaped_with_the_status_it_was_given() {
     assert_eq!(forked.len(), 6);
     let reaped = run.observations("reaped");
     assert_eq!(reaped.len(), 6, "one reaped observation per child");
-    let mut pids: Vec<i64> = reaped.iter().map(|r| r["pid"].as_i64().unwrap()).collect();
+    let mut pids: Vec<i64> =
+        reaped.iter().map(|r| r["pid"].as_i64().unwrap()).collect();
     pids.sort();
     let mut want = forked.clone();
     want.sort();
@@ -32,7 +33,8 @@ fn every_child_is_reaped_with_the_status_it_was_given() {
     assert!(reaped.iter().any(|r| r["code"].is_i64()));
     assert_eq!(signaled, 2);
     // Every exit code is different: each child's own status came back, not a shared one.
-    let mut codes: Vec<i64> = reaped.iter().filter_map(|r| r["code"].as_i64()).collect();
+    let mut codes: Vec<i64> =
+        reaped.iter().filter_map(|r| r["code"].as_i64()).collect();
     let n = codes.len();
     codes.sort();
     codes.dedup();

@@ -14,12 +14,18 @@ fn plain_orphan_changes_parent_and_the_adopter_is_named() {
     run.assert_verified();
     let before = &run.observations("before")[0];
     let a = adopted(&run, "plain");
-    assert_eq!(a["old_ppid"], before["parent"], "the first parent was the lab's child");
+    assert_eq!(
+        a["old_ppid"], before["parent"],
+        "the first parent was the lab's child"
+    );
     assert_ne!(a["new_ppid"], a["old_ppid"], "getppid() changed");
     assert_eq!(a["ppid_from_proc"], a["new_ppid"], "/proc agrees with getppid()");
     assert!(!a["adopter_comm"].as_str().unwrap().is_empty(), "{a}");
     // The adopter is PID 1 or a subreaper above the lab, never the lab (not a subreaper yet).
-    assert!(a["adopter_is_pid1"] == true || a["adopter_is_ancestor"] == true, "{a}");
+    assert!(
+        a["adopter_is_pid1"] == true || a["adopter_is_ancestor"] == true,
+        "{a}"
+    );
     assert_eq!(a["adopter_is_lab"], false);
     assert_eq!(run.observation("plain_end")["ended"], true);
 }
@@ -36,7 +42,10 @@ fn subreaper_adopts_and_reaps_the_orphan_every_time() {
         assert_eq!(b["ppid_from_proc"], lab);
         let r = run.observation("subreaper_reaped");
         assert_eq!(r["orphan"], b["orphan"]);
-        assert_eq!(r["code"], r["expected"], "the lab collected the orphan's own status");
+        assert_eq!(
+            r["code"], r["expected"],
+            "the lab collected the orphan's own status"
+        );
         assert_eq!(r["gone"], true);
     }
 }

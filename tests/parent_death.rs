@@ -15,7 +15,9 @@ fn parent_signal(run: &Run, scenario: &str) -> String {
         .observations("parent_death")
         .into_iter()
         .find(|o| o["scenario"] == scenario)
-        .unwrap_or_else(|| panic!("no parent_death for {scenario}:\n{}", run.stdout));
+        .unwrap_or_else(|| {
+            panic!("no parent_death for {scenario}:\n{}", run.stdout)
+        });
     p["signal"].as_str().unwrap_or("none").to_string()
 }
 
@@ -44,8 +46,8 @@ fn plain_fork_children_survive_as_orphans_of_the_subreaper() {
     let kids = fates(&run, "plain", "child");
     assert_eq!(kids.len(), 3);
     assert!(
-        kids.iter()
-            .all(|k| k["parent"].as_i64().map(|p| p.to_string()) == Some(parent_pid.clone())),
+        kids.iter().all(|k| k["parent"].as_i64().map(|p| p.to_string())
+            == Some(parent_pid.clone())),
         "{kids:?}"
     );
     for k in &kids {
@@ -144,7 +146,8 @@ fn all_four_by_default_with_a_summary() {
 /// Interrupt the lab at the first observation `kind` of `scenario` (`pause` makes it wait
 /// there) and check that nothing of it is left: the observer's cleanup reaches the grandchildren.
 fn sigint_at(scenario: &str, kind: &str, pause: &str) {
-    let mut s = start_json("parent-death", &["--scenario", scenario, pause, "30000"]);
+    let mut s =
+        start_json("parent-death", &["--scenario", scenario, pause, "30000"]);
     s.wait_for(|v| v["event"] == "observation" && v["kind"] == kind)
         .unwrap_or_else(|| panic!("no {kind} observation in {scenario}"));
     interrupt_dies_of(s, libc::SIGINT);

@@ -53,7 +53,11 @@ fn capacity_back_pressure_and_setpipe_sz() {
     let parked = run.observation("parked");
     assert_eq!(parked["state"], "S", "{parked}");
     assert!(parked["wchan"].as_str().unwrap().contains("pipe_write"), "{parked}");
-    assert_eq!(parked["queued"].as_u64(), Some(size), "a full pipe holds its capacity");
+    assert_eq!(
+        parked["queued"].as_u64(),
+        Some(size),
+        "a full pipe holds its capacity"
+    );
     assert_eq!(parked["drained"], parked["total"], "{parked}");
     let set = run.observation("setpipe_sz");
     assert_eq!(set["f_getpipe_sz"], set["filled"], "{set}");
@@ -98,7 +102,8 @@ fn request_reply_and_big_exchange_deadlock() {
     let run = default_run();
     assert!(run.check("request_reply"));
     let ex = run.observations("exchange");
-    let stuck = ex.iter().find(|o| o["b_reads_first"] == false).expect("deadlock run");
+    let stuck =
+        ex.iter().find(|o| o["b_reads_first"] == false).expect("deadlock run");
     assert_eq!(stuck["watchdog_fired"], true, "{stuck}");
     let procs = stuck["stuck"].as_array().unwrap();
     assert_eq!(procs.len(), 2, "{stuck}");

@@ -24,9 +24,7 @@ fn run() -> &'static Run {
 }
 
 fn num(v: &Value, field: &str) -> i64 {
-    v[field]
-        .as_i64()
-        .unwrap_or_else(|| panic!("{field} is not a number in {v}"))
+    v[field].as_i64().unwrap_or_else(|| panic!("{field} is not a number in {v}"))
 }
 
 #[test]
@@ -80,7 +78,10 @@ fn killed_worker_is_replaced_and_its_task_retried_once() {
     assert_eq!(replaced.len(), 3);
     for p in &replaced {
         assert_ne!(p["new"], p["old"]);
-        assert_eq!(p["ppid"], master, "the replacement is a child of the master: {p}");
+        assert_eq!(
+            p["ppid"], master,
+            "the replacement is a child of the master: {p}"
+        );
     }
     let retried = r.observations("retried");
     assert!(retried.iter().any(|o| o["task"] == 7 && o["attempt"] == 2));
@@ -105,7 +106,10 @@ fn full_queue_blocks_the_producer() {
     assert_eq!(b["queued_bytes"], b["capacity"], "the queue was exactly full: {b}");
     assert_eq!(b["sent"], b["capacity_messages"], "{b}");
     let p = r.observation("producer_blocked");
-    assert_eq!(p["sent_while_held"], b["sent"], "nothing more was sent while held: {p}");
+    assert_eq!(
+        p["sent_while_held"], b["sent"],
+        "nothing more was sent while held: {p}"
+    );
     assert!(
         p["longest_write_ms"].as_f64().unwrap() >= 200.0,
         "one write(2) blocked for the whole hold: {p}"
@@ -157,7 +161,10 @@ fn python_is_timed_when_present_and_skipped_when_not() {
         .is_ok_and(|o| o.status.success());
     if present {
         assert_eq!(py["status"], "measured", "{py}");
-        assert_eq!(py["same_results"], true, "Python computed the same answers: {py}");
+        assert_eq!(
+            py["same_results"], true,
+            "Python computed the same answers: {py}"
+        );
         assert!(py["python_per_task_us"].as_f64().unwrap() > 0.0);
     } else {
         assert_eq!(py["status"], "skipped", "{py}");
@@ -176,9 +183,12 @@ fn sigint_in_the_middle_leaves_no_worker() {
 
 #[test]
 fn sigint_while_python_runs_leaves_no_python_worker() {
-    let mut s = start_json("pool", &["--hold", "0", "--tasks", "200000", "--workers", "2"]);
-    let started =
-        s.wait_for(|v| v["event"] == "observation" && (v["kind"] == "python_started" || v["kind"] == "python"));
+    let mut s =
+        start_json("pool", &["--hold", "0", "--tasks", "200000", "--workers", "2"]);
+    let started = s.wait_for(|v| {
+        v["event"] == "observation"
+            && (v["kind"] == "python_started" || v["kind"] == "python")
+    });
     let started = started.expect("reached the Python part");
     let skipped = started["kind"] == "python";
     let status = interrupt(s, libc::SIGINT); // asserts no tagged process (python3 and its Pool) is left

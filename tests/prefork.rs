@@ -21,7 +21,9 @@ impl Server {
         let mut all = vec!["--port", "0"];
         all.extend_from_slice(args);
         let mut s = start_json("prefork", &all);
-        let l = s.wait_for(|v| v["kind"] == "listening").expect("listening observation");
+        let l = s
+            .wait_for(|v| v["kind"] == "listening")
+            .expect("listening observation");
         Server {
             port: l["port"].as_u64().expect("port") as u16,
             master: l["pid"].as_i64().expect("pid") as i32,
@@ -67,7 +69,8 @@ impl Drop for Server {
 /// Send raw bytes on a new connection and read until the server closes it (bounded).
 fn raw(port: u16, req: &[u8]) -> Result<String, String> {
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).map_err(|e| e.to_string())?;
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2))
+        .map_err(|e| e.to_string())?;
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     s.set_write_timeout(Some(Duration::from_secs(2))).unwrap();
     s.write_all(req).map_err(|e| e.to_string())?;
@@ -80,16 +83,17 @@ fn raw(port: u16, req: &[u8]) -> Result<String, String> {
 fn get(port: u16, path: &str) -> Result<(u16, String), String> {
     let text = raw(
         port,
-        format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n").as_bytes(),
+        format!(
+            "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+        )
+        .as_bytes(),
     )?;
     let status = text
         .get(9..12)
         .and_then(|s| s.parse().ok())
         .ok_or(format!("no status in {text:?}"))?;
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
+    let body =
+        text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
     Ok((status, body))
 }
 
@@ -100,7 +104,9 @@ fn worker_of(body: &str) -> i32 {
 fn alive(pid: i32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
         .ok()
-        .and_then(|s| s.rsplit(')').next().map(|r| !r.trim_start().starts_with('Z')))
+        .and_then(|s| {
+            s.rsplit(')').next().map(|r| !r.trim_start().starts_with('Z'))
+        })
         .unwrap_or(false)
 }
 
@@ -133,7 +139,9 @@ fn demo_verifies_spread_replacement_and_graceful_stop() {
     let spread = run.observation("spread");
     assert!(spread["rows"].as_array().unwrap().len() > 1, "{spread}");
     let deaths = run.observations("worker_died");
-    assert!(deaths.iter().any(|d| d["signal"] == "SIGKILL" && d["replaced"] == true));
+    assert!(deaths
+        .iter()
+        .any(|d| d["signal"] == "SIGKILL" && d["replaced"] == true));
     assert!(deaths.iter().any(|d| d["code"] == 0 && d["replaced"] == true));
     assert_eq!(run.observation("in_flight_answer")["ok"], true);
     assert_eq!(run.observation("after_stop")["refused"], true);
@@ -147,7 +155,11 @@ fn requests_spread_a_killed_worker_is_replaced_and_graceful_stop_loses_nothing()
 
     // Spread: concurrent clients, one connection per request.
     let clients: Vec<_> = (0..3)
-        .map(|_| std::thread::spawn(move || (0..15).map(|_| get(port, "/")).collect::<Vec<_>>()))
+        .map(|_| {
+            std::thread::spawn(move || {
+                (0..15).map(|_| get(port, "/")).collect::<Vec<_>>()
+            })
+        })
         .collect();
     let mut seen = std::collections::BTreeSet::new();
     for c in clients {
@@ -183,7 +195,8 @@ fn requests_spread_a_killed_worker_is_replaced_and_graceful_stop_loses_nothing()
     });
     assert!(sleeping.is_some(), "no worker seen serving /work");
     assert_eq!(srv.stop(libc::SIGTERM), Some(0), "graceful stop verifies");
-    let (status, body) = in_flight.join().unwrap().expect("in-flight request answered");
+    let (status, body) =
+        in_flight.join().unwrap().expect("in-flight request answered");
     assert_eq!(status, 200);
     assert!(body.contains("slept 800 ms"), "{body}");
     for p in now {
@@ -231,7 +244,8 @@ fn a_slow_client_is_dropped_and_cannot_hold_the_only_worker() {
     srv.workers_started(1);
     let port = srv.port;
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
-    let mut slow = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).unwrap();
+    let mut slow =
+        TcpStream::connect_timeout(&addr, Duration::from_secs(2)).unwrap();
     slow.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     slow.write_all(b"GET / HTTP/1.1\r\nHo").unwrap(); // and never the rest
     let t = Instant::now();
@@ -250,7 +264,8 @@ fn sighup_replaces_every_worker_and_ttin_ttou_resize() {
     let port = srv.port;
     use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
     use std::sync::Arc;
-    let (stop, count) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicUsize::new(0)));
+    let (stop, count) =
+        (Arc::new(AtomicBool::new(false)), Arc::new(AtomicUsize::new(0)));
     let (flag, done) = (stop.clone(), count.clone());
     let load = std::thread::spawn(move || {
         let mut results = Vec::new();
@@ -282,7 +297,8 @@ fn sighup_replaces_every_worker_and_ttin_ttou_resize() {
     stop.store(true, Ordering::SeqCst);
     let results = load.join().unwrap();
     assert!(results.len() >= 20);
-    let failed: Vec<_> = results.iter().filter(|r| !matches!(r, Ok((200, _)))).collect();
+    let failed: Vec<_> =
+        results.iter().filter(|r| !matches!(r, Ok((200, _)))).collect();
     assert!(failed.is_empty(), "requests failed during SIGHUP: {failed:?}");
 
     unsafe { libc::kill(srv.master, libc::SIGTTIN) };

@@ -29,7 +29,8 @@ fn named_segment_opened_by_name_and_unlinked() {
     assert_eq!(exists["size"], 4096);
     let name = exists["name"].as_str().unwrap();
     assert!(name.starts_with("/proclab-shm-"), "{name}");
-    let unlinked = entries.iter().find(|o| o["phase"] == "unlinked").expect("unlinked");
+    let unlinked =
+        entries.iter().find(|o| o["phase"] == "unlinked").expect("unlinked");
     assert_eq!(unlinked["exists"], false, "{unlinked}");
     assert!(!std::path::Path::new(exists["path"].as_str().unwrap()).exists());
     let peer = run.observation("peer");

@@ -2,7 +2,8 @@ mod common;
 use common::*;
 
 /// Small settings: a few hundred milliseconds, the same phenomena.
-const QUICK: &[&str] = &["--spawns", "30", "--idle", "6", "--rounds", "200", "--max-job", "16"];
+const QUICK: &[&str] =
+    &["--spawns", "30", "--idle", "6", "--rounds", "200", "--max-job", "16"];
 
 #[test]
 fn measures_both_ways_and_checks_the_robust_claims() {

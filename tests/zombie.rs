@@ -3,7 +3,7 @@ use common::*;
 
 #[test]
 fn zombie_is_z_until_reaped_and_gone_after() {
-    let run = run_json("zombie", &["--linger", "0", "--count", "2"]);
+    let run = run_json("zombie", &["--linger-ms", "0", "--count", "2"]);
     run.assert_verified();
     let unreaped: Vec<_> = run
         .observations("state")
@@ -19,8 +19,8 @@ fn zombie_is_z_until_reaped_and_gone_after() {
     for r in reaped {
         assert_eq!(r["gone"], true);
         assert_eq!(
-            r["code"], r["expected"],
-            "status given by the child came back through waitpid"
+            r["status"]["exited"], r["expected"],
+            "the child's status came back through waitpid"
         );
     }
     // The zombies appear in the lab's own process tree as children of the lab.
@@ -36,7 +36,7 @@ fn zombie_is_z_until_reaped_and_gone_after() {
 
 #[test]
 fn sigkill_leaves_the_zombie_in_place() {
-    let run = run_json("zombie", &["--linger", "0", "--count", "1"]);
+    let run = run_json("zombie", &["--linger-ms", "0", "--count", "1"]);
     let after = run
         .observations("state")
         .into_iter()
@@ -49,17 +49,27 @@ fn sigkill_leaves_the_zombie_in_place() {
 
 #[test]
 fn sigchld_ignored_means_no_zombie_and_echild() {
-    let run = run_json("zombie", &["--linger", "0", "--count", "1"]);
+    let run = run_json("zombie", &["--linger-ms", "0", "--count", "1"]);
     let o = run.observation("sig_ign");
     assert!(!o["states_seen"].as_str().unwrap().contains('Z'), "{o}");
     assert_eq!(o["gone"], true);
-    assert!(o["waitpid"].as_str().unwrap().contains("ECHILD"));
+    assert_eq!(o["wait"]["error"], "ECHILD");
+}
+
+#[test]
+fn children_reaped_at_once_leave_no_zombie_and_the_verdict_turns() {
+    // One thing changed: the parent reaps before it looks. No Z, and kill finds no process
+    // (ESRCH): an observation that ends the lab "not observed", never a crash.
+    let run =
+        run_removed("zombie", &["--linger-ms", "0", "--count", "2"], "reap_first");
+    run.assert_not_observed("zombie_seen");
+    run.assert_not_observed("sigkill_no_effect");
 }
 
 #[test]
 fn sigint_in_the_middle_leaves_no_child() {
-    // --linger keeps the zombies unreaped long enough to interrupt the lab while it owns them.
-    let mut s = start_json("zombie", &["--linger", "30000", "--count", "3"]);
+    // --linger-ms keeps the zombies unreaped long enough to interrupt the lab while it owns them.
+    let mut s = start_json("zombie", &["--linger-ms", "30000", "--count", "3"]);
     s.wait_for(|v| v["event"] == "check" && v["name"] == "zombie_seen")
         .expect("zombies made");
     interrupt_dies_of(s, libc::SIGINT);
@@ -69,6 +79,6 @@ fn sigint_in_the_middle_leaves_no_child() {
 fn bad_flags_exit_2() {
     assert_usage_error("zombie", &["--count", "0"]);
     assert_usage_error("zombie", &["--count", "100000"]);
-    assert_usage_error("zombie", &["--linger", "-5"]);
+    assert_usage_error("zombie", &["--linger-ms", "-5"]);
     assert_usage_error("zombie", &["--no-such-flag"]);
 }

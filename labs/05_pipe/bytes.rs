@@ -71,7 +71,10 @@ pub fn tally(got: &[u8], writers: usize, size: usize) -> Race {
     let mut intact = vec![0; writers];
     let mut torn = 0;
     for rec in got.chunks(size) {
-        if rec.len() == size && rec.iter().all(|&b| b == rec[0]) && (rec[0].wrapping_sub(b'A') as usize) < writers {
+        if rec.len() == size
+            && rec.iter().all(|&b| b == rec[0])
+            && (rec[0].wrapping_sub(b'A') as usize) < writers
+        {
             intact[(rec[0] - b'A') as usize] += 1;
         } else {
             torn += 1;

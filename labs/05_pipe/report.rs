@@ -17,11 +17,7 @@ pub type Stuck = (i32, char, String);
 /// A process's state letter and wchan from /proc; `Z` when it is already gone.
 pub fn state_wchan(pid: Pid) -> Stuck {
     let p = pid.as_raw();
-    (
-        p,
-        procfacts::state(p).unwrap_or('Z'),
-        procfacts::wchan(p).unwrap_or_default(),
-    )
+    (p, procfacts::state(p).unwrap_or('Z'), procfacts::wchan(p).unwrap_or_default())
 }
 
 /// Section 1: what the parent sent and what the child counted, each (length, checksum).
@@ -54,7 +50,8 @@ pub fn eof(
     status: WaitStatus,
     deadline_ms: u64,
 ) {
-    let (state, wchan) = stuck.first().map_or(('?', ""), |(_, s, w)| (*s, w.as_str()));
+    let (state, wchan) =
+        stuck.first().map_or(('?', ""), |(_, s, w)| (*s, w.as_str()));
     lab.observe(
         "eof",
         json!({"reader_closes_write_end": closes_own, "watchdog_fired": fired, "stuck": !stuck.is_empty(), "state": state.to_string(),
@@ -103,7 +100,13 @@ pub fn parked(
     );
 }
 
-pub fn setpipe_sz(lab: &mut Lab, asked: u32, granted: usize, now: usize, refilled: usize) {
+pub fn setpipe_sz(
+    lab: &mut Lab,
+    asked: u32,
+    granted: usize,
+    now: usize,
+    refilled: usize,
+) {
     lab.observe(
         "setpipe_sz",
         json!({"asked": asked, "granted": granted, "f_getpipe_sz": now, "filled": refilled}),
@@ -160,12 +163,8 @@ pub fn race_table(lab: &mut Lab, races: &[(usize, Race)]) {
         .map(|(rec, r)| {
             vec![
                 fmt_bytes(*rec as u64),
-                if *rec <= libc::PIPE_BUF {
-                    "<= PIPE_BUF"
-                } else {
-                    "> PIPE_BUF"
-                }
-                .to_string(),
+                if *rec <= libc::PIPE_BUF { "<= PIPE_BUF" } else { "> PIPE_BUF" }
+                    .to_string(),
                 r.records.to_string(),
                 r.torn.to_string(),
             ]
@@ -176,7 +175,12 @@ pub fn race_table(lab: &mut Lab, races: &[(usize, Race)]) {
 
 /// Section 5: the round-trip table, one row per CPU placement (label, summary, correct
 /// replies), and, when the first two rows are same-CPU and cross-CPU, their ratio.
-pub fn rtt(lab: &mut Lab, rows: &[(&str, Summary, usize)], rounds: u32, compare: bool) {
+pub fn rtt(
+    lab: &mut Lab,
+    rows: &[(&str, Summary, usize)],
+    rounds: u32,
+    compare: bool,
+) {
     let table: Vec<Vec<String>> = rows
         .iter()
         .map(|(label, s, correct)| {
@@ -245,7 +249,12 @@ pub fn sigpipe_disposition(lab: &mut Lab, ignored: bool) {
     );
 }
 
-pub fn sigpipe(lab: &mut Lab, default_action: bool, child: Pid, status: WaitStatus) {
+pub fn sigpipe(
+    lab: &mut Lab,
+    default_action: bool,
+    child: Pid,
+    status: WaitStatus,
+) {
     lab.observe(
         "sigpipe",
         json!({"sigpipe": if default_action { "default" } else { "ignored" }, "status": format!("{status:?}"),
@@ -259,7 +268,11 @@ pub fn sigpipe(lab: &mut Lab, default_action: bool, child: Pid, status: WaitStat
 }
 
 /// Section 7: one row per write size: (chunk, bytes moved, pipe time, memcpy time).
-pub fn throughput(lab: &mut Lab, total: usize, rows: &[(usize, u64, Duration, Duration)]) {
+pub fn throughput(
+    lab: &mut Lab,
+    total: usize,
+    rows: &[(usize, u64, Duration, Duration)],
+) {
     let table: Vec<Vec<String>> = rows
         .iter()
         .map(|&(chunk, moved, took, copy)| {

@@ -19,7 +19,12 @@ pub fn copies(lab: &mut Lab, child: Pid, private: u64, shared: u64) {
     );
 }
 
-pub fn entry_exists(lab: &mut Lab, name: &str, path: &str, meta: Option<&Metadata>) {
+pub fn entry_exists(
+    lab: &mut Lab,
+    name: &str,
+    path: &str,
+    meta: Option<&Metadata>,
+) {
     lab.observe(
         "shm_entry",
         json!({"phase": "exists", "name": name, "path": path, "exists": meta.is_some(), "size": meta.map(|m| m.len())}),
@@ -50,12 +55,21 @@ pub fn peer(
 /// Keep the segment named for `ms` milliseconds (`--linger`), so a person can look at it.
 pub fn linger(ms: u64) {
     if ms > 0 {
-        say!("the segment lingers {ms} ms: try `ls -l /dev/shm` in another terminal");
+        say!(
+            "the segment lingers {ms} ms: try `ls -l /dev/shm` in another terminal"
+        );
         std::thread::sleep(Duration::from_millis(ms));
     }
 }
 
-pub fn entry_unlinked(lab: &mut Lab, name: &str, path: &str, gone: bool, message: &str, still: bool) {
+pub fn entry_unlinked(
+    lab: &mut Lab,
+    name: &str,
+    path: &str,
+    gone: bool,
+    message: &str,
+    still: bool,
+) {
     lab.observe(
         "shm_entry",
         json!({"phase": "unlinked", "name": name, "path": path, "exists": !gone, "mapping_still_readable": still}),
@@ -80,14 +94,7 @@ impl Count {
     pub fn new(method: Method, args: &Args, actual: u64, took: Duration) -> Count {
         let (procs, iters) = (args.procs, args.iters);
         let expected = procs as u64 * iters;
-        Count {
-            method,
-            procs,
-            iters,
-            expected,
-            actual,
-            took,
-        }
+        Count { method, procs, iters, expected, actual, took }
     }
 
     pub fn lost(&self) -> u64 {
@@ -96,7 +103,8 @@ impl Count {
 }
 
 pub fn counter(lab: &mut Lab, c: &Count) {
-    let (method, expected, actual, lost) = (c.method, c.expected, c.actual, c.lost());
+    let (method, expected, actual, lost) =
+        (c.method, c.expected, c.actual, c.lost());
     lab.observe(
         "counter",
         json!({"method": method.name(), "procs": c.procs, "iters": c.iters,
@@ -144,7 +152,14 @@ pub fn lost_text(c: &Count, cpus: usize) -> String {
     }
 }
 
-pub fn robust(lab: &mut Lab, holder: Pid, status: WaitStatus, first: i32, unlocked: i32, second: i32) {
+pub fn robust(
+    lab: &mut Lab,
+    holder: Pid,
+    status: WaitStatus,
+    first: i32,
+    unlocked: i32,
+    second: i32,
+) {
     lab.observe(
         "robust",
         json!({"holder": holder.as_raw(), "status": format!("{status:?}"), "first_lock": first,
@@ -167,7 +182,13 @@ fn errno_name(code: i32) -> String {
 }
 
 /// Section 6: the table of both transfers, then the observation with the speed-up.
-pub fn zero_copy(lab: &mut Lab, total: usize, chunk: usize, shm: (usize, Duration), pipe: (usize, Duration)) {
+pub fn zero_copy(
+    lab: &mut Lab,
+    total: usize,
+    chunk: usize,
+    shm: (usize, Duration),
+    pipe: (usize, Duration),
+) {
     let row = |path: &str, (ok, took): (usize, Duration)| {
         vec![
             path.into(),

@@ -15,16 +15,16 @@ pub type Task = (i32, String, char, String);
 pub fn snapshot(pid: Pid, names: &[String], left: Duration) -> (Vec<Task>, String) {
     let tasks = procfacts::poll_until(left, || {
         let t = task_rows(pid.as_raw());
-        names
-            .iter()
-            .all(|n| t.iter().any(|r| &r.1 == n && r.2 == 'S'))
-            .then_some(t)
+        names.iter().all(|n| t.iter().any(|r| &r.1 == n && r.2 == 'S')).then_some(t)
     })
     .unwrap_or_else(|| task_rows(pid.as_raw()));
     let mut stack = String::new();
     if let Some(t) = tasks.iter().find(|t| names.first() == Some(&t.1)) {
         let path = format!("/proc/{pid}/task/{}/stack", t.0);
-        stack = format!("{path}:\n{}", std::fs::read_to_string(&path).unwrap_or_default());
+        stack = format!(
+            "{path}:\n{}",
+            std::fs::read_to_string(&path).unwrap_or_default()
+        );
     }
     (tasks, stack)
 }
@@ -62,7 +62,13 @@ pub fn proc_locks() -> Vec<(bool, String, i32, u64, String)> {
             let f = if blocked { &t[2..] } else { &t[1..] };
             let pid = f.get(3)?.parse().ok()?;
             let inode = f.get(4)?.rsplit(':').next()?.parse().ok()?;
-            Some((blocked, f.first()?.to_string(), pid, inode, l.trim().to_string()))
+            Some((
+                blocked,
+                f.first()?.to_string(),
+                pid,
+                inode,
+                l.trim().to_string(),
+            ))
         })
         .collect()
 }
@@ -72,14 +78,21 @@ pub type LockEdge = (i32, String, String, i32);
 
 /// The wait-for cycle between `p1` and `p2` as /proc/locks shows it, if it is there:
 /// (pid, lock it holds, lock it waits for, pid that holds it) per edge, and the lines.
-pub fn lock_cycle(p1: i32, p2: i32, files: &[(u64, &str); 2]) -> Option<(Vec<LockEdge>, Vec<String>)> {
+pub fn lock_cycle(
+    p1: i32,
+    p2: i32,
+    files: &[(u64, &str); 2],
+) -> Option<(Vec<LockEdge>, Vec<String>)> {
     let locks = proc_locks();
-    let name = |ino: u64| files.iter().find(|f| f.0 == ino).map(|f| f.1.to_string());
+    let name =
+        |ino: u64| files.iter().find(|f| f.0 == ino).map(|f| f.1.to_string());
     let holder = |ino: u64| locks.iter().find(|l| !l.0 && l.3 == ino).map(|l| l.2);
     let mut edges = Vec::new();
     for (me, other) in [(p1, p2), (p2, p1)] {
-        let waits = locks.iter().find(|l| l.0 && l.2 == me && name(l.3).is_some())?;
-        let holds = locks.iter().find(|l| !l.0 && l.2 == me && name(l.3).is_some())?;
+        let waits =
+            locks.iter().find(|l| l.0 && l.2 == me && name(l.3).is_some())?;
+        let holds =
+            locks.iter().find(|l| !l.0 && l.2 == me && name(l.3).is_some())?;
         if holder(waits.3) != Some(other) {
             return None;
         }

@@ -85,7 +85,8 @@ pub fn show_cycle(lab: &mut Lab, name: &str, pid: Pid, rep: &Value) -> Vec<Value
     let text: Vec<String> = edges
         .iter()
         .map(|e| {
-            let [t, h, w, b] = ["thread", "holds", "waits_for", "held_by"].map(|k| txt(&e[k]));
+            let [t, h, w, b] =
+                ["thread", "holds", "waits_for", "held_by"].map(|k| txt(&e[k]));
             format!("{t} holds {h}, waits for {w} (held by {b})")
         })
         .collect();
@@ -105,7 +106,13 @@ pub fn show_cycle(lab: &mut Lab, name: &str, pid: Pid, rep: &Value) -> Vec<Value
 
 /// parking_lot's answer with each thread's innermost frame of the lab's code, or that it did
 /// not answer in time (only said if the worker's own graph saw a cycle).
-pub fn show_parking_lot(lab: &mut Lab, name: &str, confirmed: Option<&Value>, reported: bool, agrees: bool) {
+pub fn show_parking_lot(
+    lab: &mut Lab,
+    name: &str,
+    confirmed: Option<&Value>,
+    reported: bool,
+    agrees: bool,
+) {
     match confirmed {
         Some(c) => {
             let threads = c["threads"].as_array().cloned().unwrap_or_default();
@@ -136,13 +143,21 @@ pub fn show_parking_lot(lab: &mut Lab, name: &str, confirmed: Option<&Value>, re
 
 /// The worker's threads as /proc shows them, and the kernel stack of the first thread of
 /// the cycle (if it could be read).
-pub fn show_tasks(lab: &mut Lab, pid: Pid, tasks: &[Task], stack: &str, want: &[String]) {
+pub fn show_tasks(
+    lab: &mut Lab,
+    pid: Pid,
+    tasks: &[Task],
+    stack: &str,
+    want: &[String],
+) {
     lab.table(
         "tasks",
         &["tid", "thread", "state", "wchan"],
         &tasks
             .iter()
-            .map(|t| vec![t.0.to_string(), t.1.clone(), t.2.to_string(), t.3.clone()])
+            .map(|t| {
+                vec![t.0.to_string(), t.1.clone(), t.2.to_string(), t.3.clone()]
+            })
             .collect::<Vec<_>>(),
     );
     let top: Vec<&str> = stack.lines().take(5).collect();
@@ -177,7 +192,15 @@ pub fn hold(lab: &mut Lab, hold_ms: u64, pid: Pid, look: &str) {
 }
 
 /// How a deadlocked worker ended.
-pub fn show_broken(lab: &mut Lab, name: &str, pid: Pid, status: &WaitStatus, fired: bool, took: Duration, args: &Args) {
+pub fn show_broken(
+    lab: &mut Lab,
+    name: &str,
+    pid: Pid,
+    status: &WaitStatus,
+    fired: bool,
+    took: Duration,
+    args: &Args,
+) {
     let (deadline_ms, hold_ms) = (args.deadline, args.hold);
     lab.observe(
         "broken",
@@ -196,7 +219,13 @@ pub fn show_broken(lab: &mut Lab, name: &str, pid: Pid, status: &WaitStatus, fir
 }
 
 /// How a fix run in a worker ended, with the worker's own summary.
-pub fn show_fix(lab: &mut Lab, role: Role, done: &Option<Value>, fired: bool, status: &WaitStatus) {
+pub fn show_fix(
+    lab: &mut Lab,
+    role: Role,
+    done: &Option<Value>,
+    fired: bool,
+    status: &WaitStatus,
+) {
     let us = field(done, "elapsed_us").unwrap_or(0);
     lab.observe(
         "fix",
@@ -222,7 +251,9 @@ pub fn fixes_table(lab: &mut Lab, fixes: &[(&str, &str, &Option<Value>)]) {
                 field(d, "elapsed_us")
                     .map(|us| fmt_duration(Duration::from_micros(us)))
                     .unwrap_or_else(|| "did not finish".into()),
-                field(d, "retries").map(|r| r.to_string()).unwrap_or_else(|| "0".into()),
+                field(d, "retries")
+                    .map(|r| r.to_string())
+                    .unwrap_or_else(|| "0".into()),
             ]
         })
         .collect();
@@ -274,7 +305,12 @@ pub fn show_lock_broken(
 }
 
 /// The fcntl run: who was refused with which errno, and how the waiter ended.
-pub fn show_edeadlk(lab: &mut Lab, [c1, c2]: [Pid; 2], [st1, st2]: [&WaitStatus; 2], waiter_was_blocked: bool) {
+pub fn show_edeadlk(
+    lab: &mut Lab,
+    [c1, c2]: [Pid; 2],
+    [st1, st2]: [&WaitStatus; 2],
+    waiter_was_blocked: bool,
+) {
     let errno = match st2 {
         WaitStatus::Exited(_, c) => *c,
         _ => -1,
@@ -290,7 +326,12 @@ pub fn show_edeadlk(lab: &mut Lab, [c1, c2]: [Pid; 2], [st1, st2]: [&WaitStatus;
 }
 
 /// Both processes of the lock-order fix, and how long they took.
-pub fn show_lock_fix(lab: &mut Lab, [s1, s2]: [&WaitStatus; 2], fired: bool, took: Duration) {
+pub fn show_lock_fix(
+    lab: &mut Lab,
+    [s1, s2]: [&WaitStatus; 2],
+    fired: bool,
+    took: Duration,
+) {
     lab.observe(
         "fix",
         json!({"scenario": "processes", "finished": !fired, "statuses": [format!("{s1:?}"), format!("{s2:?}")], "elapsed_us": took.as_micros() as u64}),
@@ -320,7 +361,11 @@ pub fn show_pipes_blocked(
 }
 
 /// Both pipe writers killed.
-pub fn show_pipes_broken(lab: &mut Lab, [sa, sb]: [&WaitStatus; 2], took: Duration) {
+pub fn show_pipes_broken(
+    lab: &mut Lab,
+    [sa, sb]: [&WaitStatus; 2],
+    took: Duration,
+) {
     lab.observe(
         "broken",
         json!({"scenario": "pipes", "statuses": [format!("{sa:?}"), format!("{sb:?}")], "ended_after_ms": took.as_millis() as u64}),
@@ -329,7 +374,13 @@ pub fn show_pipes_broken(lab: &mut Lab, [sa, sb]: [&WaitStatus; 2], took: Durati
 }
 
 /// The pipe fix: every byte crossed both ways.
-pub fn show_pipes_fix(lab: &mut Lab, bytes: usize, [sa, sb]: [&WaitStatus; 2], fired: bool, took: Duration) {
+pub fn show_pipes_fix(
+    lab: &mut Lab,
+    bytes: usize,
+    [sa, sb]: [&WaitStatus; 2],
+    fired: bool,
+    took: Duration,
+) {
     lab.observe(
         "fix",
         json!({"scenario": "pipes", "finished": !fired, "bytes_each_way": bytes, "statuses": [format!("{sa:?}"), format!("{sb:?}")], "elapsed_us": took.as_micros() as u64}),

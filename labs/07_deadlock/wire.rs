@@ -85,7 +85,12 @@ pub fn tid() -> i32 {
 
 /// The cycle the wait-for graph found, by thread and lock name, and how long after the
 /// last thread asked it was seen.
-pub fn emit_cycle(graph: &WaitFor, edges: &[Edge], locks: &[String], detected_us: u64) {
+pub fn emit_cycle(
+    graph: &WaitFor,
+    edges: &[Edge],
+    locks: &[String],
+    detected_us: u64,
+) {
     let edges: Vec<Value> = {
         let nodes = graph.nodes.lock().unwrap_or_else(|e| e.into_inner());
         edges
@@ -103,7 +108,12 @@ pub type Frames = Vec<(Option<String>, Option<PathBuf>, Option<u32>)>;
 
 /// parking_lot's cycles: each thread by name, with the frames of the lab's own code in its
 /// backtrace (where it waits).
-pub fn emit_parking_lot(graph: &WaitFor, cycles: usize, stuck: Vec<(ThreadId, Frames)>, after: Duration) {
+pub fn emit_parking_lot(
+    graph: &WaitFor,
+    cycles: usize,
+    stuck: Vec<(ThreadId, Frames)>,
+    after: Duration,
+) {
     let nodes = graph.nodes.lock().unwrap_or_else(|e| e.into_inner());
     let name_of = |id| {
         nodes
@@ -123,8 +133,13 @@ pub fn emit_parking_lot(graph: &WaitFor, cycles: usize, stuck: Vec<(ThreadId, Fr
                         .as_deref()
                         .and_then(|p| p.file_name())
                         .map(|f| f.to_string_lossy().into_owned());
-                    name.starts_with("deadlock::")
-                        .then(|| format!("{name} ({}:{})", file.unwrap_or_default(), line.unwrap_or(0)))
+                    name.starts_with("deadlock::").then(|| {
+                        format!(
+                            "{name} ({}:{})",
+                            file.unwrap_or_default(),
+                            line.unwrap_or(0)
+                        )
+                    })
                 })
                 .collect();
             json!({"thread": name_of(id), "frames": frames})
@@ -161,7 +176,12 @@ impl Pair {
 }
 
 /// A fix's final report: the counters, the time, and what went wrong on the way.
-pub fn emit_pair_done(role: Role, p: &Pair, elapsed: Duration, rounds_lockstep: u64) {
+pub fn emit_pair_done(
+    role: Role,
+    p: &Pair,
+    elapsed: Duration,
+    rounds_lockstep: u64,
+) {
     let us = elapsed.as_micros() as u64;
     let (va, vb) = if role == Role::FixOneLock {
         let g = p.both.lock();
@@ -222,7 +242,9 @@ impl Rng {
 /// Two lock files in /dev/shm (tmpfs), named after the lab's pid and registered for cleanup:
 /// their shm names, (inode, short name) of each (/proc/locks names files by inode), and the
 /// paths the children open.
-pub fn lock_files(me: Pid) -> ([String; 2], [(u64, &'static str); 2], Vec<CString>) {
+pub fn lock_files(
+    me: Pid,
+) -> ([String; 2], [(u64, &'static str); 2], Vec<CString>) {
     let names = [
         format!("/proclab-deadlock-{me}-lock-a"),
         format!("/proclab-deadlock-{me}-lock-b"),
@@ -262,12 +284,7 @@ pub struct Gate {
 pub fn gate() -> Gate {
     let (ready_r, ready_w) = pipe2(OFlag::O_CLOEXEC).or_die("pipe2");
     let (go_r, go_w) = pipe2(OFlag::O_CLOEXEC).or_die("pipe2");
-    Gate {
-        ready_r,
-        ready_w,
-        go_r,
-        go_w,
-    }
+    Gate { ready_r, ready_w, go_r, go_w }
 }
 
 /// Async-signal-safe: write one byte.
@@ -280,17 +297,15 @@ pub fn signal_byte(fd: RawFd) {
 pub fn wait_byte(fd: RawFd) {
     let mut b = 0u8;
     // SAFETY: reads into a live one-byte buffer.
-    while unsafe { libc::read(fd, (&mut b as *mut u8).cast(), 1) } < 0 && Errno::last() == Errno::EINTR {}
+    while unsafe { libc::read(fd, (&mut b as *mut u8).cast(), 1) } < 0
+        && Errno::last() == Errno::EINTR
+    {}
 }
 
 /// In the lab: wait (bounded) for one byte from a child.
 pub fn wait_byte_by(fd: RawFd, deadline: Instant) -> bool {
     let ms = deadline.saturating_duration_since(Instant::now()).as_millis() as i32;
-    let mut p = libc::pollfd {
-        fd,
-        events: libc::POLLIN,
-        revents: 0,
-    };
+    let mut p = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
     // SAFETY: one valid pollfd.
     let ready = unsafe { libc::poll(&mut p, 1, ms) } == 1; // bounded: a child may have died
     let mut b = 0u8;
@@ -303,7 +318,8 @@ pub fn send_all(fd: RawFd, msg: &[u8]) -> bool {
     let mut off = 0;
     while off < msg.len() {
         // SAFETY: writes from a live slice.
-        let n = unsafe { libc::write(fd, msg[off..].as_ptr().cast(), msg.len() - off) };
+        let n =
+            unsafe { libc::write(fd, msg[off..].as_ptr().cast(), msg.len() - off) };
         if n <= 0 {
             return false;
         }
@@ -317,7 +333,9 @@ pub fn recv_all(fd: RawFd, buf: &mut [u8]) -> bool {
     let mut off = 0;
     while off < buf.len() {
         // SAFETY: reads into a live slice.
-        let n = unsafe { libc::read(fd, buf[off..].as_mut_ptr().cast(), buf.len() - off) };
+        let n = unsafe {
+            libc::read(fd, buf[off..].as_mut_ptr().cast(), buf.len() - off)
+        };
         if n <= 0 {
             return false;
         }

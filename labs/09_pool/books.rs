@@ -103,14 +103,7 @@ pub struct Worker {
 impl Worker {
     pub fn new(pid: Pid, tasks: OwnedFd, results: OwnedFd, depth: usize) -> Worker {
         let (inbox, inflight) = (Box::default(), VecDeque::with_capacity(depth));
-        Worker {
-            pid,
-            tasks,
-            results,
-            inbox,
-            inflight,
-            done: 0,
-        }
+        Worker { pid, tasks, results, inbox, inflight, done: 0 }
     }
 
     /// Every whole result in the inbox, filed under its task id.

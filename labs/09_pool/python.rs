@@ -8,12 +8,7 @@ use std::process::Child;
 use std::time::Duration;
 
 pub enum Py {
-    Measured {
-        per_task_us: f64,
-        seconds: f64,
-        checksum: u64,
-        version: String,
-    },
+    Measured { per_task_us: f64, seconds: f64, checksum: u64, version: String },
     Skipped(String),
     Failed(String),
 }
@@ -21,7 +16,9 @@ pub enum Py {
 /// Wait up to 60 s for the script (killed after that), then parse what it printed.
 pub fn collect(mut child: Child) -> Py {
     let pid = Pid::from_raw(child.id() as i32);
-    let status = procfacts::poll_until(Duration::from_secs(60), || child.try_wait().ok().flatten());
+    let status = procfacts::poll_until(Duration::from_secs(60), || {
+        child.try_wait().ok().flatten()
+    });
     if status.is_none() {
         let _ = child.kill();
     }
@@ -40,15 +37,20 @@ pub fn collect(mut child: Child) -> Py {
         .find_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
     else {
         let last = err.lines().last().unwrap_or("").to_string();
-        return Py::Failed(format!("python3 exited with {status} and printed no figure: {last}"));
+        return Py::Failed(format!(
+            "python3 exited with {status} and printed no figure: {last}"
+        ));
     };
-    match (v["per_task_us"].as_f64(), v["seconds"].as_f64(), v["checksum"].as_u64()) {
+    match (v["per_task_us"].as_f64(), v["seconds"].as_f64(), v["checksum"].as_u64())
+    {
         (Some(per_task_us), Some(seconds), Some(checksum)) => Py::Measured {
             per_task_us,
             seconds,
             checksum,
             version: v["python"].as_str().unwrap_or("3").to_string(),
         },
-        _ => Py::Failed(format!("unexpected output from the script: {}", out.trim())),
+        _ => {
+            Py::Failed(format!("unexpected output from the script: {}", out.trim()))
+        }
     }
 }

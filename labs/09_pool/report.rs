@@ -22,7 +22,14 @@ pub fn worker(lab: &mut Lab, pid: i32, ppid: i32, state: char, wchan: &str) {
     );
 }
 
-pub fn map(lab: &mut Lab, got: &MapResult, inputs: usize, right: usize, lost: usize, took: Duration) {
+pub fn map(
+    lab: &mut Lab,
+    got: &MapResult,
+    inputs: usize,
+    right: usize,
+    lost: usize,
+    took: Duration,
+) {
     lab.observe(
         "map",
         json!({"inputs": inputs, "results": got.results.len(), "right": right, "lost": lost, "duplicates": got.duplicates, "ms": took.as_secs_f64() * 1e3}),
@@ -35,7 +42,13 @@ pub fn map(lab: &mut Lab, got: &MapResult, inputs: usize, right: usize, lost: us
     );
 }
 
-pub fn on_demand(lab: &mut Lab, slow_task: usize, slow: Duration, rank: usize, tasks: usize) {
+pub fn on_demand(
+    lab: &mut Lab,
+    slow_task: usize,
+    slow: Duration,
+    rank: usize,
+    tasks: usize,
+) {
     lab.observe(
         "on_demand",
         json!({"slow_task": slow_task, "slow_ms": slow.as_millis() as u64, "finished_before_it": rank, "tasks": tasks}),
@@ -59,7 +72,13 @@ pub fn tasks_per_worker(lab: &mut Lab, workers: &[Worker], tasks: usize) {
 }
 
 /// A table of how many tasks (or messages) each process took, and its share of `total`.
-fn shares(lab: &mut Lab, kind: &str, headers: [&str; 3], counts: &[(Pid, u64)], total: u64) {
+fn shares(
+    lab: &mut Lab,
+    kind: &str,
+    headers: [&str; 3],
+    counts: &[(Pid, u64)],
+    total: u64,
+) {
     let rows: Vec<Vec<String>> = (counts.iter())
         .map(|(pid, n)| {
             let share = format!("{:.1}%", 100.0 * *n as f64 / total as f64);
@@ -120,7 +139,13 @@ pub fn retry_outcome(lab: &mut Lab, got: &MapResult, once_ok: bool) {
     );
 }
 
-pub fn map_after_crash(lab: &mut Lab, got: &MapResult, inputs: usize, right: usize, lost: usize) {
+pub fn map_after_crash(
+    lab: &mut Lab,
+    got: &MapResult,
+    inputs: usize,
+    right: usize,
+    lost: usize,
+) {
     lab.observe(
         "map_after_crash",
         json!({"inputs": inputs, "results": got.results.len(), "right": right, "lost": lost, "duplicates": got.duplicates, "failed": 1}),
@@ -133,7 +158,13 @@ pub fn map_after_crash(lab: &mut Lab, got: &MapResult, inputs: usize, right: usi
 }
 
 /// The queue seen from outside while it is full: (bytes queued, capacity, messages sent).
-pub fn back_pressure(lab: &mut Lab, producer: Pid, state: char, wchan: &str, (queued, cap, sent): (u64, u64, u64)) {
+pub fn back_pressure(
+    lab: &mut Lab,
+    producer: Pid,
+    state: char,
+    wchan: &str,
+    (queued, cap, sent): (u64, u64, u64),
+) {
     let msg = MSG as u64;
     lab.observe(
         "back_pressure",
@@ -145,7 +176,14 @@ pub fn back_pressure(lab: &mut Lab, producer: Pid, state: char, wchan: &str, (qu
     );
 }
 
-pub fn producer_blocked(lab: &mut Lab, still: u64, blocked_ns: u64, hold_ms: u64, status: WaitStatus, gate: isize) {
+pub fn producer_blocked(
+    lab: &mut Lab,
+    still: u64,
+    blocked_ns: u64,
+    hold_ms: u64,
+    status: WaitStatus,
+    gate: isize,
+) {
     lab.observe(
         "producer_blocked",
         json!({"sent_while_held": still, "longest_write_ms": blocked_ns as f64 / 1e6, "hold_ms": hold_ms, "status": format!("{status:?}"), "gate_bytes": gate}),
@@ -156,7 +194,13 @@ pub fn producer_blocked(lab: &mut Lab, still: u64, blocked_ns: u64, hold_ms: u64
     );
 }
 
-pub fn consumer_exit(lab: &mut Lab, pid: Pid, status: WaitStatus, pill: u32, taken: u64) {
+pub fn consumer_exit(
+    lab: &mut Lab,
+    pid: Pid,
+    status: WaitStatus,
+    pill: u32,
+    taken: u64,
+) {
     lab.observe(
         "consumer_exit",
         json!({"pid": pid.as_raw(), "status": format!("{status:?}"), "pill": pill, "taken": taken}),
@@ -164,7 +208,14 @@ pub fn consumer_exit(lab: &mut Lab, pid: Pid, status: WaitStatus, pill: u32, tak
     );
 }
 
-pub fn queue_totals(lab: &mut Lab, sent: u64, taken: u64, seq_sum: u64, want_sum: u64, torn: u32) {
+pub fn queue_totals(
+    lab: &mut Lab,
+    sent: u64,
+    taken: u64,
+    seq_sum: u64,
+    want_sum: u64,
+    torn: u32,
+) {
     lab.observe(
         "queue_totals",
         json!({"sent": sent, "taken": taken, "seq_sum": seq_sum, "want_seq_sum": want_sum, "torn": torn}),
@@ -217,7 +268,8 @@ pub struct ThreeWays {
 
 impl ThreeWays {
     pub fn new(workers: usize) -> ThreeWays {
-        let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+        let cpus =
+            std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
         ThreeWays {
             rows: Vec::new(),
             parallel: workers.min(cpus) as f64,
@@ -254,20 +306,21 @@ impl ThreeWays {
     }
 
     /// The Python observation, and its row when it was measured.
-    pub fn python(&mut self, lab: &mut Lab, py: &Py, tasks: usize, workers: usize, want_sum: u64) {
+    pub fn python(
+        &mut self,
+        lab: &mut Lab,
+        py: &Py,
+        tasks: usize,
+        workers: usize,
+        want_sum: u64,
+    ) {
         let (per_task_us, seconds, checksum, version) = match py {
-            Py::Measured {
-                per_task_us,
-                seconds,
-                checksum,
-                version,
-            } => (*per_task_us, *seconds, *checksum, version),
+            Py::Measured { per_task_us, seconds, checksum, version } => {
+                (*per_task_us, *seconds, *checksum, version)
+            }
             Py::Skipped(why) | Py::Failed(why) => {
-                let status = if matches!(py, Py::Skipped(_)) {
-                    "skipped"
-                } else {
-                    "failed"
-                };
+                let status =
+                    if matches!(py, Py::Skipped(_)) { "skipped" } else { "failed" };
                 return lab.observe(
                     "python",
                     json!({"status": status, "why": why}),

@@ -61,18 +61,10 @@ pub struct Task {
 
 impl Task {
     pub fn tiny(x: u64) -> Task {
-        Task {
-            x,
-            rounds: 1,
-            mode: Mode::Normal,
-        }
+        Task { x, rounds: 1, mode: Mode::Normal }
     }
     pub fn heavy(x: u64) -> Task {
-        Task {
-            x,
-            rounds: HEAVY_ROUNDS,
-            mode: Mode::Normal,
-        }
+        Task { x, rounds: HEAVY_ROUNDS, mode: Mode::Normal }
     }
     pub fn expected(&self) -> u64 {
         work(self.x, self.rounds)

@@ -36,19 +36,10 @@ impl Frame {
         }
     }
     pub fn result(id: u64, attempt: u32, value: u64) -> Frame {
-        Frame {
-            kind: RESULT,
-            attempt,
-            id,
-            value,
-            ..Frame::default()
-        }
+        Frame { kind: RESULT, attempt, id, value, ..Frame::default() }
     }
     pub fn stop() -> Frame {
-        Frame {
-            kind: STOP,
-            ..Frame::default()
-        }
+        Frame { kind: STOP, ..Frame::default() }
     }
     /// The length prefix, then the struct's bytes as they are in memory (both ends are the
     /// same program on the same machine).
@@ -75,11 +66,7 @@ pub struct Frames {
 
 impl Frames {
     pub const fn new() -> Frames {
-        Frames {
-            buf: [0; 4096],
-            start: 0,
-            end: 0,
-        }
+        Frames { buf: [0; 4096], start: 0, end: 0 }
     }
 
     /// One read(2) from `fd` into the free space: bytes read, 0 at EOF, -1 on error.
@@ -107,7 +94,9 @@ impl Frames {
     /// The bytes waiting, and the length prefix of the first frame if all 4 bytes are there.
     fn head(&self) -> (&[u8], Option<usize>) {
         let have = &self.buf[self.start..self.end];
-        let len = (have.len() >= 4).then(|| u32::from_ne_bytes([have[0], have[1], have[2], have[3]]) as usize);
+        let len = (have.len() >= 4).then(|| {
+            u32::from_ne_bytes([have[0], have[1], have[2], have[3]]) as usize
+        });
         (have, len)
     }
 
@@ -159,11 +148,7 @@ pub fn write_all(fd: RawFd, mut bytes: &[u8]) -> bool {
 
 /// Wake up when `fd` has something to read (or hit EOF): one entry of poll(2)'s set.
 pub fn pollin(fd: &OwnedFd) -> libc::pollfd {
-    libc::pollfd {
-        fd: fd.as_raw_fd(),
-        events: libc::POLLIN,
-        revents: 0,
-    }
+    libc::pollfd { fd: fd.as_raw_fd(), events: libc::POLLIN, revents: 0 }
 }
 
 /// The bounded queue's message: 16 bytes, a length (12), a kind (DATA or PILL) and a sequence

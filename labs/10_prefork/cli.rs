@@ -65,9 +65,10 @@ impl Args {
 
     /// `--workers`, or its default: 3 for the demo, else 2 x cores + 1 (at most 64).
     pub fn workers(&self) -> usize {
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as u32;
-        self.workers
-            .unwrap_or(if self.demo { 3 } else { (2 * cores + 1).min(64) }) as usize
+        let cores =
+            std::thread::available_parallelism().map_or(1, |n| n.get()) as u32;
+        self.workers.unwrap_or(if self.demo { 3 } else { (2 * cores + 1).min(64) })
+            as usize
     }
 
     /// `--port`, or its default: 0 (the kernel picks) for the demo, else 8080.

@@ -1,8 +1,8 @@
 //! The demo's side of the wire and of /proc: a bounded client of its own (a background load,
 //! a keep-alive connection) and what /proc says about a worker.
 
+use crate::http::{connect, get, read_response, worker_of, Resp};
 use nix::unistd::Pid;
-use proclab::prefork_http::{connect, get, read_response, worker_of, Resp};
 use proclab::procfacts;
 use std::io::Write as _;
 use std::ops::RangeBounds;
@@ -22,7 +22,9 @@ pub fn ok(r: &Resp) -> bool {
 /// contains `wchan` (/proc/PID/wchan).
 pub fn blocked_in(pid: Pid, nr: i64, wchan: &str) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/syscall")) {
-        Ok(s) => s.split_whitespace().next().and_then(|n| n.parse().ok()) == Some(nr),
+        Ok(s) => {
+            s.split_whitespace().next().and_then(|n| n.parse().ok()) == Some(nr)
+        }
         Err(_) => procfacts::wchan(pid.as_raw()).is_some_and(|w| w.contains(wchan)),
     }
 }
@@ -69,7 +71,11 @@ pub struct Load {
 
 impl Load {
     pub fn start(port: u16) -> Load {
-        let (stop, done, log): (Arc<AtomicBool>, Arc<AtomicUsize>, Arc<Mutex<Log>>) = Default::default();
+        let (stop, done, log): (
+            Arc<AtomicBool>,
+            Arc<AtomicUsize>,
+            Arc<Mutex<Log>>,
+        ) = Default::default();
         let (s, d, l) = (stop.clone(), done.clone(), log.clone());
         let thread = std::thread::spawn(move || {
             while !s.load(Ordering::SeqCst) && d.load(Ordering::SeqCst) < 20_000 {
@@ -79,12 +85,7 @@ impl Load {
                 d.fetch_add(1, Ordering::SeqCst);
             }
         });
-        Load {
-            stop,
-            done,
-            log,
-            thread,
-        }
+        Load { stop, done, log, thread }
     }
 
     /// Requests finished so far.
@@ -94,7 +95,9 @@ impl Load {
 
     /// Wait (at most 10 s) until `at_least` requests have finished.
     pub fn wait_done(&self, at_least: usize) {
-        procfacts::poll_until(Duration::from_secs(10), || (self.done() >= at_least).then_some(()));
+        procfacts::poll_until(Duration::from_secs(10), || {
+            (self.done() >= at_least).then_some(())
+        });
     }
 
     /// Stop the stream and return its log.

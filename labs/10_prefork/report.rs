@@ -4,9 +4,9 @@
 use super::cli::{Args, Model};
 use super::client::{ok, started, Log};
 use super::master::Death;
+use crate::http::{worker_of, Resp};
 use nix::sys::signal::Signal;
 use nix::unistd::{getpid, Pid};
-use proclab::prefork_http::{worker_of, Resp};
 use proclab::{plain, Lab};
 use serde_json::json;
 use std::collections::BTreeMap;
@@ -44,11 +44,20 @@ pub fn worker_started(lab: &mut Lab, child: Pid, why: &str) {
 }
 
 /// A death as waitpid decoded it (`cause`), and what the master does about it.
-pub fn worker_died(lab: &mut Lab, d: &Death, cause: &str, age: Duration, replace: bool, delay: Duration) {
+pub fn worker_died(
+    lab: &mut Lab,
+    d: &Death,
+    cause: &str,
+    age: Duration,
+    replace: bool,
+    delay: Duration,
+) {
     let then = match (replace, delay.is_zero()) {
         (false, _) => "not replaced".to_string(),
         (true, true) => "replacing it".to_string(),
-        (true, false) => format!("crash loop: replacement in {} ms", delay.as_millis()),
+        (true, false) => {
+            format!("crash loop: replacement in {} ms", delay.as_millis())
+        }
     };
     let pid = d.pid;
     lab.observe(
@@ -67,7 +76,13 @@ pub fn stop(lab: &mut Lab, sig: Signal, why: &str, workers: usize) {
     );
 }
 
-pub fn worker_socket(lab: &mut Lab, pid: Pid, fd: RawFd, sock: &str, accepting: bool) {
+pub fn worker_socket(
+    lab: &mut Lab,
+    pid: Pid,
+    fd: RawFd,
+    sock: &str,
+    accepting: bool,
+) {
     lab.observe(
         "worker_socket",
         json!({"pid": pid.as_raw(), "fd": fd, "socket": sock, "in_accept4": accepting}),
@@ -109,7 +124,13 @@ pub fn keepalive(lab: &mut Lab, ka: &[i32]) {
 
 /// What the load saw before the kills, between the kills and waitpid's report of both
 /// deaths, and after it (and how much of that the `new` workers served).
-pub fn under_load(lab: &mut Lab, log: &Log, killed_at: Instant, dead_at: Instant, new: &[Pid]) {
+pub fn under_load(
+    lab: &mut Lab,
+    log: &Log,
+    killed_at: Instant,
+    dead_at: Instant,
+    new: &[Pid],
+) {
     let failed = |rs: &[&Resp]| rs.iter().filter(|r| !ok(r)).count();
     let failed_before = failed(&started(log, ..killed_at));
     let window = started(log, killed_at..dead_at);
@@ -158,7 +179,13 @@ pub fn in_flight_answer(lab: &mut Lab, answer: &Resp, stopped_in: Duration) {
     );
 }
 
-pub fn after_stop(lab: &mut Lab, clean: usize, workers: usize, stragglers: usize, refused: bool) {
+pub fn after_stop(
+    lab: &mut Lab,
+    clean: usize,
+    workers: usize,
+    stragglers: usize,
+    refused: bool,
+) {
     lab.observe(
         "after_stop",
         json!({"exited_0": clean, "workers": workers, "stragglers": stragglers, "refused": refused}),

@@ -4,9 +4,9 @@
 //! no locks). The HTTP parser and the response writer are in `src/prefork_http.rs`.
 
 use super::{Cfg, STOP, TICK_MS};
+use crate::http::{find, linger, param, parse, respond, Conn, Req, SliceWriter};
 use nix::errno::Errno;
 use proclab::die;
-use proclab::prefork_http::{find, linger, param, parse, respond, Conn, Req, SliceWriter};
 use std::fmt::Write as _;
 use std::os::fd::RawFd;
 use std::sync::atomic::Ordering;
@@ -25,10 +25,7 @@ pub struct Bufs {
 
 impl Bufs {
     pub fn new() -> Bufs {
-        Bufs {
-            req: vec![0; REQ_MAX],
-            out: vec![0; OUT_MAX],
-        }
+        Bufs { req: vec![0; REQ_MAX], out: vec![0; OUT_MAX] }
     }
 }
 
@@ -56,10 +53,8 @@ pub fn setsockopt_int(fd: RawFd, opt: libc::c_int, v: libc::c_int) {
 /// accept() on this socket, and recv() on the sockets it accepts, give up after TICK_MS
 /// (EAGAIN), so a worker looks around.
 pub fn set_accept_tick(fd: RawFd) {
-    let tv = libc::timeval {
-        tv_sec: 0,
-        tv_usec: (TICK_MS * 1000) as libc::suseconds_t,
-    };
+    let tv =
+        libc::timeval { tv_sec: 0, tv_usec: (TICK_MS * 1000) as libc::suseconds_t };
     sockopt(fd, libc::SO_RCVTIMEO, &tv); // SO_RCVTIMEO bounds accept() too
 }
 
@@ -74,7 +69,13 @@ enum Head {
 
 /// Read until the buffer holds a whole request head (ends with CRLF CRLF), for at most
 /// `timeout` in all: a client that trickles its request in slower than that is dropped.
-fn read_head(fd: RawFd, buf: &mut [u8], len: &mut usize, timeout: Duration, fresh: bool) -> Head {
+fn read_head(
+    fd: RawFd,
+    buf: &mut [u8],
+    len: &mut usize,
+    timeout: Duration,
+    fresh: bool,
+) -> Head {
     let deadline = Instant::now() + timeout;
     loop {
         if let Some(end) = find(&buf[..*len], b"\r\n\r\n") {
@@ -92,13 +93,14 @@ fn read_head(fd: RawFd, buf: &mut [u8], len: &mut usize, timeout: Duration, fres
         let flags = if idle_stop { libc::MSG_DONTWAIT } else { 0 };
         let room = &mut buf[*len..];
         // SAFETY: the pointer and length describe the free part of the buffer.
-        let n = unsafe { libc::recv(fd, room.as_mut_ptr().cast(), room.len(), flags) }; // sleep until bytes come, a signal, or the 500 ms SO_RCVTIMEO the connection inherited from the listening socket
+        let n =
+            unsafe { libc::recv(fd, room.as_mut_ptr().cast(), room.len(), flags) }; // sleep until bytes come, a signal, or the 500 ms SO_RCVTIMEO the connection inherited from the listening socket
         match n {
             0 => return Head::Closed, // EOF: the client closed
             n if n < 0 => match Errno::last() {
                 Errno::EAGAIN if idle_stop => return Head::Closed, // nothing had arrived
-                Errno::EAGAIN | Errno::EINTR => continue,          // the tick or a signal: look again
-                _ => return Head::Closed,                          // ECONNRESET and the like
+                Errno::EAGAIN | Errno::EINTR => continue, // the tick or a signal: look again
+                _ => return Head::Closed,                 // ECONNRESET and the like
             },
             n => *len += n as usize,
         }
@@ -110,16 +112,36 @@ fn read_head(fd: RawFd, buf: &mut [u8], len: &mut usize, timeout: Duration, fres
 pub fn serve_connection(fd: RawFd, bufs: &mut Bufs, cfg: &Cfg, me: i32) -> u64 {
     let (mut len, mut served) = (0usize, 0u64);
     loop {
-        let end = match read_head(fd, &mut bufs.req, &mut len, cfg.timeout, served == 0) {
+        let end = match read_head(
+            fd,
+            &mut bufs.req,
+            &mut len,
+            cfg.timeout,
+            served == 0,
+        ) {
             Head::Complete(end) => end,
             Head::Closed => return served,
             Head::TooLarge => {
-                respond(fd, &mut bufs.out, 431, b"request head too large\n", Conn::Close, false);
+                respond(
+                    fd,
+                    &mut bufs.out,
+                    431,
+                    b"request head too large\n",
+                    Conn::Close,
+                    false,
+                );
                 linger(fd, &mut bufs.req);
                 return served;
             }
             Head::TimedOut => {
-                respond(fd, &mut bufs.out, 408, b"request too slow\n", Conn::Close, false);
+                respond(
+                    fd,
+                    &mut bufs.out,
+                    408,
+                    b"request too slow\n",
+                    Conn::Close,
+                    false,
+                );
                 return served;
             }
         };
@@ -134,10 +156,18 @@ pub fn serve_connection(fd: RawFd, bufs: &mut Bufs, cfg: &Cfg, me: i32) -> u64 {
                 let mut w = SliceWriter::new(&mut body);
                 let status = route(&req, me, &mut w);
                 let n = w.len;
-                respond(fd, &mut bufs.out, status, &body[..n], conn, req.head_only) && conn != Conn::Close
+                respond(fd, &mut bufs.out, status, &body[..n], conn, req.head_only)
+                    && conn != Conn::Close
             }
             Err(status) => {
-                respond(fd, &mut bufs.out, status, b"bad request\n", Conn::Close, false);
+                respond(
+                    fd,
+                    &mut bufs.out,
+                    status,
+                    b"bad request\n",
+                    Conn::Close,
+                    false,
+                );
                 linger(fd, &mut bufs.req);
                 false
             }
@@ -169,7 +199,9 @@ fn route(req: &Req, me: i32, w: &mut SliceWriter) -> u16 {
                 400
             }
         },
-        b"/cpu" => match param(req.query, b"n").filter(|&n| (1..=50_000_000).contains(&n)) {
+        b"/cpu" => match param(req.query, b"n")
+            .filter(|&n| (1..=50_000_000).contains(&n))
+        {
             Some(n) => {
                 let x = burn(n);
                 let _ = writeln!(w, "worker {me} burned n={n} ({x:x})");
@@ -196,9 +228,13 @@ fn sleep_ms(ms: u64) {
         let ns = t.tv_nsec as u64 + (ms % 1000) * 1_000_000;
         t.tv_sec += (ms / 1000 + ns / 1_000_000_000) as libc::time_t;
         t.tv_nsec = (ns % 1_000_000_000) as libc::c_long;
-        while libc::clock_nanosleep(libc::CLOCK_MONOTONIC, libc::TIMER_ABSTIME, &t, std::ptr::null_mut()) == libc::EINTR
-        {
-        } // until the absolute deadline
+        while libc::clock_nanosleep(
+            libc::CLOCK_MONOTONIC,
+            libc::TIMER_ABSTIME,
+            &t,
+            std::ptr::null_mut(),
+        ) == libc::EINTR
+        {} // until the absolute deadline
     }
 }
 
@@ -206,7 +242,9 @@ fn sleep_ms(ms: u64) {
 fn burn(n: u64) -> u64 {
     let mut x = n;
     for i in 0..n {
-        x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(i));
+        x = std::hint::black_box(
+            x.wrapping_mul(6364136223846793005).wrapping_add(i),
+        );
     }
     x
 }

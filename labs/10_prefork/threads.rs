@@ -11,7 +11,13 @@ use std::time::{Duration, Instant};
 
 /// Serve with `n` threads until SIGTERM (graceful, bounded by `grace`) or SIGINT / SIGQUIT
 /// (fast). Returns whether the stop was graceful and how many threads had finished.
-pub fn serve(lab: &mut Lab, cfg: Cfg, n: usize, signals: &SigSet, grace: Duration) -> (bool, usize) {
+pub fn serve(
+    lab: &mut Lab,
+    cfg: Cfg,
+    n: usize,
+    signals: &SigSet,
+    grace: Duration,
+) -> (bool, usize) {
     let threads: Vec<_> = (0..n)
         .map(|_| {
             std::thread::spawn(move || {
@@ -21,7 +27,10 @@ pub fn serve(lab: &mut Lab, cfg: Cfg, n: usize, signals: &SigSet, grace: Duratio
                 let tid = unsafe { libc::gettid() };
                 say_as!("thread", "{tid} ready, blocking in accept()");
                 let (c, r) = accept_loop(fd, &cfg, &mut bufs, tid, None);
-                say_as!("thread", "{tid} stopping: served {c} connections, {r} requests");
+                say_as!(
+                    "thread",
+                    "{tid} stopping: served {c} connections, {r} requests"
+                );
             })
         })
         .collect();
@@ -33,7 +42,9 @@ pub fn serve(lab: &mut Lab, cfg: Cfg, n: usize, signals: &SigSet, grace: Duratio
         match wait_signal(signals, Duration::from_secs(1)) {
             Some(Signal::SIGTERM) => break true,
             Some(Signal::SIGINT | Signal::SIGQUIT) => break false,
-            Some(s @ (Signal::SIGTTIN | Signal::SIGTTOU | Signal::SIGHUP)) => say!("{s} is for the process model only"),
+            Some(s @ (Signal::SIGTTIN | Signal::SIGTTOU | Signal::SIGHUP)) => {
+                say!("{s} is for the process model only")
+            }
             _ => {}
         }
     };

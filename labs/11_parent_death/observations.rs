@@ -61,15 +61,27 @@ pub fn observe_subreaper(lab: &mut Lab, me: Pid, subreaper: bool) {
 
 /// The family table (role, pid, ppid, pgrp, state, wait channel), once every member has
 /// settled in its wait, and one line of narration.
-pub fn show_family(lab: &mut Lab, scenario: Scenario, parent: Pid, children: &[Pid], extra: Option<(Role, Pid)>) {
+pub fn show_family(
+    lab: &mut Lab,
+    scenario: Scenario,
+    parent: Pid,
+    children: &[Pid],
+    extra: Option<(Role, Pid)>,
+) {
     let mut members = vec![(Role::Parent, parent)];
     members.extend(children.iter().map(|&c| (Role::Child, c)));
     members.extend(extra);
     let rows: Vec<Vec<String>> = members
         .iter()
         .map(|&(role, pid)| {
-            let state = procfacts::wait_for_state(pid.as_raw(), &['S'], Duration::from_secs(2)); // settled in its wait
-            let wchan = procfacts::poll_until(Duration::from_secs(1), || procfacts::wchan(pid.as_raw()));
+            let state = procfacts::wait_for_state(
+                pid.as_raw(),
+                &['S'],
+                Duration::from_secs(2),
+            ); // settled in its wait
+            let wchan = procfacts::poll_until(Duration::from_secs(1), || {
+                procfacts::wchan(pid.as_raw())
+            });
             let f = procfacts::facts(pid.as_raw());
             vec![
                 role.name().to_string(),
@@ -81,7 +93,11 @@ pub fn show_family(lab: &mut Lab, scenario: Scenario, parent: Pid, children: &[P
             ]
         })
         .collect();
-    lab.table("family", &["role", "pid", "ppid", "pgrp", "state", "waits in"], &rows);
+    lab.table(
+        "family",
+        &["role", "pid", "ppid", "pgrp", "state", "waits in"],
+        &rows,
+    );
     say_as!(
         "observer",
         "{}'s family is up: 1 parent, {} children{}",
@@ -92,7 +108,12 @@ pub fn show_family(lab: &mut Lab, scenario: Scenario, parent: Pid, children: &[P
 }
 
 /// How the parent ended, from the wait status the observer collected.
-pub fn observe_parent(lab: &mut Lab, scenario: Scenario, pid: Pid, status: Option<WaitStatus>) {
+pub fn observe_parent(
+    lab: &mut Lab,
+    scenario: Scenario,
+    pid: Pid,
+    status: Option<WaitStatus>,
+) {
     let signal = match status {
         Some(WaitStatus::Signaled(_, sig, _)) => Some(sig.as_str()),
         _ => None,
@@ -105,14 +126,27 @@ pub fn observe_parent(lab: &mut Lab, scenario: Scenario, pid: Pid, status: Optio
 }
 
 /// The fate of each of the parent's children, in fork order.
-pub fn observe_children(lab: &mut Lab, scenario: Scenario, parent: Pid, children: &[Pid], fates: &[Fate]) {
+pub fn observe_children(
+    lab: &mut Lab,
+    scenario: Scenario,
+    parent: Pid,
+    children: &[Pid],
+    fates: &[Fate],
+) {
     for (&c, f) in children.iter().zip(fates) {
         observe_fate(lab, scenario, Role::Child, c, parent, f);
     }
 }
 
 /// What became of one member of the family: alive (ppid, state, group) or how it ended.
-pub fn observe_fate(lab: &mut Lab, scenario: Scenario, role: Role, pid: Pid, parent: Pid, fate: &Fate) {
+pub fn observe_fate(
+    lab: &mut Lab,
+    scenario: Scenario,
+    role: Role,
+    pid: Pid,
+    parent: Pid,
+    fate: &Fate,
+) {
     let me = getpid();
     let mut fields = json!({
         "scenario": scenario.name(), "role": role.name(), "pid": pid.as_raw(),
@@ -171,7 +205,9 @@ pub fn observe_cleaned(lab: &mut Lab, scenario: Scenario, pid: Pid, end: &Fate) 
 
 fn describe_status(status: Option<WaitStatus>) -> String {
     match status {
-        Some(WaitStatus::Signaled(_, sig, _)) => format!("killed by {}", sig.as_str()),
+        Some(WaitStatus::Signaled(_, sig, _)) => {
+            format!("killed by {}", sig.as_str())
+        }
         Some(WaitStatus::Exited(_, code)) => format!("exited with status {code}"),
         Some(other) => format!("{other:?}"),
         None => "still not ended".into(),
@@ -187,15 +223,18 @@ pub struct Summary {
 
 impl Summary {
     pub fn new(observer: Pid) -> Summary {
-        Summary {
-            observer,
-            rows: Vec::new(),
-            claims: Vec::new(),
-        }
+        Summary { observer, rows: Vec::new(), claims: Vec::new() }
     }
 
     /// One scenario: how the parent died, what became of its children, whether they died with it.
-    pub fn add(&mut self, scenario: &str, parent_death: &str, fates: &[Fate], died_with_it: bool, claim: &'static str) {
+    pub fn add(
+        &mut self,
+        scenario: &str,
+        parent_death: &str,
+        fates: &[Fate],
+        died_with_it: bool,
+        claim: &'static str,
+    ) {
         let died = if died_with_it { "yes" } else { "NO" };
         self.rows.push(vec![
             scenario.into(),
@@ -211,9 +250,13 @@ impl Summary {
         let mut parts: Vec<(String, usize)> = Vec::new();
         for f in fates {
             let what = match f {
-                Fate::Alive { .. } if f.alive_under(self.observer) => "alive, re-parented to the observer".to_string(),
+                Fate::Alive { .. } if f.alive_under(self.observer) => {
+                    "alive, re-parented to the observer".to_string()
+                }
                 Fate::Alive { .. } => "alive".to_string(),
-                Fate::Dead(WaitStatus::Signaled(_, sig, _)) => format!("killed by {}", sig.as_str()),
+                Fate::Dead(WaitStatus::Signaled(_, sig, _)) => {
+                    format!("killed by {}", sig.as_str())
+                }
                 Fate::Dead(WaitStatus::Exited(_, code)) => format!("exited {code}"),
                 other => format!("{other:?}"),
             };
@@ -222,7 +265,8 @@ impl Summary {
                 None => parts.push((what, 1)),
             }
         }
-        let all: Vec<String> = parts.iter().map(|(w, k)| format!("{w}: {k}")).collect();
+        let all: Vec<String> =
+            parts.iter().map(|(w, k)| format!("{w}: {k}")).collect();
         all.join(", ")
     }
 
@@ -239,10 +283,9 @@ impl Summary {
         );
     }
 
-    pub fn claim(&self) -> String {
-        format!(
-            "killing the parent does not by itself kill its children: {}",
-            self.claims.join("; ")
-        )
+    /// What each way showed, as one observation before the verdict.
+    pub fn report(&self, lab: &mut Lab) {
+        let shown = self.claims.join("; ");
+        proclab::observe!(lab, "ways", "what each way showed: {shown}", shown);
     }
 }

@@ -49,8 +49,13 @@ pub fn next_report(ready: &OwnedFd, deadline: Instant) -> (Role, Pid) {
     while got < rec.len() {
         let left = deadline.saturating_duration_since(Instant::now());
         let mut fds = [PollFd::new(ready.as_fd(), PollFlags::POLLIN)];
-        match poll(&mut fds, PollTimeout::try_from(left).unwrap_or(PollTimeout::MAX)) {
-            Ok(0) => die("waiting for the family's reports (10 s)", Errno::ETIMEDOUT),
+        match poll(
+            &mut fds,
+            PollTimeout::try_from(left).unwrap_or(PollTimeout::MAX),
+        ) {
+            Ok(0) => {
+                die("waiting for the family's reports (10 s)", Errno::ETIMEDOUT)
+            }
             Ok(_) | Err(Errno::EINTR) => {}
             Err(e) => die("poll", e),
         }
@@ -70,8 +75,5 @@ pub fn next_report(ready: &OwnedFd, deadline: Instant) -> (Role, Pid) {
         2 => Role::Late,
         _ => Role::Leaver,
     };
-    (
-        role,
-        Pid::from_raw(i32::from_ne_bytes([rec[4], rec[5], rec[6], rec[7]])),
-    )
+    (role, Pid::from_raw(i32::from_ne_bytes([rec[4], rec[5], rec[6], rec[7]])))
 }

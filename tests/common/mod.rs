@@ -78,11 +78,35 @@ impl Run {
     }
     /// The verdict event.
     pub fn verdict(&self) -> &Value {
-        self.events
-            .iter()
-            .find(|e| e["event"] == "verdict")
-            .unwrap_or_else(|| panic!("no verdict in:\n{}\nstderr:\n{}", self.stdout, self.stderr))
+        self.events.iter().find(|e| e["event"] == "verdict").unwrap_or_else(|| {
+            panic!("no verdict in:\n{}\nstderr:\n{}", self.stdout, self.stderr)
+        })
     }
+    /// Assert that the run ended "not observed": exit 3, a verdict with `ok: false` and
+    /// outcome `not_observed`, and the check `check` among the failed ones.
+    pub fn assert_not_observed(&self, check: &str) {
+        assert_eq!(
+            self.code,
+            Some(3),
+            "exit code\nstdout:\n{}\nstderr:\n{}",
+            self.stdout,
+            self.stderr
+        );
+        let v = self.verdict();
+        assert_eq!(v["ok"], false, "{v}");
+        assert_eq!(v["outcome"], "not_observed", "{v}");
+        let failed = v["failed"].as_array().expect("failed list");
+        assert!(
+            failed.iter().any(|f| f == check),
+            "the verdict names {check:?} among the failed checks: {v}"
+        );
+        assert!(
+            !self.check(check),
+            "the check {check:?} itself says it failed:\n{}",
+            self.stdout
+        );
+    }
+
     /// Assert the run verified its claim: exit 0, verdict ok, every check ok.
     pub fn assert_verified(&self) {
         assert_eq!(
@@ -93,6 +117,7 @@ impl Run {
             self.stderr
         );
         assert_eq!(self.verdict()["ok"], true);
+        assert_eq!(self.verdict()["outcome"], "verified");
         assert!(self
             .events
             .iter()
@@ -103,10 +128,22 @@ impl Run {
 
 /// Run lab `name` with `--json` and `args`; wait for it; check it left nothing behind.
 pub fn run_json(name: &str, args: &[&str]) -> Run {
+    run_json_env(name, args, &[])
+}
+
+/// [`run_json`] with the phenomenon `what` removed by the lab's test switch
+/// (`PROCLAB_TEST_REMOVE=what`, read by `proclab::test_removes`).
+pub fn run_removed(name: &str, args: &[&str], what: &str) -> Run {
+    run_json_env(name, args, &[("PROCLAB_TEST_REMOVE", what)])
+}
+
+/// [`run_json`] with extra environment variables.
+pub fn run_json_env(name: &str, args: &[&str], env: &[(&str, &str)]) -> Run {
     let tag = new_tag(name);
     let out = Command::new(bin(name))
         .arg("--json")
         .args(args)
+        .envs(env.iter().copied())
         .env(TAG_VAR, &tag)
         .env("NO_COLOR", "1")
         .stdin(Stdio::null())
@@ -117,16 +154,13 @@ pub fn run_json(name: &str, args: &[&str]) -> Run {
     let events = stdout
         .lines()
         .map(|l| {
-            serde_json::from_str(l).unwrap_or_else(|e| panic!("--json printed a line that is not JSON ({e}): {l:?}"))
+            serde_json::from_str(l).unwrap_or_else(|e| {
+                panic!("--json printed a line that is not JSON ({e}): {l:?}")
+            })
         })
         .collect();
     assert_no_leftovers(&tag, Duration::from_secs(5));
-    Run {
-        code: out.status.code(),
-        events,
-        stdout,
-        stderr,
-    }
+    Run { code: out.status.code(), events, stdout, stderr }
 }
 
 /// Run lab `name` without `--json` (human output) and return (exit code, stdout).
@@ -152,7 +186,10 @@ pub struct Started {
 
 impl Started {
     /// Read JSON lines until one satisfies `pred` (returns it), or the output ends (None).
-    pub fn wait_for(&mut self, pred: impl Fn(&Value) -> bool) -> Option<Value> {
+    pub fn wait_for(
+        &mut self,
+        mut pred: impl FnMut(&Value) -> bool,
+    ) -> Option<Value> {
         for line in self.lines.by_ref() {
             let v: Value = serde_json::from_str(&line.ok()?).ok()?;
             if pred(&v) {
@@ -194,7 +231,9 @@ pub fn tagged_processes(tag: &str) -> Vec<i32> {
         if env.split(|&b| b == 0).any(|kv| kv == needle.as_bytes()) {
             let zombie = std::fs::read_to_string(format!("/proc/{pid}/stat"))
                 .ok()
-                .and_then(|s| s.rsplit(')').next().map(|r| r.trim_start().starts_with('Z')))
+                .and_then(|s| {
+                    s.rsplit(')').next().map(|r| r.trim_start().starts_with('Z'))
+                })
                 .unwrap_or(false);
             if !zombie {
                 found.push(pid);
@@ -230,7 +269,9 @@ pub fn assert_no_leftovers(tag: &str, grace: Duration) {
                 // SAFETY: kill has no memory-safety preconditions; these are the test's own.
                 unsafe { libc::kill(*pid, libc::SIGKILL) };
             }
-            panic!("processes of run {tag} still alive after the lab ended: {alive:?}");
+            panic!(
+                "processes of run {tag} still alive after the lab ended: {alive:?}"
+            );
         }
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -257,7 +298,9 @@ pub fn interrupt(mut s: Started, sig: i32) -> std::process::ExitStatus {
     let pid = s.child.id();
     let left: Vec<String> = shm_entries()
         .into_iter()
-        .filter(|n| n.contains(&format!("-{pid}-")) || n.ends_with(&format!("-{pid}")))
+        .filter(|n| {
+            n.contains(&format!("-{pid}-")) || n.ends_with(&format!("-{pid}"))
+        })
         .collect();
     assert!(
         left.is_empty(),
@@ -293,4 +336,170 @@ pub fn assert_usage_error(name: &str, args: &[&str]) {
         "{name} {args:?} should explain the error on stderr"
     );
     assert!(tagged_processes(&tag).is_empty());
+}
+
+/// SIGKILL a started lab (no handler of its own can run) and assert that within 1 s no
+/// process of its run is alive: every descendant has a lifeline (PDEATHSIG with the
+/// getppid re-check, or a pipe's end of file). Zombies do not count: they are dead, and
+/// whoever adopted them reaps them.
+pub fn sigkill_leaves_nothing(mut s: Started) {
+    // SAFETY: kill has no memory-safety preconditions.
+    unsafe { libc::kill(s.child.id() as i32, libc::SIGKILL) };
+    let _ = s.child.wait();
+    let killed_at = Instant::now();
+    let deadline = killed_at + Duration::from_millis(1000);
+    loop {
+        let alive = tagged_processes(&s.tag);
+        if alive.is_empty() {
+            return;
+        }
+        if Instant::now() > deadline {
+            let what: Vec<String> = alive
+                .iter()
+                .map(|p| {
+                    let stat = std::fs::read_to_string(format!("/proc/{p}/stat"))
+                        .unwrap_or_default();
+                    let wchan = std::fs::read_to_string(format!("/proc/{p}/wchan"))
+                        .unwrap_or_default();
+                    format!(
+                        "{} wchan={wchan}",
+                        stat.split_whitespace()
+                            .take(4)
+                            .collect::<Vec<_>>()
+                            .join(" ")
+                    )
+                })
+                .collect();
+            for pid in &alive {
+                // SAFETY: as above; these are the test's own leftovers.
+                unsafe { libc::kill(*pid, libc::SIGKILL) };
+            }
+            panic!("1 s after the lab was SIGKILLed these of its processes were alive: {what:?}");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Start lab `name` with `--json` and `args`, wait for the `n`-th event satisfying `pred`
+/// (1-based; None if the output ended first), sleep `after`, then SIGKILL it and assert
+/// nothing of it outlives it by a second. Returns false if the instant never came.
+pub fn sigkill_at(
+    name: &str,
+    args: &[&str],
+    n: usize,
+    pred: impl Fn(&Value) -> bool,
+    after: Duration,
+) -> bool {
+    let mut s = start_json(name, args);
+    let mut seen = 0;
+    let reached = s
+        .wait_for(|v| {
+            if pred(v) {
+                seen += 1;
+            }
+            seen >= n
+        })
+        .is_some();
+    std::thread::sleep(after);
+    sigkill_leaves_nothing(s);
+    reached
+}
+
+/// What a run on a pseudo-terminal printed, and how it ended.
+pub struct PtyRun {
+    pub code: Option<i32>,
+    pub output: String,
+    /// How many `--step` prompts it showed.
+    pub prompts: usize,
+}
+
+/// Run lab `name` with `--step` on a pseudo-terminal (stdin and stdout are a terminal, so
+/// the pauses are on) and press Enter `delay` after each prompt, as a learner who looks
+/// before going on. Bounded by `limit`; leaves nothing behind.
+pub fn run_stepping(
+    name: &str,
+    args: &[&str],
+    delay: Duration,
+    limit: Duration,
+) -> PtyRun {
+    use std::io::{Read, Write};
+    use std::os::fd::{FromRawFd, OwnedFd};
+    let (mut master, slave) = {
+        let (mut m, mut sl) = (0, 0);
+        // SAFETY: openpty writes two descriptors; no name, termios or size are passed.
+        let rc = unsafe {
+            libc::openpty(
+                &mut m,
+                &mut sl,
+                std::ptr::null_mut(),
+                std::ptr::null(),
+                std::ptr::null(),
+            )
+        };
+        assert_eq!(rc, 0, "openpty");
+        // SAFETY: both descriptors were just opened and are owned here.
+        unsafe { (std::fs::File::from_raw_fd(m), OwnedFd::from_raw_fd(sl)) }
+    };
+    let tag = new_tag(name);
+    let mut child = Command::new(bin(name))
+        .arg("--step")
+        .args(args)
+        .env(TAG_VAR, &tag)
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::from(slave.try_clone().expect("dup")))
+        .stdout(Stdio::from(slave.try_clone().expect("dup")))
+        .stderr(Stdio::from(slave))
+        .spawn()
+        .unwrap_or_else(|e| panic!("start {name}: {e}"));
+    let start = Instant::now();
+    let mut output = Vec::new();
+    let mut prompts = 0;
+    let mut buf = [0u8; 4096];
+    let mut exited_at: Option<Instant> = None;
+    loop {
+        let mut p = libc::pollfd {
+            fd: std::os::fd::AsRawFd::as_raw_fd(&master),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd.
+        let ready = unsafe { libc::poll(&mut p, 1, 200) } > 0;
+        if ready {
+            // EIO once the lab and all its children closed the terminal.
+            match master.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => output.extend_from_slice(&buf[..n]),
+            }
+            let text = String::from_utf8_lossy(&output);
+            let now = text.matches("[--step]").count();
+            while prompts < now {
+                prompts += 1;
+                std::thread::sleep(delay);
+                let _ = master.write_all(b"\n");
+            }
+        } else if exited_at.is_none() && child.try_wait().ok().flatten().is_some() {
+            exited_at = Some(Instant::now());
+        }
+        // The lab has exited and its output has been read (a descendant may hold the
+        // terminal open; the leftover check below catches it).
+        if exited_at.is_some_and(|t| t.elapsed() > Duration::from_millis(500)) {
+            break;
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            assert_no_leftovers(&tag, Duration::from_secs(5));
+            panic!(
+                "{name} --step did not end within {limit:?}:\n{}",
+                String::from_utf8_lossy(&output)
+            );
+        }
+    }
+    let status = child.wait().expect("wait");
+    assert_no_leftovers(&tag, Duration::from_secs(5));
+    PtyRun {
+        code: status.code(),
+        output: String::from_utf8_lossy(&output).into_owned(),
+        prompts,
+    }
 }

@@ -25,11 +25,8 @@
 
 // The plumbing lives beside this file: the command line, the family's readiness reports,
 // and how the observer prints what it saw (observations, tables, the summary).
-#[path = "11_parent_death/args.rs"]
 mod args;
-#[path = "11_parent_death/observations.rs"]
 mod observations;
-#[path = "11_parent_death/readiness.rs"]
 mod readiness;
 
 use args::{Args, Scenario};
@@ -38,9 +35,12 @@ use nix::errno::Errno;
 use nix::sys::prctl;
 use nix::sys::signal::{kill, killpg, sigprocmask, SigSet, SigmaskHow, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
-use nix::unistd::{fork, getpid, getppid, pause, pipe, read, setpgid, write, ForkResult, Pid};
+use nix::unistd::{
+    fork, getpid, getppid, pause, pipe, read, setpgid, write, ForkResult, Pid,
+};
 use observations::{
-    observe_children, observe_cleaned, observe_fate, observe_parent, observe_subreaper, show_family, Fate, Summary,
+    observe_children, observe_cleaned, observe_fate, observe_parent,
+    observe_subreaper, show_family, Fate, Summary,
 };
 use proclab::procfacts;
 use proclab::{cleanup, die, flush_stdout, say_as, Lab, OrDie};
@@ -57,7 +57,11 @@ const TIMEOUT: Duration = Duration::from_secs(10);
 
 fn main() {
     let args = Args::parse();
-    let mut lab = Lab::start("parent-death", &args.common);
+    let mut lab = Lab::start(
+        "parent-death",
+        "killing the parent does not by itself kill its children: they live on as orphans unless PR_SET_PDEATHSIG, a process-group signal or a pipe's end of file ends them",
+        &args.common,
+    );
     let me = getpid();
     let n = args.children as usize;
     let linger = Duration::from_millis(args.linger);
@@ -69,7 +73,8 @@ fn main() {
     // ANCHOR: subreaper
     // From now on, orphans below us are re-parented to us, not to PID 1. Then ask the kernel back.
     prctl::set_child_subreaper(true).or_die("prctl(PR_SET_CHILD_SUBREAPER)");
-    let subreaper = prctl::get_child_subreaper().or_die("prctl(PR_GET_CHILD_SUBREAPER)");
+    let subreaper =
+        prctl::get_child_subreaper().or_die("prctl(PR_GET_CHILD_SUBREAPER)");
     // ANCHOR_END: subreaper
     observe_subreaper(&mut lab, me, subreaper);
     lab.check(
@@ -91,10 +96,17 @@ fn main() {
         // Alive or dead? Whose child now?
         let fates: Vec<Fate> = fam.children.iter().map(|&c| look(c)).collect();
         // ANCHOR_END: kill_plain
-        observe_children(&mut lab, Scenario::Plain, fam.parent, &fam.children, &fates);
+        observe_children(
+            &mut lab,
+            Scenario::Plain,
+            fam.parent,
+            &fam.children,
+            &fates,
+        );
         lab.show_tree(me);
         // Survived: still running, with a new parent (the observer, unless the subreaper is gone).
-        let alive = fates.iter().filter(|f| f.alive_with_new_parent(fam.parent)).count();
+        let alive =
+            fates.iter().filter(|f| f.alive_with_new_parent(fam.parent)).count();
         let under_me = fates.iter().filter(|f| f.alive_under(me)).count();
         lab.check(
             "plain_children_survive",
@@ -129,12 +141,28 @@ fn main() {
         kill(fam.parent, Signal::SIGKILL).or_die("kill"); // the same kill -9 as in 1
         let parent_end = reap(fam.parent);
         write(&fam.go, b"g").or_die("write"); // the late child may go on: its parent is reaped, so it was re-parented
-        let fates: Vec<Fate> = fam.children.iter().map(|&c| await_death(c)).collect(); // bounded
-        let (late, late_fate) = fam.extra.map(|(_, p)| (p, await_death(p))).expect("a late child");
+        let fates: Vec<Fate> =
+            fam.children.iter().map(|&c| await_death(c)).collect(); // bounded
+        let (late, late_fate) =
+            fam.extra.map(|(_, p)| (p, await_death(p))).expect("a late child");
         observe_parent(&mut lab, Scenario::Pdeathsig, fam.parent, parent_end);
-        observe_children(&mut lab, Scenario::Pdeathsig, fam.parent, &fam.children, &fates);
-        observe_fate(&mut lab, Scenario::Pdeathsig, Role::Late, late, fam.parent, &late_fate);
-        let died = fates.iter().filter(|f| f.signal() == Some(Signal::SIGTERM)).count();
+        observe_children(
+            &mut lab,
+            Scenario::Pdeathsig,
+            fam.parent,
+            &fam.children,
+            &fates,
+        );
+        observe_fate(
+            &mut lab,
+            Scenario::Pdeathsig,
+            Role::Late,
+            late,
+            fam.parent,
+            &late_fate,
+        );
+        let died =
+            fates.iter().filter(|f| f.signal() == Some(Signal::SIGTERM)).count();
         lab.check(
             "pdeathsig_children_die",
             killed_by(parent_end, Signal::SIGKILL) && died == n,
@@ -168,11 +196,18 @@ fn main() {
         killpg(pgid, Signal::SIGTERM).or_die("killpg");
         // ANCHOR_END: killpg
         let parent_end = reap(fam.parent);
-        let fates: Vec<Fate> = fam.children.iter().map(|&c| await_death(c)).collect();
+        let fates: Vec<Fate> =
+            fam.children.iter().map(|&c| await_death(c)).collect();
         std::thread::sleep(linger); // the leaver had time to die too, if the signal had reached it
         let leaver_fate = look(leaver);
         observe_parent(&mut lab, Scenario::Pgroup, fam.parent, parent_end);
-        observe_children(&mut lab, Scenario::Pgroup, fam.parent, &fam.children, &fates);
+        observe_children(
+            &mut lab,
+            Scenario::Pgroup,
+            fam.parent,
+            &fam.children,
+            &fates,
+        );
         observe_fate(
             &mut lab,
             Scenario::Pgroup,
@@ -181,7 +216,8 @@ fn main() {
             fam.parent,
             &leaver_fate,
         );
-        let died = fates.iter().filter(|f| f.signal() == Some(Signal::SIGTERM)).count();
+        let died =
+            fates.iter().filter(|f| f.signal() == Some(Signal::SIGTERM)).count();
         lab.check(
             "pgroup_members_die",
             killed_by(parent_end, Signal::SIGTERM) && died == n,
@@ -189,7 +225,8 @@ fn main() {
                 "one kill(-{pgid}, SIGTERM) killed the parent and {died} of {n} children, all members of group {pgid}"
             ),
         );
-        let left_alive = leaver_fate.alive_under(me) && leaver_fate.pgrp() != Some(pgid.as_raw());
+        let left_alive = leaver_fate.alive_under(me)
+            && leaver_fate.pgrp() != Some(pgid.as_raw());
         lab.check(
             "pgroup_leaver_survives",
             left_alive,
@@ -210,9 +247,16 @@ fn main() {
         let fam = start_family(&mut lab, Scenario::Pipe, n, hold);
         kill(fam.parent, Signal::SIGKILL).or_die("kill"); // the same kill -9 as in 1
         let parent_end = reap(fam.parent);
-        let fates: Vec<Fate> = fam.children.iter().map(|&c| await_death(c)).collect();
+        let fates: Vec<Fate> =
+            fam.children.iter().map(|&c| await_death(c)).collect();
         observe_parent(&mut lab, Scenario::Pipe, fam.parent, parent_end);
-        observe_children(&mut lab, Scenario::Pipe, fam.parent, &fam.children, &fates);
+        observe_children(
+            &mut lab,
+            Scenario::Pipe,
+            fam.parent,
+            &fam.children,
+            &fates,
+        );
         let exited = fates.iter().filter(|f| f.exit_code() == Some(0)).count();
         lab.check(
             "pipe_children_exit",
@@ -230,7 +274,8 @@ fn main() {
 
     lab.section("Summary: did the children die with their parent?");
     summary.show(&mut lab);
-    lab.finish(&summary.claim())
+    summary.report(&mut lab);
+    lab.finish()
 }
 
 /// A parent and the children it reported.
@@ -245,13 +290,19 @@ struct Family {
 
 /// Fork the parent of `scenario`, collect the reports of the whole family (each pid is
 /// tracked for cleanup as soon as it is known), and show it.
-fn start_family(lab: &mut Lab, scenario: Scenario, n: usize, hold: Duration) -> Family {
+fn start_family(
+    lab: &mut Lab,
+    scenario: Scenario,
+    n: usize,
+    hold: Duration,
+) -> Family {
     // Scenario 2: the observer tells the late child when to go on.
     let (go_r, go) = pipe().or_die("pipe");
     let deadline = Instant::now() + TIMEOUT;
     // ANCHOR: family
     let (ready_r, ready_w) = pipe().or_die("pipe"); // each member writes (role, pid) here when ready
-    sigprocmask(SigmaskHow::SIG_BLOCK, Some(&stop_signals()), None).or_die("sigprocmask"); // Ctrl-C waits until all are tracked
+    sigprocmask(SigmaskHow::SIG_BLOCK, Some(&stop_signals()), None)
+        .or_die("sigprocmask"); // Ctrl-C waits until all are tracked
     flush_stdout();
     // SAFETY: parent() only makes async-signal-safe calls and never returns (it ends by a signal or _exit).
     let parent = match unsafe { fork() }.or_die("fork") {
@@ -261,7 +312,10 @@ fn start_family(lab: &mut Lab, scenario: Scenario, n: usize, hold: Duration) -> 
     cleanup::track(parent); // tracked first, so the cleanup kills it before its children
     drop((ready_w, go_r)); // only the family holds these ends
     let (mut children, mut extra, mut parent_done) = (Vec::new(), None, false);
-    while !parent_done || children.len() < n || (needs_extra(scenario) && extra.is_none()) {
+    while !parent_done
+        || children.len() < n
+        || (needs_extra(scenario) && extra.is_none())
+    {
         let (role, pid) = next_report(&ready_r, deadline); // blocks (bounded) until someone is ready
         if role == Role::Parent {
             parent_done = true; // it has forked them all
@@ -274,15 +328,11 @@ fn start_family(lab: &mut Lab, scenario: Scenario, n: usize, hold: Duration) -> 
         }
     }
     // Every member is tracked: a pending Ctrl-C is delivered now, and the cleanup reaches all.
-    sigprocmask(SigmaskHow::SIG_UNBLOCK, Some(&stop_signals()), None).or_die("sigprocmask");
+    sigprocmask(SigmaskHow::SIG_UNBLOCK, Some(&stop_signals()), None)
+        .or_die("sigprocmask");
     // ANCHOR_END: family
     children.sort(); // in fork order (the reports arrive in the order the scheduler chose)
-    let fam = Family {
-        parent,
-        children,
-        extra,
-        go,
-    };
+    let fam = Family { parent, children, extra, go };
     show_family(lab, scenario, fam.parent, &fam.children, fam.extra);
     std::thread::sleep(hold); // only so a person can look: `ps -o pid,ppid,pgid,stat,cmd --forest`
     fam
@@ -307,7 +357,8 @@ fn child_defaults() {
         libc::alarm(SAFETY_SECS); // SIGALRM ends this process after a minute, whatever happens
     }
     // Inherited from the observer, which blocks them while it learns the family's pids.
-    sigprocmask(SigmaskHow::SIG_UNBLOCK, Some(&stop_signals()), None).or_die("sigprocmask");
+    sigprocmask(SigmaskHow::SIG_UNBLOCK, Some(&stop_signals()), None)
+        .or_die("sigprocmask");
 }
 
 /// SIGINT and SIGTERM, the signals the lab's cleanup handler answers.
@@ -392,7 +443,12 @@ fn parent(scenario: Scenario, n: usize, ready: &OwnedFd, go: &OwnedFd) -> ! {
 }
 
 /// One child: how it learns of its parent's death depends on the scenario.
-fn child(scenario: Scenario, parent: Pid, ready: &OwnedFd, lifeline: Option<&(OwnedFd, OwnedFd)>) -> ! {
+fn child(
+    scenario: Scenario,
+    parent: Pid,
+    ready: &OwnedFd,
+    lifeline: Option<&(OwnedFd, OwnedFd)>,
+) -> ! {
     child_defaults();
     match (scenario, lifeline) {
         // ANCHOR: eof
@@ -480,11 +536,7 @@ fn look(pid: Pid) -> Fate {
         Err(e) => die("waitpid", e),
     }
     match procfacts::facts(pid.as_raw()) {
-        Some(f) => Fate::Alive {
-            ppid: f.ppid,
-            state: f.state,
-            pgrp: f.pgrp,
-        },
+        Some(f) => Fate::Alive { ppid: f.ppid, state: f.state, pgrp: f.pgrp },
         None => Fate::Gone,
     }
 }

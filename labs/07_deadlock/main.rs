@@ -48,7 +48,9 @@ use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::{fork, getpid, pipe2, ForkResult, Pid};
 use parking_lot::MutexGuard;
 use proclab::measure::fmt_duration;
-use proclab::{cleanup, flush_stdout, procfacts, say, Lab, OrDie, Stopwatch, Watchdog};
+use proclab::{
+    cleanup, flush_stdout, procfacts, say, Lab, OrDie, Stopwatch, Watchdog,
+};
 use serde_json::{json, Value};
 use std::ffi::CString;
 use std::io::BufReader;
@@ -57,28 +59,30 @@ use std::path::PathBuf;
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
-#[path = "07_deadlock/cli.rs"]
 mod cli;
-#[path = "07_deadlock/inspect.rs"]
 mod inspect;
-#[path = "07_deadlock/report.rs"]
 mod report;
-#[path = "07_deadlock/waitfor.rs"]
 mod waitfor;
-#[path = "07_deadlock/wire.rs"]
 mod wire;
 use cli::{Args, Role, Scenario};
 use inspect::{lock_cycle, proc_locks, queued, snapshot};
 use report::{cycle_threads, field, txt, Outcome};
 use waitfor::{Edge, WaitFor};
-use wire::{emit, gate, recv_all, send_all, signal_byte, tid, wait_byte, wait_byte_by, Gate, Rng, Worker};
+use wire::{
+    emit, gate, recv_all, send_all, signal_byte, tid, wait_byte, wait_byte_by,
+    Gate, Rng, Worker,
+};
 
 fn main() {
     let args = Args::parse();
     if let Some(role) = args.role {
         worker(role, &args); // a re-executed worker process: never returns
     }
-    let mut lab = Lab::start("deadlock", &args.common);
+    let mut lab = Lab::start(
+        "deadlock",
+        "each deadlock formed for certain, was detected within the deadline with its cycle shown, and was broken; each fix took away a condition the deadlock needs and finished",
+        &args.common,
+    );
     let want = |s: Scenario| args.scenario == s || args.scenario == Scenario::All;
     let mut outcomes = Vec::new();
     say!(
@@ -90,7 +94,9 @@ fn main() {
     if want(Scenario::Threads) {
         lab.section("1. Two threads, two mutexes, opposite order");
         let mut o = thread_deadlock(&mut lab, &args, Role::Pair, "threads");
-        lab.section("2. Four fixes, each taking away a condition the deadlock needs");
+        lab.section(
+            "2. Four fixes, each taking away a condition the deadlock needs",
+        );
         (o.fix, o.fix_ok) = coffman_fixes(&mut lab, &args);
         outcomes.push(o);
     }
@@ -104,7 +110,8 @@ fn main() {
     }
     if want(Scenario::Philosophers) {
         lab.section(&format!("5. {} dining philosophers", args.philosophers));
-        let mut o = thread_deadlock(&mut lab, &args, Role::Philosophers, "philosophers");
+        let mut o =
+            thread_deadlock(&mut lab, &args, Role::Philosophers, "philosophers");
         let done = run_fix(&mut lab, &args, Role::FixPhilosophers);
         let meals = field(&done, "meals").unwrap_or(0);
         let want_meals = args.philosophers as u64 * args.iters as u64;
@@ -119,7 +126,7 @@ fn main() {
 
     lab.section("6. Verdict per scenario");
     report::verdicts(&mut lab, &outcomes);
-    lab.finish("each deadlock formed for certain, was detected within the deadline with its cycle shown, and was broken; each fix took away a condition the deadlock needs and finished")
+    lab.finish()
 }
 
 // ---------------------------------------------------------------------------------------
@@ -163,7 +170,10 @@ unsafe fn fork_child(run: impl FnOnce()) -> Pid {
 
 /// Wait for every child under a watchdog that kills them all at the deadline; reap them.
 /// Returns their statuses and whether the watchdog fired.
-fn reap_all<const N: usize>(pids: [Pid; N], deadline: Duration) -> ([WaitStatus; N], bool) {
+fn reap_all<const N: usize>(
+    pids: [Pid; N],
+    deadline: Duration,
+) -> ([WaitStatus; N], bool) {
     let dog = Watchdog::arm(deadline, move || {
         for p in pids {
             let _ = kill(p, Signal::SIGKILL); // a fix that does not finish is no fix
@@ -212,7 +222,12 @@ fn spawn_worker(role: Role, args: &Args) -> Worker {
 
 /// Make the deadlock of `role` (two threads, or the philosophers) in a worker, see it from
 /// the inside (the worker's report) and the outside (/proc), and break it.
-fn thread_deadlock(lab: &mut Lab, args: &Args, role: Role, name: &'static str) -> Outcome {
+fn thread_deadlock(
+    lab: &mut Lab,
+    args: &Args,
+    role: Role,
+    name: &'static str,
+) -> Outcome {
     let deadline = args.deadline();
     let sw = Stopwatch::start();
     let mut w = spawn_worker(role, args);
@@ -253,19 +268,26 @@ fn thread_deadlock(lab: &mut Lab, args: &Args, role: Role, name: &'static str) -
         .as_ref()
         .map(|r| report::show_cycle(lab, name, pid, r))
         .unwrap_or_default();
-    let cycle_ok = !edges.is_empty() && edges.iter().all(|e| want.iter().any(|n| e["held_by"] == n.as_str()));
+    let cycle_ok = !edges.is_empty()
+        && edges.iter().all(|e| want.iter().any(|n| e["held_by"] == n.as_str()));
     // parking_lot's own detector, run after the snapshot: it wakes each deadlocked thread
     // for a moment to take its backtrace (resolving symbols takes a while in a debug build).
-    let agrees = confirmed
-        .as_ref()
-        .map(report::parking_lot_threads)
-        .is_none_or(|found| want.len() == found.len() && want.iter().all(|n| found.contains(n)));
-    report::show_parking_lot(lab, name, confirmed.as_ref(), report.is_some(), agrees);
+    let agrees =
+        confirmed.as_ref().map(report::parking_lot_threads).is_none_or(|found| {
+            want.len() == found.len() && want.iter().all(|n| found.contains(n))
+        });
+    report::show_parking_lot(
+        lab,
+        name,
+        confirmed.as_ref(),
+        report.is_some(),
+        agrees,
+    );
     // Seen from outside: every thread of the cycle asleep in the kernel, on a futex.
     let asleep = !want.is_empty()
-        && want
-            .iter()
-            .all(|n| tasks.iter().any(|t| &t.1 == n && t.2 == 'S' && t.3.contains("futex")));
+        && want.iter().all(|n| {
+            tasks.iter().any(|t| &t.1 == n && t.2 == 'S' && t.3.contains("futex"))
+        });
     report::show_tasks(lab, pid, &tasks, &stack, &want);
     let seen = cycle_ok && asleep && agrees;
     lab.check(
@@ -295,7 +317,9 @@ fn thread_deadlock(lab: &mut Lab, args: &Args, role: Role, name: &'static str) -
     Outcome {
         scenario: name,
         cycle: seen,
-        detected: report.map(|r| Duration::from_micros(r["detected_after_us"].as_u64().unwrap_or(0))),
+        detected: report.map(|r| {
+            Duration::from_micros(r["detected_after_us"].as_u64().unwrap_or(0))
+        }),
         broken,
         fix: String::new(),
         fix_ok: false,
@@ -325,7 +349,9 @@ fn run_fix(lab: &mut Lab, args: &Args, role: Role) -> Option<Value> {
 
 fn coffman_fixes(lab: &mut Lab, args: &Args) -> (String, bool) {
     let k = args.iters as u64;
-    let exact = |d: &Option<Value>| field(d, "a") == Some(2 * k) && field(d, "b") == Some(2 * k);
+    let exact = |d: &Option<Value>| {
+        field(d, "a") == Some(2 * k) && field(d, "b") == Some(2 * k)
+    };
     say!("mutual exclusion, hold and wait, no preemption, circular wait: remove any one and no deadlock can form");
     let order = run_fix(lab, args, Role::FixOrder);
     let ok1 = lab.check(
@@ -411,7 +437,9 @@ fn worker(role: Role, args: &Args) -> ! {
     let n = args.philosophers as usize;
     let k = args.iters as u64;
     match role {
-        Role::Pair => ring(&["t1", "t2"].map(String::from), &["A", "B"].map(String::from)),
+        Role::Pair => {
+            ring(&["t1", "t2"].map(String::from), &["A", "B"].map(String::from))
+        }
         Role::Philosophers => ring(
             &(0..n).map(|i| format!("phil{i}")).collect::<Vec<_>>(),
             &(0..n).map(|i| format!("fork{i}")).collect::<Vec<_>>(),
@@ -427,11 +455,13 @@ fn worker(role: Role, args: &Args) -> ! {
 /// each takes its left fork then its right one. The threads never return.
 fn ring(threads: &[String], locks: &[String]) {
     let n = threads.len();
-    let mutexes: Arc<Vec<parking_lot::Mutex<()>>> = Arc::new((0..n).map(|_| parking_lot::Mutex::new(())).collect());
+    let mutexes: Arc<Vec<parking_lot::Mutex<()>>> =
+        Arc::new((0..n).map(|_| parking_lot::Mutex::new(())).collect());
     let graph = Arc::new(WaitFor::default());
     let all_hold = Arc::new(Barrier::new(n));
     for i in 0..n {
-        let (mutexes, graph, all_hold) = (mutexes.clone(), graph.clone(), all_hold.clone());
+        let (mutexes, graph, all_hold) =
+            (mutexes.clone(), graph.clone(), all_hold.clone());
         let (name, lock) = (threads[i].clone(), locks[i].clone());
         std::thread::Builder::new()
             .name(name.clone())
@@ -502,8 +532,10 @@ fn fix_pair(role: Role, k: u64) {
                 .name(format!("t{}", me + 1))
                 .spawn(move || {
                     use std::sync::atomic::Ordering::Relaxed;
-                    let (a, b, both, start) = (&pair.a, &pair.b, &pair.both, &pair.start); // see wire::Pair
-                    let (retries, gave_up, successes) = (&pair.retries, &pair.gave_up, &pair.successes);
+                    let (a, b, both, start) =
+                        (&pair.a, &pair.b, &pair.both, &pair.start); // see wire::Pair
+                    let (retries, gave_up, successes) =
+                        (&pair.retries, &pair.gave_up, &pair.successes);
                     // t1 takes A first, t2 takes B first: the order that deadlocks in section 1.
                     let (first, second) = if me == 0 { (a, b) } else { (b, a) };
                     let mut rng = Rng::new(me as u64 + 1);
@@ -537,7 +569,9 @@ fn fix_pair(role: Role, k: u64) {
                                         MutexGuard::unlock_fair(g1); // give back what we hold: no hold-and-wait
                                         retries.fetch_add(1, Relaxed);
                                         let pause = 1 + rng.below(50); // jitter: 1..50 µs
-                                        std::thread::sleep(Duration::from_micros(pause));
+                                        std::thread::sleep(Duration::from_micros(
+                                            pause,
+                                        ));
                                     }
                                 }
                             }
@@ -548,7 +582,10 @@ fn fix_pair(role: Role, k: u64) {
                             for _ in 0..rounds_lockstep {
                                 let g1 = first.lock();
                                 start.wait(); // both hold their first lock (perfectly in step)
-                                let got = second.try_lock().map(|mut g2| *g2 += 1).is_some();
+                                let got = second
+                                    .try_lock()
+                                    .map(|mut g2| *g2 += 1)
+                                    .is_some();
                                 successes.fetch_add(got as u64, Relaxed);
                                 start.wait(); // both have tried before either lets go
                                 drop(g1); // release and retry, both after the same back-off
@@ -558,7 +595,11 @@ fn fix_pair(role: Role, k: u64) {
                         // ANCHOR_END: lockstep
                         // ANCHOR: fix_timed
                         Role::FixTimed => {
-                            let patience = Duration::from_millis(if me == 0 { 10 } else { 1000 });
+                            let patience = Duration::from_millis(if me == 0 {
+                                10
+                            } else {
+                                1000
+                            });
                             let (mut done, mut first_round) = (0, true);
                             while done < k {
                                 let mut g1 = first.lock();
@@ -575,7 +616,9 @@ fn fix_pair(role: Role, k: u64) {
                                         MutexGuard::unlock_fair(g1); // gave up: hand A to the waiter
                                         gave_up.fetch_add(1, Relaxed);
                                         retries.fetch_add(1, Relaxed);
-                                        std::thread::sleep(Duration::from_micros(1 + rng.below(50)));
+                                        std::thread::sleep(Duration::from_micros(
+                                            1 + rng.below(50),
+                                        ));
                                     }
                                 }
                             }
@@ -604,7 +647,8 @@ fn fix_pair(role: Role, k: u64) {
 
 /// N philosophers, each eating k meals, taking the lower-numbered fork first.
 fn fix_philosophers(n: usize, k: u64) {
-    let forks: Arc<Vec<parking_lot::Mutex<u64>>> = Arc::new((0..n).map(|_| parking_lot::Mutex::new(0)).collect());
+    let forks: Arc<Vec<parking_lot::Mutex<u64>>> =
+        Arc::new((0..n).map(|_| parking_lot::Mutex::new(0)).collect());
     let meals = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let sw = Stopwatch::start();
     let threads: Vec<_> = (0..n)
@@ -701,22 +745,28 @@ fn process_deadlock(lab: &mut Lab, args: &Args) -> Outcome {
     let me = getpid();
     let (names, files, paths) = wire::lock_files(me);
 
-    say!("flock: child 1 locks lock-a then lock-b, child 2 locks lock-b then lock-a");
+    say!(
+        "flock: child 1 locks lock-a then lock-b, child 2 locks lock-b then lock-a"
+    );
     let sw = Stopwatch::start();
     let (c1, g1) = fork_lock_child(Kind::Flock, &paths[0], &paths[1]);
     let (c2, g2) = fork_lock_child(Kind::Flock, &paths[1], &paths[0]);
     let until = Instant::now() + deadline;
-    let both_hold = wait_byte_by(g1.ready_r.as_raw_fd(), until) && wait_byte_by(g2.ready_r.as_raw_fd(), until);
+    let both_hold = wait_byte_by(g1.ready_r.as_raw_fd(), until)
+        && wait_byte_by(g2.ready_r.as_raw_fd(), until);
     signal_byte(g1.go_w.as_raw_fd()); // both hold their first lock: now ask for the second
     signal_byte(g2.go_w.as_raw_fd());
     let asked = Instant::now();
     // ANCHOR: proc_locks
-    let seen = procfacts::poll_until(until.saturating_duration_since(Instant::now()), || {
-        let (edges, lines) = lock_cycle(c1.as_raw(), c2.as_raw(), &files)?;
-        let s1 = procfacts::state(c1.as_raw()).filter(|&s| s == 'S')?; // asleep in the kernel,
-        let s2 = procfacts::state(c2.as_raw()).filter(|&s| s == 'S')?; // not spinning
-        Some((edges, lines, s1, s2, asked.elapsed()))
-    });
+    let seen = procfacts::poll_until(
+        until.saturating_duration_since(Instant::now()),
+        || {
+            let (edges, lines) = lock_cycle(c1.as_raw(), c2.as_raw(), &files)?;
+            let s1 = procfacts::state(c1.as_raw()).filter(|&s| s == 'S')?; // asleep in the kernel,
+            let s2 = procfacts::state(c2.as_raw()).filter(|&s| s == 'S')?; // not spinning
+            Some((edges, lines, s1, s2, asked.elapsed()))
+        },
+    );
     // ANCHOR_END: proc_locks
     let mut cycle = false;
     if let Some((edges, lines, _, _, after)) = &seen {
@@ -749,7 +799,14 @@ fn process_deadlock(lab: &mut Lab, args: &Args) -> Outcome {
     cleanup::forget(c1);
     // ANCHOR_END: break_one
     let took = sw.elapsed();
-    report::show_lock_broken(lab, [c2, c1], [&victim, &survivor], fired, took, args.deadline);
+    report::show_lock_broken(
+        lab,
+        [c2, c1],
+        [&victim, &survivor],
+        fired,
+        took,
+        args.deadline,
+    );
     let broken = lab.check(
         "processes_broken",
         matches!(victim, WaitStatus::Signaled(_, Signal::SIGKILL, _))
@@ -764,15 +821,19 @@ fn process_deadlock(lab: &mut Lab, args: &Args) -> Outcome {
     let (c1, g1) = fork_lock_child(Kind::Fcntl, &paths[0], &paths[1]);
     let (c2, g2) = fork_lock_child(Kind::Fcntl, &paths[1], &paths[0]);
     let until = Instant::now() + deadline;
-    let ready = wait_byte_by(g1.ready_r.as_raw_fd(), until) && wait_byte_by(g2.ready_r.as_raw_fd(), until);
+    let ready = wait_byte_by(g1.ready_r.as_raw_fd(), until)
+        && wait_byte_by(g2.ready_r.as_raw_fd(), until);
     // ANCHOR: edeadlk
     signal_byte(g1.go_w.as_raw_fd()); // child 1 asks for lock-b and sleeps...
-    let c1_waits = procfacts::poll_until(until.saturating_duration_since(Instant::now()), || {
-        let waiting = proc_locks()
-            .iter()
-            .any(|l| l.0 && l.2 == c1.as_raw() && l.3 == files[1].0);
-        (waiting && procfacts::state(c1.as_raw()) == Some('S')).then_some(())
-    });
+    let c1_waits = procfacts::poll_until(
+        until.saturating_duration_since(Instant::now()),
+        || {
+            let waiting = proc_locks()
+                .iter()
+                .any(|l| l.0 && l.2 == c1.as_raw() && l.3 == files[1].0);
+            (waiting && procfacts::state(c1.as_raw()) == Some('S')).then_some(())
+        },
+    );
     signal_byte(g2.go_w.as_raw_fd()); // ...then child 2 asks for lock-a, which closes the cycle
     let dog = Watchdog::arm(deadline, move || {
         let _ = kill(c1, Signal::SIGKILL);
@@ -827,7 +888,13 @@ fn process_deadlock(lab: &mut Lab, args: &Args) -> Outcome {
 // ANCHOR: pipe_child
 /// A child: send `msg` on `out`, receive as many bytes on `inp` (or the other way round).
 /// Exits 0 when every byte went out and came in.
-fn pipe_child(out: RawFd, inp: RawFd, msg: &[u8], buf: &mut [u8], read_first: bool) -> ! {
+fn pipe_child(
+    out: RawFd,
+    inp: RawFd,
+    msg: &[u8],
+    buf: &mut [u8],
+    read_first: bool,
+) -> ! {
     let ok = match read_first {
         true => recv_all(inp, buf) && send_all(out, msg), // B in the fix: read, then answer
         false => send_all(out, msg) && recv_all(inp, buf), // the deadlock: both write first
@@ -837,7 +904,13 @@ fn pipe_child(out: RawFd, inp: RawFd, msg: &[u8], buf: &mut [u8], read_first: bo
 }
 // ANCHOR_END: pipe_child
 
-fn fork_pipe_child(out: &OwnedFd, inp: &OwnedFd, msg: &[u8], buf: &mut [u8], read_first: bool) -> Pid {
+fn fork_pipe_child(
+    out: &OwnedFd,
+    inp: &OwnedFd,
+    msg: &[u8],
+    buf: &mut [u8],
+    read_first: bool,
+) -> Pid {
     let (out, inp) = (out.as_raw_fd(), inp.as_raw_fd());
     // SAFETY: pipe_child only reads, writes and _exits; its buffers were allocated before.
     unsafe { fork_child(|| pipe_child(out, inp, msg, buf, read_first)) }
@@ -847,7 +920,8 @@ fn pipe_deadlock(lab: &mut Lab, args: &Args) -> Outcome {
     let deadline = args.deadline();
     let (ab_r, ab_w) = pipe2(OFlag::O_CLOEXEC).or_die("pipe2"); // A -> B
     let (ba_r, ba_w) = pipe2(OFlag::O_CLOEXEC).or_die("pipe2"); // B -> A
-    let cap = fcntl(&ab_w, FcntlArg::F_GETPIPE_SZ).or_die("fcntl(F_GETPIPE_SZ)") as usize; // what a pipe holds
+    let cap =
+        fcntl(&ab_w, FcntlArg::F_GETPIPE_SZ).or_die("fcntl(F_GETPIPE_SZ)") as usize; // what a pipe holds
     let msg = vec![0x5au8; 2 * cap]; // allocated before fork: the children only write it
     let mut buf = vec![0u8; 2 * cap];
     say!(
@@ -860,10 +934,13 @@ fn pipe_deadlock(lab: &mut Lab, args: &Args) -> Outcome {
     let b = fork_pipe_child(&ba_w, &ab_r, &msg, &mut buf, false); // B: the same
     drop((ab_w, ba_w)); // we keep only the read ends, to count what waits in each pipe
     let seen = procfacts::poll_until(deadline, || {
-        let wa = procfacts::wchan(a.as_raw()).filter(|w| w.contains("pipe_write"))?;
-        let wb = procfacts::wchan(b.as_raw()).filter(|w| w.contains("pipe_write"))?;
+        let wa =
+            procfacts::wchan(a.as_raw()).filter(|w| w.contains("pipe_write"))?;
+        let wb =
+            procfacts::wchan(b.as_raw()).filter(|w| w.contains("pipe_write"))?;
         let full = queued(&ab_r) as usize == cap && queued(&ba_r) as usize == cap;
-        let asleep = procfacts::state(a.as_raw()) == Some('S') && procfacts::state(b.as_raw()) == Some('S');
+        let asleep = procfacts::state(a.as_raw()) == Some('S')
+            && procfacts::state(b.as_raw()) == Some('S');
         (full && asleep).then(|| (wa, wb, sw.elapsed()))
     });
     // ANCHOR_END: pipes
@@ -878,7 +955,12 @@ fn pipe_deadlock(lab: &mut Lab, args: &Args) -> Outcome {
         cycle,
         "pipes: both writers asleep (S) in pipe_write with both pipes full: each waits for the other to read",
     );
-    report::hold(lab, args.hold, a, "`cat /proc/PID/wchan` or `ls -l /proc/PID/fd`");
+    report::hold(
+        lab,
+        args.hold,
+        a,
+        "`cat /proc/PID/wchan` or `ls -l /proc/PID/fd`",
+    );
     let _ = kill(a, Signal::SIGKILL); // nothing will ever read: end both
     let _ = kill(b, Signal::SIGKILL);
     let sa = waitpid(a, None).or_die("waitpid");

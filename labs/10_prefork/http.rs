@@ -27,15 +27,16 @@ pub fn linger(fd: RawFd, scratch: &mut [u8]) {
         let deadline = Instant::now() + Duration::from_millis(500);
         let mut drained = 0;
         while Instant::now() < deadline && drained < 1 << 20 {
-            let mut p = libc::pollfd {
-                fd,
-                events: libc::POLLIN,
-                revents: 0,
-            };
+            let mut p = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
             if libc::poll(&mut p, 1, 100) <= 0 {
                 continue; // nothing yet (or a signal): bounded by the deadline
             }
-            let n = libc::recv(fd, scratch.as_mut_ptr().cast(), scratch.len(), libc::MSG_DONTWAIT); // discard
+            let n = libc::recv(
+                fd,
+                scratch.as_mut_ptr().cast(),
+                scratch.len(),
+                libc::MSG_DONTWAIT,
+            ); // discard
             if n <= 0 {
                 return; // EOF: the client closed its side
             }
@@ -70,14 +71,16 @@ pub fn parse(head: &[u8]) -> Result<Req<'_>, u16> {
     let first = lines.next().ok_or(400u16)?;
     let first = first.strip_suffix(b"\r".as_slice()).ok_or(400u16)?; // lines end with CRLF
     let mut parts = first.split(|&b| b == b' ');
-    let (method, target, version) = match (parts.next(), parts.next(), parts.next(), parts.next()) {
-        (Some(m), Some(t), Some(v), None) => (m, t, v),
-        _ => return Err(400),
-    };
+    let (method, target, version) =
+        match (parts.next(), parts.next(), parts.next(), parts.next()) {
+            (Some(m), Some(t), Some(v), None) => (m, t, v),
+            _ => return Err(400),
+        };
     if method.is_empty() || !method.iter().all(u8::is_ascii_uppercase) {
         return Err(400);
     }
-    if target.first() != Some(&b'/') || !target.iter().all(|b| b.is_ascii_graphic()) {
+    if target.first() != Some(&b'/') || !target.iter().all(|b| b.is_ascii_graphic())
+    {
         return Err(400);
     }
     let http11 = match version {
@@ -91,9 +94,9 @@ pub fn parse(head: &[u8]) -> Result<Req<'_>, u16> {
         let colon = line.iter().position(|&b| b == b':').ok_or(400u16)?;
         let (name, value) = (&line[..colon], line[colon + 1..].trim_ascii());
         if name.is_empty()
-            || !name
-                .iter()
-                .all(|&b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+            || !name.iter().all(|&b| {
+                b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+            })
         {
             return Err(400);
         }
@@ -122,21 +125,16 @@ pub fn parse(head: &[u8]) -> Result<Req<'_>, u16> {
         None => (target, &b""[..]),
     };
     match method {
-        b"GET" | b"HEAD" => Ok(Req {
-            head_only: method == b"HEAD",
-            path,
-            query,
-            conn,
-        }),
+        b"GET" | b"HEAD" => {
+            Ok(Req { head_only: method == b"HEAD", path, query, conn })
+        }
         _ => Err(405),
     }
 }
 
 /// True if the comma-separated header value contains `token` (case-insensitive).
 fn has_token(value: &[u8], token: &[u8]) -> bool {
-    value
-        .split(|&b| b == b',')
-        .any(|t| t.trim_ascii().eq_ignore_ascii_case(token))
+    value.split(|&b| b == b',').any(|t| t.trim_ascii().eq_ignore_ascii_case(token))
 }
 
 /// `name=N` in a query string, if present and a number.
@@ -164,7 +162,14 @@ fn reason(status: u16) -> &'static str {
 }
 
 /// Write the whole response; false if the client went away or stalled.
-pub fn respond(fd: RawFd, out: &mut [u8], status: u16, body: &[u8], conn: Conn, head_only: bool) -> bool {
+pub fn respond(
+    fd: RawFd,
+    out: &mut [u8],
+    status: u16,
+    body: &[u8],
+    conn: Conn,
+    head_only: bool,
+) -> bool {
     let mut w = SliceWriter::new(out);
     let conn_line = match conn {
         Conn::Keep => "",
@@ -204,11 +209,7 @@ pub fn send_all(fd: RawFd, mut bytes: &[u8]) -> bool {
         match Errno::last() {
             Errno::EINTR => {}
             Errno::EAGAIN if Instant::now() < deadline => {
-                let mut p = libc::pollfd {
-                    fd,
-                    events: libc::POLLOUT,
-                    revents: 0,
-                };
+                let mut p = libc::pollfd { fd, events: libc::POLLOUT, revents: 0 };
                 // SAFETY: one valid pollfd.
                 unsafe { libc::poll(&mut p, 1, 500) }; // a slow reader: wait, bounded
             }
@@ -261,7 +262,8 @@ pub fn read_response(s: &mut TcpStream) -> Resp {
         buf.extend_from_slice(&chunk[..n]);
     };
     let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
-    let status = head.get(9..12).and_then(|s| s.parse().ok()).ok_or("bad status line")?;
+    let status =
+        head.get(9..12).and_then(|s| s.parse().ok()).ok_or("bad status line")?;
     let len: usize = head
         .lines()
         .find_map(|l| {
@@ -287,18 +289,21 @@ pub fn read_response(s: &mut TcpStream) -> Resp {
 /// A connection to 127.0.0.1:`port`, every step with a timeout.
 pub fn connect(port: u16) -> Result<TcpStream, String> {
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
-    let s = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).map_err(|e| e.to_string())?;
-    s.set_read_timeout(Some(Duration::from_secs(15)))
+    let s = TcpStream::connect_timeout(&addr, Duration::from_secs(2))
         .map_err(|e| e.to_string())?;
-    s.set_write_timeout(Some(Duration::from_secs(2)))
-        .map_err(|e| e.to_string())?;
+    s.set_read_timeout(Some(Duration::from_secs(15))).map_err(|e| e.to_string())?;
+    s.set_write_timeout(Some(Duration::from_secs(2))).map_err(|e| e.to_string())?;
     Ok(s)
 }
 
 /// One request on a new connection (`Connection: close`), bounded in time.
 pub fn get(port: u16, path: &str) -> Resp {
     let mut s = connect(port)?;
-    write!(s, "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n").map_err(|e| e.to_string())?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )
+    .map_err(|e| e.to_string())?;
     read_response(&mut s)
 }
 
@@ -323,17 +328,24 @@ mod tests {
         assert_eq!(param(r.query, b"x"), Some(1));
         assert_eq!(param(r.query, b"y"), None);
         assert!(r.conn == Conn::Close && !r.head_only);
-        let r = parse(b"HEAD / HTTP/1.0\r\nconnection: keep-alive\r\n\r\n").unwrap();
+        let r =
+            parse(b"HEAD / HTTP/1.0\r\nconnection: keep-alive\r\n\r\n").unwrap();
         assert!(r.conn == Conn::KeepSay && r.head_only);
         assert!(parse(b"GET / HTTP/1.0\r\n\r\n").unwrap().conn == Conn::Close);
-        assert!(parse(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n").unwrap().conn == Conn::Keep);
+        assert!(
+            parse(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n").unwrap().conn == Conn::Keep
+        );
     }
 
     #[test]
     fn rejects_what_is_not_http() {
         assert_eq!(status(b"GARBAGE\r\n\r\n"), Err(400));
         assert_eq!(status(b"GET / HTTP/1.1\r\n\r\n"), Err(400), "1.1 needs Host");
-        assert_eq!(status(b"GET  / HTTP/1.1\r\nHost: a\r\n\r\n"), Err(400), "two spaces");
+        assert_eq!(
+            status(b"GET  / HTTP/1.1\r\nHost: a\r\n\r\n"),
+            Err(400),
+            "two spaces"
+        );
         assert_eq!(status(b"GET / HTTP/2.0\r\nHost: a\r\n\r\n"), Err(400));
         assert_eq!(status(b"get / HTTP/1.1\r\nHost: a\r\n\r\n"), Err(400));
         assert_eq!(status(b"GET / HTTP/1.1\nHost: a\r\n\r\n"), Err(400), "bare LF");

@@ -27,7 +27,9 @@ use clap::Parser;
 use nix::errno::Errno;
 use nix::fcntl::OFlag;
 use nix::sched::{sched_getaffinity, sched_setaffinity};
-use nix::sys::mman::{mmap, mmap_anonymous, munmap, shm_open, shm_unlink, MapFlags, ProtFlags};
+use nix::sys::mman::{
+    mmap, mmap_anonymous, munmap, shm_open, shm_unlink, MapFlags, ProtFlags,
+};
 use nix::sys::signal::{kill, Signal};
 use nix::sys::stat::Mode;
 use nix::sys::wait::{waitpid, WaitStatus};
@@ -39,16 +41,15 @@ use std::ptr::{self, addr_of_mut, NonNull};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-#[path = "06_shared_memory/args.rs"]
 mod args; // the flags (--procs, --iters, --mib, --linger), and the peer's command line
-#[path = "06_shared_memory/report.rs"]
 mod report; // every observation's fields and words, the tables, the long check texts
-#[path = "06_shared_memory/support.rs"]
 mod support; // the start gate, waiting, pinning; section 6's chunks: a pattern, stamped, verified, written, read
 
 use args::Args;
 use report::Count;
-use support::{pattern, pin, read_full, stamp, verify, wait_until, write_all, Gate};
+use support::{
+    pattern, pin, read_full, stamp, verify, wait_until, write_all, Gate,
+};
 
 /// Everything the counting processes share: one anonymous MAP_SHARED mapping.
 #[repr(C)]
@@ -73,7 +74,8 @@ enum Method {
 }
 
 impl Method {
-    const ALL: [Method; 4] = [Method::Plain, Method::Atomic, Method::Mutex, Method::Semaphore];
+    const ALL: [Method; 4] =
+        [Method::Plain, Method::Atomic, Method::Mutex, Method::Semaphore];
 
     fn name(self) -> String {
         format!("{self:?}").to_lowercase()
@@ -90,7 +92,11 @@ fn main() {
     if let Some(name) = &args.peer {
         peer(name, args.common.json); // the exec'd process: never returns
     }
-    let mut lab = Lab::start("shm", &args.common);
+    let mut lab = Lab::start(
+        "shm",
+        "a MAP_SHARED mapping (anonymous or named with shm_open) is one memory for several processes; a plain read-modify-write on it loses updates, and an atomic, a robust process-shared mutex or a semaphore makes it exact",
+        &args.common,
+    );
     let me = getpid();
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
 
@@ -124,7 +130,8 @@ fn main() {
     waitpid(child, None).or_die("waitpid");
     cleanup::forget(child);
     // SAFETY: reads of the parent's own variable and of the live mapping.
-    let (seen_private, seen_shared) = unsafe { (ptr::read_volatile(&private), shared.read_volatile()) };
+    let (seen_private, seen_shared) =
+        unsafe { (ptr::read_volatile(&private), shared.read_volatile()) };
     // ANCHOR_END: copies
     report::copies(&mut lab, child, seen_private, seen_shared);
     lab.check(
@@ -155,7 +162,9 @@ fn main() {
     let seg = map_segment(&fd);
     let message = format!("hello from {me}");
     // SAFETY: the segment is SEG bytes; the message is shorter than ECHO_AT.
-    unsafe { ptr::copy_nonoverlapping(message.as_ptr(), seg.add(MSG_AT), message.len()) };
+    unsafe {
+        ptr::copy_nonoverlapping(message.as_ptr(), seg.add(MSG_AT), message.len())
+    };
     // ANCHOR_END: named
     let meta = std::fs::metadata(&path).ok();
     report::entry_exists(&mut lab, &name, &path, meta.as_ref());
@@ -176,11 +185,20 @@ fn main() {
     // ANCHOR_END: peer_exec
     // SAFETY: the segment is SEG bytes, written by the peer before it exited.
     let (echo, peer_seen, maps_before) = unsafe {
-        let echo = std::slice::from_raw_parts(seg.add(ECHO_AT), message.len()).to_vec();
+        let echo =
+            std::slice::from_raw_parts(seg.add(ECHO_AT), message.len()).to_vec();
         let p = seg.add(PEER_AT).cast::<u32>();
         (echo, p.read_volatile(), p.add(1).read_volatile())
     };
-    report::peer(&mut lab, peer_pid, peer_seen, maps_before, &echo, &message, status);
+    report::peer(
+        &mut lab,
+        peer_pid,
+        peer_seen,
+        maps_before,
+        &echo,
+        &message,
+        status,
+    );
     lab.check(
         "opened_by_name",
         status == WaitStatus::Exited(peer_pid, 0)
@@ -194,10 +212,13 @@ fn main() {
     cleanup::forget_shm(&name);
     let gone = !std::path::Path::new(&path).exists();
     // SAFETY: the mapping is still valid after the name is gone.
-    let still = unsafe { std::slice::from_raw_parts(seg.add(MSG_AT), message.len()) } == message.as_bytes();
+    let still =
+        unsafe { std::slice::from_raw_parts(seg.add(MSG_AT), message.len()) }
+            == message.as_bytes();
     // ANCHOR_END: unlink
     // SAFETY: no pointer into the segment is used after this.
-    unsafe { munmap(NonNull::new(seg.cast()).expect("mapped"), SEG) }.or_die("munmap");
+    unsafe { munmap(NonNull::new(seg.cast()).expect("mapped"), SEG) }
+        .or_die("munmap");
     drop(fd);
     report::entry_unlinked(&mut lab, &name, &path, gone, &message, still);
     lab.check(
@@ -211,7 +232,8 @@ fn main() {
     let c = map_shared(size).cast::<Counters>(); // zero-filled: every counter starts at 0
     init_mutex(c);
     // SAFETY: the semaphore lives in memory shared by the processes (pshared = 1), value 1.
-    Errno::result(unsafe { libc::sem_init(addr_of_mut!((*c).sem), 1, 1) }).or_die("sem_init");
+    Errno::result(unsafe { libc::sem_init(addr_of_mut!((*c).sem), 1, 1) })
+        .or_die("sem_init");
     let expected = args.procs as u64 * args.iters;
     let mut counts = Vec::new();
     for method in Method::ALL {
@@ -222,7 +244,9 @@ fn main() {
                 Method::Plain => ptr::read_volatile(addr_of_mut!((*c).plain)),
                 Method::Atomic => (*c).atomic.load(Ordering::SeqCst),
                 Method::Mutex => ptr::read_volatile(addr_of_mut!((*c).locked)),
-                Method::Semaphore => ptr::read_volatile(addr_of_mut!((*c).sem_counted)),
+                Method::Semaphore => {
+                    ptr::read_volatile(addr_of_mut!((*c).sem_counted))
+                }
             }
         };
         let counted = Count::new(method, &args, actual, took);
@@ -240,7 +264,9 @@ fn main() {
         lab.check(
             &format!("{m}_exact"),
             fix.actual == expected,
-            format_args!("with {m}, every one of the {expected} increments counted"),
+            format_args!(
+                "with {m}, every one of the {expected} increments counted"
+            ),
         );
     }
 
@@ -306,14 +332,20 @@ fn main() {
     let (shm_ok, shm_time) = ring_transfer(total);
     let (pipe_ok, pipe_time) = pipe_transfer(total);
     sched_setaffinity(Pid::from_raw(0), &allowed).or_die("sched_setaffinity"); // unpin
-    report::zero_copy(&mut lab, total, CHUNK, (shm_ok, shm_time), (pipe_ok, pipe_time));
+    report::zero_copy(
+        &mut lab,
+        total,
+        CHUNK,
+        (shm_ok, shm_time),
+        (pipe_ok, pipe_time),
+    );
     lab.check(
         "zero_copy_intact",
         shm_ok == total / CHUNK && pipe_ok == total / CHUNK,
         "every chunk arrived intact through the ring and through the pipe",
     );
 
-    lab.finish("a MAP_SHARED mapping (anonymous or named with shm_open) is one memory for several processes; a plain read-modify-write on it loses updates, and an atomic, a robust process-shared mutex or a semaphore makes it exact")
+    lab.finish()
 }
 
 /// Map a named segment's SEG bytes, shared. Returns its first byte.
@@ -359,10 +391,9 @@ fn map_shared(len: usize) -> *mut u8 {
 fn peer(name: &str, quiet: bool) -> ! {
     narrate::set_quiet(quiet);
     let maps = std::fs::read_to_string("/proc/self/maps").unwrap_or_default();
-    let before = maps
-        .lines()
-        .filter(|l| l.contains(name.trim_start_matches('/')))
-        .count() as u32;
+    let before =
+        maps.lines().filter(|l| l.contains(name.trim_start_matches('/'))).count()
+            as u32;
     let fd = shm_open(name, OFlag::O_RDWR, Mode::empty()).or_die("shm_open (peer)"); // by name, no O_CREAT
     let seg = map_segment(&fd);
     // SAFETY: the segment is SEG bytes long; the creator wrote a message shorter than ECHO_AT.
@@ -414,7 +445,13 @@ fn timed_lock(m: *mut libc::pthread_mutex_t, wait: Duration) -> i32 {
 
 /// `procs` processes, process i pinned to CPU i mod cpus, all released at once, each add
 /// `iters` to the counter of `method`. Returns the time from the release to the last exit.
-fn count(c: *mut Counters, method: Method, procs: usize, iters: u64, cpus: usize) -> Duration {
+fn count(
+    c: *mut Counters,
+    method: Method,
+    procs: usize,
+    iters: u64,
+    cpus: usize,
+) -> Duration {
     // SAFETY: no child is running yet; the parent alone touches the mapping.
     unsafe { (*c).arrived.store(0, Ordering::SeqCst) };
     let gate = Gate::new(); // a pipe: opening the gate (closing its write end) releases them all
@@ -473,7 +510,10 @@ unsafe fn increment(c: *mut Counters, method: Method, iters: u64) {
             }
             Method::Semaphore => {
                 while libc::sem_wait(addr_of_mut!((*c).sem)) != 0 {} // P: retried on EINTR
-                ptr::write_volatile(sem_counted, ptr::read_volatile(sem_counted) + 1);
+                ptr::write_volatile(
+                    sem_counted,
+                    ptr::read_volatile(sem_counted) + 1,
+                );
                 libc::sem_post(addr_of_mut!((*c).sem)); // V
             }
         }
@@ -509,8 +549,13 @@ fn ring_transfer(total: usize) -> (usize, Duration) {
         ForkResult::Child => unsafe {
             gate.wait(); // until the consumer starts its clock
             for i in 0..chunks as u64 {
-                wait_until(|| i - (*ring).tail.load(Ordering::Acquire) < SLOTS as u64); // a free slot
-                let slot = std::slice::from_raw_parts_mut(base.add(4096 + (i as usize % SLOTS) * CHUNK), CHUNK);
+                wait_until(|| {
+                    i - (*ring).tail.load(Ordering::Acquire) < SLOTS as u64
+                }); // a free slot
+                let slot = std::slice::from_raw_parts_mut(
+                    base.add(4096 + (i as usize % SLOTS) * CHUNK),
+                    CHUNK,
+                );
                 stamp(&mut src, i);
                 slot.copy_from_slice(&src); // the only copy: straight into the shared slot
                 (*ring).head.store(i + 1, Ordering::Release); // publish it
@@ -527,7 +572,10 @@ fn ring_transfer(total: usize) -> (usize, Duration) {
         // SAFETY: the slot was published (head > i) and is not rewritten until tail passes it.
         unsafe {
             wait_until(|| (*ring).head.load(Ordering::Acquire) > i);
-            let slot = std::slice::from_raw_parts(base.add(4096 + (i as usize % SLOTS) * CHUNK), CHUNK);
+            let slot = std::slice::from_raw_parts(
+                base.add(4096 + (i as usize % SLOTS) * CHUNK),
+                CHUNK,
+            );
             ok += verify(slot, &src, i) as usize; // read in place: no copy
             (*ring).tail.store(i + 1, Ordering::Release); // the slot is free again
         }
@@ -537,7 +585,8 @@ fn ring_transfer(total: usize) -> (usize, Duration) {
     waitpid(child, None).or_die("waitpid");
     cleanup::forget(child);
     // SAFETY: the child is gone and no pointer into the mapping is used after this.
-    unsafe { munmap(NonNull::new(base.cast()).expect("mapped"), len) }.or_die("munmap");
+    unsafe { munmap(NonNull::new(base.cast()).expect("mapped"), len) }
+        .or_die("munmap");
     (ok, took)
 }
 

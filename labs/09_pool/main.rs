@@ -23,7 +23,9 @@ use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::{fork, pipe2, ForkResult, Pid};
 use proclab::procfacts;
-use proclab::{cleanup, flush_stdout, say, say_as, Lab, OrDie, Stopwatch, Watchdog};
+use proclab::{
+    cleanup, flush_stdout, say, say_as, Lab, OrDie, Stopwatch, Watchdog,
+};
 use std::collections::VecDeque;
 use std::os::fd::{AsRawFd, RawFd};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
@@ -31,19 +33,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 // The plumbing lives in labs/09_pool/: what is left here is the pool, the queue and the checks.
-#[path = "09_pool/args.rs"]
 mod args; // the flags (--workers, --depth, --tasks, --consumers, --hold, --python): see --help
-#[path = "09_pool/books.rs"]
 mod books; // the master's record of each worker, and map's outcomes in input order
-#[path = "09_pool/python.rs"]
 mod python; // waits for the Python script and reads its figure
-#[path = "09_pool/report.rs"]
 mod report; // every observation's fields and words, the tables, the timings of section 5
-#[path = "09_pool/task.rs"]
 pub mod task; // the job (rounds of splitmix64), its ways of misbehaving, a safe nap and clock
-#[path = "09_pool/threads.rs"]
 pub mod threads; // the thread pool's map and drop, and rayon: section 5's other two pools
-#[path = "09_pool/wire.rs"]
 mod wire; // length-prefixed frames on a pipe, and the queue's 16-byte messages
 
 use args::{Args, PythonMode};
@@ -53,7 +48,9 @@ use python::Py;
 use report::timed;
 use task::{hangs, nap, now_ns, work, Mode, Task, HANG, SLOW};
 use threads::{rayon_map, ThreadPool};
-use wire::{message, pollin, write_all, Frame, Frames, DATA, FRAME, MSG, PILL, STOP, TASK};
+use wire::{
+    message, pollin, write_all, Frame, Frames, DATA, FRAME, MSG, PILL, STOP, TASK,
+};
 
 /// In a child right after fork: be killed if the lab dies, even by SIGKILL (no cleanup runs
 /// then). prctl and getppid are async-signal-safe.
@@ -70,11 +67,13 @@ fn die_with_parent(parent: i32) {
 /// Anonymous shared memory holding a zeroed `T` (atomics only), seen by every child forked
 /// after it. Never unmapped: it lives as long as the lab.
 fn shared<T>() -> &'static T {
-    let len = std::num::NonZeroUsize::new(std::mem::size_of::<T>()).expect("non-zero size");
+    let len = std::num::NonZeroUsize::new(std::mem::size_of::<T>())
+        .expect("non-zero size");
     use nix::sys::mman::{mmap_anonymous, MapFlags, ProtFlags};
     let prot = ProtFlags::PROT_READ | ProtFlags::PROT_WRITE;
     // SAFETY: a fresh anonymous mapping, zero-filled; T is made of atomics, valid when zero.
-    let p = unsafe { mmap_anonymous(None, len, prot, MapFlags::MAP_SHARED) }.or_die("mmap");
+    let p = unsafe { mmap_anonymous(None, len, prot, MapFlags::MAP_SHARED) }
+        .or_die("mmap");
     // SAFETY: the mapping is large enough, page-aligned, zeroed and never unmapped.
     unsafe { &*p.as_ptr().cast::<T>() }
 }
@@ -100,7 +99,9 @@ fn worker_loop(tasks: RawFd, results: RawFd, board: &AtomicU64) -> ! {
     loop {
         let Some(f) = inbox.pop() else {
             // Nothing left to do: send the results (one write for all), then wait for tasks.
-            if !write_all(results, &outbox[..std::mem::take(&mut ready)]) || inbox.fill(tasks) <= 0 {
+            if !write_all(results, &outbox[..std::mem::take(&mut ready)])
+                || inbox.fill(tasks) <= 0
+            {
                 unsafe { libc::_exit(1) } // EPIPE or EOF: the master is gone, so are we
             }
             continue;
@@ -108,13 +109,16 @@ fn worker_loop(tasks: RawFd, results: RawFd, board: &AtomicU64) -> ! {
         if f.kind != TASK {
             unsafe { libc::_exit(if f.kind == STOP { 0 } else { 2 }) } // STOP: the poison pill
         }
-        if !inbox.has_frame() && !write_all(results, &outbox[..std::mem::take(&mut ready)]) {
+        if !inbox.has_frame()
+            && !write_all(results, &outbox[..std::mem::take(&mut ready)])
+        {
             unsafe { libc::_exit(1) } // the last task on hand: results first, so more can come
         }
         board.store(me | (f.id + 1) << 4 | u64::from(f.attempt), Ordering::Release); // on show
         let value = run_task(&f);
         board.store(me, Ordering::Release);
-        Frame::result(f.id, f.attempt, value).encode(&mut outbox[ready..ready + FRAME]);
+        Frame::result(f.id, f.attempt, value)
+            .encode(&mut outbox[ready..ready + FRAME]);
         ready += FRAME;
     }
 }
@@ -174,11 +178,17 @@ impl ProcPool {
         match unsafe { fork() }.or_die("fork") {
             ForkResult::Child => {
                 die_with_parent(self.master);
-                for fd in others.iter().chain(&[task_w.as_raw_fd(), res_r.as_raw_fd()]) {
+                for fd in
+                    others.iter().chain(&[task_w.as_raw_fd(), res_r.as_raw_fd()])
+                {
                     unsafe { libc::close(*fd) }; // the master's ends: EOF must mean "peer died"
                 }
                 say_as!("worker", "ready in slot {slot}");
-                worker_loop(task_r.as_raw_fd(), res_w.as_raw_fd(), &self.board.slots[slot])
+                worker_loop(
+                    task_r.as_raw_fd(),
+                    res_w.as_raw_fd(),
+                    &self.board.slots[slot],
+                )
             }
             ForkResult::Parent { child } => {
                 cleanup::track(child); // killed and reaped on every way out
@@ -190,7 +200,12 @@ impl ProcPool {
     // ANCHOR_END: spawn
 
     /// Top worker `w` up to `depth` tasks in flight, from the front of `queue`, in one write.
-    fn refill(&mut self, w: usize, tasks: &[Task], queue: &mut VecDeque<(usize, u32)>) {
+    fn refill(
+        &mut self,
+        w: usize,
+        tasks: &[Task],
+        queue: &mut VecDeque<(usize, u32)>,
+    ) {
         let worker = &mut self.workers[w];
         if worker.inflight.len() >= self.depth || queue.is_empty() {
             return; // full, or nothing left to hand out
@@ -211,14 +226,19 @@ impl ProcPool {
     /// Run every task; one outcome per task, in input order.
     pub fn map(&mut self, tasks: &[Task]) -> MapResult {
         let mut out = MapResult::new(tasks.len());
-        let mut queue: VecDeque<(usize, u32)> = (0..tasks.len()).map(|id| (id, 1)).collect(); // (task, attempt)
+        let mut queue: VecDeque<(usize, u32)> =
+            (0..tasks.len()).map(|id| (id, 1)).collect(); // (task, attempt)
         while out.left > 0 {
             for w in 0..self.workers.len() {
                 self.refill(w, tasks, &mut queue); // on demand: at most `depth` per worker
             }
-            let mut fds: Vec<libc::pollfd> = self.workers.iter().map(|w| pollin(&w.results)).collect();
+            let mut fds: Vec<libc::pollfd> =
+                self.workers.iter().map(|w| pollin(&w.results)).collect();
             // SAFETY: fds is a live array of pollfd. Sleeps until a worker wrote results or died.
-            if unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, 20_000) } == 0 {
+            if unsafe {
+                libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, 20_000)
+            } == 0
+            {
                 out.timed_out = true; // nothing for 20 s: give up rather than hang
                 break;
             }
@@ -238,7 +258,12 @@ impl ProcPool {
     // ANCHOR: replace
     /// Worker `w` died: reap it, put its tasks back (the one it was running: once), and fork
     /// a replacement into its slot.
-    fn replace(&mut self, w: usize, queue: &mut VecDeque<(usize, u32)>, out: &mut MapResult) {
+    fn replace(
+        &mut self,
+        w: usize,
+        queue: &mut VecDeque<(usize, u32)>,
+        out: &mut MapResult,
+    ) {
         let old = self.workers[w].pid;
         let status = waitpid(old, None).or_die("waitpid"); // how it ended: Signaled(SIGKILL)?
         cleanup::forget(old);
@@ -257,8 +282,7 @@ impl ProcPool {
         }
         let new = self.spawn(w);
         let ppid = procfacts::ppid(new.pid.as_raw()).unwrap_or(0); // the kernel's word: our child
-        self.replacements
-            .push(Replacement(w, old, status, running, new.pid, ppid));
+        self.replacements.push(Replacement(w, old, status, running, new.pid, ppid));
         self.workers[w] = new; // the old pipes are closed here
     }
     // ANCHOR_END: replace
@@ -301,11 +325,7 @@ impl ThreadPool {
                 })
             })
             .collect();
-        ThreadPool {
-            tasks: Some(task_tx),
-            results: res_rx,
-            threads,
-        }
+        ThreadPool { tasks: Some(task_tx), results: res_rx, threads }
     }
     // ANCHOR_END: threadpool
 }
@@ -344,7 +364,11 @@ fn score(tasks: &[Task], got: &MapResult) -> (usize, usize) {
 
 fn main() {
     let args = Args::parse();
-    let mut lab = Lab::start("pool", &args.common);
+    let mut lab = Lab::start(
+        "pool",
+        "a process pool built from fork, pipes and waitpid returns exactly one result per input in order, survives workers killed mid-task (replaced, task retried once), and a bounded queue blocks its producer when full",
+        &args.common,
+    );
     let me = nix::unistd::getpid();
     let (nworkers, depth) = (args.workers as usize, args.depth as usize);
 
@@ -354,8 +378,11 @@ fn main() {
     for w in &pool.workers {
         let pid = w.pid.as_raw();
         // An idle worker sleeps in read(2) on its task pipe: wait (bounded) until it is there.
-        let state = procfacts::wait_for_state(pid, &['S'], Duration::from_secs(5)).unwrap_or('?');
-        let wchan = procfacts::poll_until(Duration::from_secs(1), || procfacts::wchan(pid)).unwrap_or_default();
+        let state = procfacts::wait_for_state(pid, &['S'], Duration::from_secs(5))
+            .unwrap_or('?');
+        let wchan =
+            procfacts::poll_until(Duration::from_secs(1), || procfacts::wchan(pid))
+                .unwrap_or_default();
         let ppid = procfacts::ppid(pid).unwrap_or(0);
         report::worker(&mut lab, pid, ppid, state, &wchan);
         alive += (ppid == me.as_raw() && state == 'S') as usize;
@@ -404,10 +431,14 @@ fn main() {
             let mut kills: Vec<(i32, usize, u32, char)> = Vec::new();
             while !stop.load(Ordering::Acquire) {
                 for word in &board.slots {
-                    let (pid, Some((task, attempt))) = unpack(word.load(Ordering::Acquire)) else {
+                    let (pid, Some((task, attempt))) =
+                        unpack(word.load(Ordering::Acquire))
+                    else {
                         continue;
                     };
-                    if tasks.get(task).is_some_and(|t| hangs(t.mode, attempt)) && !kills.iter().any(|k| k.0 == pid) {
+                    if tasks.get(task).is_some_and(|t| hangs(t.mode, attempt))
+                        && !kills.iter().any(|k| k.0 == pid)
+                    {
                         let state = procfacts::state(pid).unwrap_or('?');
                         kill(Pid::from_raw(pid), Signal::SIGKILL).or_die("kill"); // in the middle of the task
                         kills.push((pid, task, attempt, state));
@@ -427,7 +458,8 @@ fn main() {
     for r in &pool.replacements {
         report::replacement(&mut lab, r);
         let Replacement(_, old, _, _, new, ppid) = r;
-        reaped_killed += (kills.iter().any(|k| k.0 == old.as_raw()) && r.signal() == Some(libc::SIGKILL)) as usize;
+        reaped_killed += (kills.iter().any(|k| k.0 == old.as_raw())
+            && r.signal() == Some(libc::SIGKILL)) as usize;
         replaced += (new != old && *ppid == me.as_raw()) as usize;
     }
     lab.check(
@@ -472,7 +504,7 @@ fn main() {
         clean == workers,
         format_args!("{clean} of {workers} workers read their STOP pill, exited 0 and were reaped"),
     );
-    lab.finish("a process pool built from fork, pipes and waitpid returns exactly one result per input in order, survives workers killed mid-task (replaced, task retried once), and a bounded queue blocks its producer when full")
+    lab.finish()
 }
 
 fn queue_section(lab: &mut Lab, consumers: usize, hold_ms: u64) {
@@ -532,7 +564,9 @@ fn queue_section(lab: &mut Lab, consumers: usize, hold_ms: u64) {
     });
     let sent = board.sent.load(Ordering::Acquire);
     // Just asleep, a task may still be on its CPU, and wchan reads 0: look again (bounded).
-    let wchan = procfacts::poll_until(Duration::from_secs(1), || procfacts::wchan(producer.as_raw()));
+    let wchan = procfacts::poll_until(Duration::from_secs(1), || {
+        procfacts::wchan(producer.as_raw())
+    });
     // ANCHOR_END: backpressure
     let (state, queued) = full.unwrap_or(('?', 0));
     let wchan = wchan.unwrap_or_else(|| "?".into());
@@ -541,7 +575,13 @@ fn queue_section(lab: &mut Lab, consumers: usize, hold_ms: u64) {
     std::thread::sleep(Duration::from_millis(hold_ms)); // only so a person can look
     let still = board.sent.load(Ordering::Acquire);
     // SAFETY: write to our own pipe: one byte per consumer opens the gate.
-    let opened = unsafe { libc::write(gate_w.as_raw_fd(), [1u8; MAX_CONSUMERS].as_ptr().cast(), consumers) };
+    let opened = unsafe {
+        libc::write(
+            gate_w.as_raw_fd(),
+            [1u8; MAX_CONSUMERS].as_ptr().cast(),
+            consumers,
+        )
+    };
     drop(gate_w);
 
     let pstatus = waitpid(producer, None).or_die("waitpid");
@@ -561,9 +601,11 @@ fn queue_section(lab: &mut Lab, consumers: usize, hold_ms: u64) {
         let status = waitpid(*pid, None).or_die("waitpid"); // each consumer's own end
         cleanup::forget(*pid);
         let c = &board.consumers[k];
-        let (taken, pill) = (c.taken.load(Ordering::Acquire), c.pill.load(Ordering::Acquire));
+        let (taken, pill) =
+            (c.taken.load(Ordering::Acquire), c.pill.load(Ordering::Acquire));
         exits += (status == WaitStatus::Exited(*pid, 0) && pill == 1) as usize;
-        (taken_sum, seq_sum) = (taken_sum + taken, seq_sum + c.seq_sum.load(Ordering::Acquire));
+        (taken_sum, seq_sum) =
+            (taken_sum + taken, seq_sum + c.seq_sum.load(Ordering::Acquire));
         torn += c.torn.load(Ordering::Acquire);
         // ANCHOR_END: pills
         report::consumer_exit(lab, *pid, status, pill, taken);
@@ -603,7 +645,13 @@ fn producer(queue: RawFd, consumers: usize, board: &QueueBoard) -> ! {
 
 // ANCHOR: consumer
 /// A consumer, after fork. SAFETY (every unsafe here): close, read, write, atomics, _exit.
-fn consumer(k: usize, queue: RawFd, gate: RawFd, close: [RawFd; 2], me: &ConsumerBoard) -> ! {
+fn consumer(
+    k: usize,
+    queue: RawFd,
+    gate: RawFd,
+    close: [RawFd; 2],
+    me: &ConsumerBoard,
+) -> ! {
     for fd in close {
         unsafe { libc::close(fd) }; // not a writer: EOF must mean the producer is gone
     }
@@ -632,17 +680,26 @@ fn consumer(k: usize, queue: RawFd, gate: RawFd, close: [RawFd; 2], me: &Consume
 }
 // ANCHOR_END: consumer
 
-fn three_ways(lab: &mut Lab, pool: &mut ProcPool, nworkers: usize, ntiny: usize, python: PythonMode) {
+fn three_ways(
+    lab: &mut Lab,
+    pool: &mut ProcPool,
+    nworkers: usize,
+    ntiny: usize,
+    python: PythonMode,
+) {
     let threads = ThreadPool::start(nworkers);
     let rayon = rayon::ThreadPoolBuilder::new().num_threads(nworkers).build();
-    let rayon = rayon.unwrap_or_else(|e| proclab::die(&format!("rayon pool: {e}"), nix::errno::Errno::EAGAIN));
+    let rayon = rayon.unwrap_or_else(|e| {
+        proclab::die(&format!("rayon pool: {e}"), nix::errno::Errno::EAGAIN)
+    });
     let heavy: Vec<Task> = (0..64).map(Task::heavy).collect();
     let tiny: Vec<Task> = (0..ntiny as u64).map(Task::tiny).collect();
     let mut table = report::ThreeWays::new(nworkers);
     let mut all_agree = true;
     for (label, tasks) in [("tiny", &tiny), ("heavy", &heavy)] {
         // ANCHOR: three
-        let (serial, want) = timed(3, || tasks.iter().map(|t| work(t.x, t.rounds)).collect());
+        let (serial, want) =
+            timed(3, || tasks.iter().map(|t| work(t.x, t.rounds)).collect());
         let (procs, a) = timed(3, || pool.map(tasks).values());
         let (thr, b) = timed(3, || threads.map(tasks));
         let (ray, c) = timed(3, || rayon_map(&rayon, tasks));
@@ -682,7 +739,9 @@ fn run_python(lab: &mut Lab, tasks: usize, workers: usize) -> Py {
     };
     let child = match cmd.spawn() {
         Ok(c) => c,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Py::Skipped("python3 is not on PATH".into()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Py::Skipped("python3 is not on PATH".into())
+        }
         Err(e) => return Py::Failed(format!("cannot run python3: {e}")),
     };
     let pid = Pid::from_raw(child.id() as i32);

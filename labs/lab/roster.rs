@@ -54,7 +54,7 @@ pub const LABS: &[LabInfo] = &[
     LabInfo {
         number: 5,
         name: "pipe",
-        file: "05_pipe.rs",
+        file: "05_pipe/main.rs",
         chapter: "05-pipe.md",
         shows: "pipe bytes arrive intact; EOF needs every write end closed; capacity, PIPE_BUF atomicity, SIGPIPE/EPIPE, throughput",
         args: &[],
@@ -62,7 +62,7 @@ pub const LABS: &[LabInfo] = &[
     LabInfo {
         number: 6,
         name: "shm",
-        file: "06_shared_memory.rs",
+        file: "06_shared_memory/main.rs",
         chapter: "06-shm.md",
         shows: "MAP_SHARED memory is shared after fork, named POSIX shm, lost updates fixed three ways, zero-copy throughput",
         args: &[],
@@ -70,7 +70,7 @@ pub const LABS: &[LabInfo] = &[
     LabInfo {
         number: 7,
         name: "deadlock",
-        file: "07_deadlock.rs",
+        file: "07_deadlock/main.rs",
         chapter: "07-deadlock.md",
         shows: "certain deadlocks (threads, file locks, pipes, philosophers) detected, shown as a cycle, broken; the Coffman fixes finishing",
         args: &[],
@@ -78,7 +78,7 @@ pub const LABS: &[LabInfo] = &[
     LabInfo {
         number: 8,
         name: "threads-vs-processes",
-        file: "08_threads_vs_processes.rs",
+        file: "08_threads_vs_processes/main.rs",
         chapter: "08-threads-vs-processes.md",
         shows: "start-up, memory (PSS), round trips, bulk hand-over and compute, thread way vs process way, measured",
         args: &[],
@@ -86,7 +86,7 @@ pub const LABS: &[LabInfo] = &[
     LabInfo {
         number: 9,
         name: "pool",
-        file: "09_pool.rs",
+        file: "09_pool/main.rs",
         chapter: "09-pool.md",
         shows: "a process pool from fork and pipes: exact map, killed worker replaced and its task retried; back-pressure; vs threads, rayon, Python",
         args: &[],
@@ -94,7 +94,7 @@ pub const LABS: &[LabInfo] = &[
     LabInfo {
         number: 10,
         name: "prefork",
-        file: "10_prefork.rs",
+        file: "10_prefork/main.rs",
         chapter: "10-prefork.md",
         shows: "prefork HTTP server: workers share one socket, the master replaces the dead, SIGTERM loses no request",
         args: &["--demo"],
@@ -102,7 +102,7 @@ pub const LABS: &[LabInfo] = &[
     LabInfo {
         number: 11,
         name: "parent-death",
-        file: "11_parent_death.rs",
+        file: "11_parent_death/main.rs",
         chapter: "11-parent-death.md",
         shows: "children outlive a kill -9'd parent; PDEATHSIG, killpg or a pipe EOF end them",
         args: &[],

@@ -25,12 +25,13 @@ use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::{fork, getpid, pipe, read, write, ForkResult, Pid};
 use proclab::measure::{fmt_duration, Stopwatch, Summary};
 use proclab::procfacts::{self, smaps_rollup_field};
-use proclab::tvp::{self, job, part};
+mod tvp;
 use proclab::{cleanup, flush_stdout, say, Common, Lab, OrDie};
 use serde_json::json;
 use std::num::NonZeroUsize;
 use std::os::fd::{AsFd, AsRawFd};
 use std::time::Duration;
+use tvp::{job, part};
 
 /// Threads versus processes: start-up, memory, messages, bulk data and compute, measured.
 #[derive(Parser)]
@@ -57,8 +58,12 @@ const CHUNK: usize = 64 << 10;
 
 fn main() {
     let args = Args::parse();
-    let mut lab = Lab::start("threads-vs-processes", &args.common);
-    let workers = tvp::cpus().max(2) as u64;
+    let mut lab = Lab::start(
+        "threads-vs-processes",
+        "a thread starts faster and costs less memory than a process, bulk data moves between threads without a copy, and the other claims are reported as measured on this run",
+        &args.common,
+    );
+    let workers = proclab::cpu::cpus().max(2) as u64;
     let me = getpid().as_raw();
     let mut rows: Vec<Vec<String>> = Vec::new();
 
@@ -88,7 +93,11 @@ fn main() {
         json!({"way": "process", "n": forks.n, "median_ns": forks.median.as_nanos() as u64, "p99_ns": forks.p99.as_nanos() as u64}),
         format_args!("fork + _exit + waitpid:     {forks}"),
     );
-    rows.push(row("start + join one worker (median)", threads.median, forks.median));
+    rows.push(row(
+        "start + join one worker (median)",
+        threads.median,
+        forks.median,
+    ));
 
     lab.section("2. Idle workers: what each one costs in memory");
     say!(
@@ -152,7 +161,10 @@ fn main() {
     }
     let asleep = kids
         .iter()
-        .filter(|k| procfacts::wait_for_state(k.as_raw(), &['S'], Duration::from_secs(10)).is_some())
+        .filter(|k| {
+            procfacts::wait_for_state(k.as_raw(), &['S'], Duration::from_secs(10))
+                .is_some()
+        })
         .count();
     let mut group: Vec<i32> = kids.iter().map(|k| k.as_raw()).collect();
     group.push(me);
@@ -218,7 +230,10 @@ fn main() {
     lab.observe(
         "bulk",
         json!({"way": "thread", "bytes": BULK, "ns": moved.as_nanos() as u64}),
-        format_args!("a 64 MiB Vec sent to a thread over a channel: {}", fmt_duration(moved)),
+        format_args!(
+            "a 64 MiB Vec sent to a thread over a channel: {}",
+            fmt_duration(moved)
+        ),
     );
     lab.observe(
         "bulk",
@@ -232,7 +247,7 @@ fn main() {
     rows.push(row("hand over 64 MiB (fastest of 5)", moved, copied));
 
     lab.section("5. A CPU-bound job split between workers");
-    say!("the same job (proclab::tvp::job) done by one loop, {workers} threads and {workers} forked processes, from 2^10 to 2^{} elements", args.max_job);
+    say!("the same job (tvp::job) done by one loop, {workers} threads and {workers} forked processes, from 2^10 to 2^{} elements", args.max_job);
     let slots = Slots::new(workers as usize);
     let mut sweep = Vec::new();
     for exp in (10..=args.max_job).step_by(2) {
@@ -302,16 +317,23 @@ fn main() {
             pays_from.map(|e| format!("2^{e} elements up")).unwrap_or_else(|| "no size on this run".into())
         ),
     );
-    rows.push(row(&format!("compute 2^{big} on {workers} workers (median)"), thr, prc));
+    rows.push(row(
+        &format!("compute 2^{big} on {workers} workers (median)"),
+        thr,
+        prc,
+    ));
 
     lab.section("6. How many of each this machine allows");
     // ANCHOR: limits
-    let (nproc_soft, nproc_hard) = getrlimit(Resource::RLIMIT_NPROC).or_die("getrlimit"); // tasks per user: threads count too
+    let (nproc_soft, nproc_hard) =
+        getrlimit(Resource::RLIMIT_NPROC).or_die("getrlimit"); // tasks per user: threads count too
     let threads_max = read_number("/proc/sys/kernel/threads-max"); // tasks system-wide
     let pid_max = read_number("/proc/sys/kernel/pid_max"); // the largest pid (and tid) + 1
     let tasks_now = std::fs::read_to_string("/proc/loadavg") // "0.20 0.18 0.12 1/123 4567": 123 tasks
         .ok()
-        .and_then(|s| s.split_whitespace().nth(3)?.split('/').nth(1)?.parse::<u64>().ok());
+        .and_then(|s| {
+            s.split_whitespace().nth(3)?.split('/').nth(1)?.parse::<u64>().ok()
+        });
     // ANCHOR_END: limits
     let show = |v: u64| {
         if v == libc::RLIM_INFINITY {
@@ -353,7 +375,11 @@ fn main() {
     let claims = vec![
         vec![
             "a thread starts faster than a process".into(),
-            format!("{} vs {}", fmt_duration(threads.median), fmt_duration(forks.median)),
+            format!(
+                "{} vs {}",
+                fmt_duration(threads.median),
+                fmt_duration(forks.median)
+            ),
             yes(fork_slower),
             "check".into(),
         ],
@@ -402,9 +428,19 @@ fn main() {
     lab.table("claims", &["claim", "measured here", "held?", "kind"], &claims);
 
     let all_measured = rows.len() == 6
-        && [threads.median, forks.median, chan, pipes, moved, copied, seq, thr, prc]
-            .iter()
-            .all(|d| !d.is_zero())
+        && [
+            threads.median,
+            forks.median,
+            chan,
+            pipes,
+            moved,
+            copied,
+            seq,
+            thr,
+            prc,
+        ]
+        .iter()
+        .all(|d| !d.is_zero())
         && all_asleep.is_some()
         && asleep == kids.len()
         && with_procs.pss > 0
@@ -441,7 +477,7 @@ fn main() {
         move_cheaper,
         "handing 64 MiB to a thread (a pointer) costs less than a tenth of copying it through a pipe",
     );
-    lab.finish("a thread starts faster and costs less memory than a process, bulk data moves between threads without a copy, and the other claims are reported as measured on this run")
+    lab.finish()
 }
 
 /// A table row: the thread figure, the process figure and how many times the process costs.
@@ -481,7 +517,12 @@ trait JoinOrDie<T> {
 
 impl<T> JoinOrDie<T> for std::thread::Result<T> {
     fn or_die_thread(self) -> T {
-        self.unwrap_or_else(|_| proclab::die("thread::join (the thread panicked)", nix::errno::Errno::EIO))
+        self.unwrap_or_else(|_| {
+            proclab::die(
+                "thread::join (the thread panicked)",
+                nix::errno::Errno::EIO,
+            )
+        })
     }
 }
 
@@ -496,11 +537,7 @@ struct Mem {
 
 impl Mem {
     fn minus(&self, o: &Mem) -> Mem {
-        Mem {
-            rss: self.rss - o.rss,
-            pss: self.pss - o.pss,
-            pte: self.pte - o.pte,
-        }
+        Mem { rss: self.rss - o.rss, pss: self.pss - o.pss, pte: self.pte - o.pte }
     }
 }
 
@@ -528,7 +565,9 @@ fn tasks_sleeping(pid: i32, n: usize) -> bool {
         && tids.iter().all(|t| {
             std::fs::read_to_string(format!("/proc/{pid}/task/{t}/stat"))
                 .ok()
-                .and_then(|s| s.rsplit(')').next().map(|r| r.trim_start().starts_with('S')))
+                .and_then(|s| {
+                    s.rsplit(')').next().map(|r| r.trim_start().starts_with('S'))
+                })
                 .unwrap_or(false)
         })
 }
@@ -650,7 +689,10 @@ fn pipe_transfer() -> Duration {
         let st = waitpid(child, None).or_die("waitpid");
         cleanup::forget(child);
         if got != BULK || st != WaitStatus::Exited(child, 0) {
-            proclab::die("pipe transfer (short read or child failed)", nix::errno::Errno::EIO);
+            proclab::die(
+                "pipe transfer (short read or child failed)",
+                nix::errno::Errno::EIO,
+            );
         }
     }
     Summary::of(&times).min // other programs can only add time

@@ -27,15 +27,15 @@
 
 // The plumbing lives beside this file: the command line, the byte loops (write_all,
 // read_full, checksum, torn-record count), and how each observation is printed.
-#[path = "05_pipe/args.rs"]
 mod args;
-#[path = "05_pipe/bytes.rs"]
 mod bytes;
-#[path = "05_pipe/report.rs"]
 mod report;
 
 use args::Args;
-use bytes::{drain, drain_nonblocking, fnv1a, memcpy_time, pattern, read_full, tally, write_all, Race, FNV_OFFSET};
+use bytes::{
+    drain, drain_nonblocking, fnv1a, memcpy_time, pattern, read_full, tally,
+    write_all, Race, FNV_OFFSET,
+};
 use clap::Parser;
 use nix::errno::Errno;
 use nix::fcntl::{fcntl, FcntlArg, OFlag};
@@ -44,7 +44,9 @@ use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::{pipe, read, write, ForkResult, Pid};
 use proclab::procfacts;
-use proclab::{cleanup, flush_stdout, say, Lab, OrDie, Stopwatch, Summary, Watchdog};
+use proclab::{
+    cleanup, flush_stdout, say, Lab, OrDie, Stopwatch, Summary, Watchdog,
+};
 use report::Stuck;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::{Arc, Mutex};
@@ -54,7 +56,11 @@ const PIPE_BUF: usize = libc::PIPE_BUF; // 4096 on Linux
 
 fn main() {
     let args = Args::parse();
-    let mut lab = Lab::start("pipe", &args.common);
+    let mut lab = Lab::start(
+        "pipe",
+        "pipes deliver bytes intact and in order, end at EOF only when every write end is closed, hold F_GETPIPE_SZ bytes and block the writer beyond, keep writes of at most PIPE_BUF whole, and kill (SIGPIPE) or fail (EPIPE) a writer with no reader",
+        &args.common,
+    );
     let deadline = Duration::from_millis(args.deadline_ms);
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
 
@@ -104,7 +110,14 @@ fn main() {
     // ANCHOR_END: oneway_parent
     let recv_len = u64::from_le_bytes(report[..8].try_into().unwrap_or_default());
     let recv_sum = u64::from_le_bytes(report[8..].try_into().unwrap_or_default());
-    report::oneway(&mut lab, child, (sent_len, sent_sum), (recv_len, recv_sum), got, status);
+    report::oneway(
+        &mut lab,
+        child,
+        (sent_len, sent_sum),
+        (recv_len, recv_sum),
+        got,
+        status,
+    );
     lab.check(
         "bytes_intact",
         got == 16 && recv_len == sent_len && recv_sum == sent_sum && status == WaitStatus::Exited(child, 0),
@@ -124,13 +137,24 @@ fn main() {
         drop(rx);
         write_all(&tx, b"hello, then nothing more").or_die("write");
         drop(tx); // the parent is done writing: its write end is closed
-        let (statuses, fired, stuck) = wait_or_break(&[child], "pipe_read", deadline);
+        let (statuses, fired, stuck) =
+            wait_or_break(&[child], "pipe_read", deadline);
         let status = statuses[0];
-        report::eof(&mut lab, child, closes_own, fired, &stuck, status, args.deadline_ms);
+        report::eof(
+            &mut lab,
+            child,
+            closes_own,
+            fired,
+            &stuck,
+            status,
+            args.deadline_ms,
+        );
         eof_ok[i] = if closes_own {
             stuck.is_empty() && status == WaitStatus::Exited(child, 0)
         } else {
-            fired && !stuck.is_empty() && status == WaitStatus::Signaled(child, Signal::SIGKILL, false)
+            fired
+                && !stuck.is_empty()
+                && status == WaitStatus::Signaled(child, Signal::SIGKILL, false)
         };
     }
     lab.check(
@@ -157,7 +181,9 @@ fn main() {
     lab.check(
         "capacity_matches",
         filled == size && filled > 0,
-        format_args!("a pipe nobody reads holds exactly F_GETPIPE_SZ = {size} bytes"),
+        format_args!(
+            "a pipe nobody reads holds exactly F_GETPIPE_SZ = {size} bytes"
+        ),
     );
 
     let (rx, tx) = pipe().or_die("pipe");
@@ -176,7 +202,10 @@ fn main() {
     };
     drop(tx);
     let parked = procfacts::poll_until(Duration::from_secs(10), || {
-        let (s, w) = (procfacts::state(writer.as_raw())?, procfacts::wchan(writer.as_raw())?);
+        let (s, w) = (
+            procfacts::state(writer.as_raw())?,
+            procfacts::wchan(writer.as_raw())?,
+        );
         (s == 'S' && w.contains("pipe_write")).then_some((s, w))
     });
     let queued = bytes_queued(&rx); // FIONREAD: bytes in the pipe right now
@@ -194,7 +223,8 @@ fn main() {
     // ANCHOR: setsize
     let (rx, tx) = pipe().or_die("pipe");
     fcntl(&tx, FcntlArg::F_SETFL(OFlag::O_NONBLOCK)).or_die("fcntl");
-    let granted = fcntl(&tx, FcntlArg::F_SETPIPE_SZ(args.pipe_size as i32)).or_die("fcntl F_SETPIPE_SZ") as usize;
+    let granted = fcntl(&tx, FcntlArg::F_SETPIPE_SZ(args.pipe_size as i32))
+        .or_die("fcntl F_SETPIPE_SZ") as usize;
     let now = fcntl(&tx, FcntlArg::F_GETPIPE_SZ).or_die("fcntl") as usize;
     let refilled = fill(&tx);
     // ANCHOR_END: setsize
@@ -283,11 +313,23 @@ fn main() {
     let mut dl = [false; 2];
     for (i, reader_first) in [false, true].into_iter().enumerate() {
         let (statuses, fired, stuck) = exchange(2 * size, reader_first, deadline);
-        report::exchange(&mut lab, 2 * size, reader_first, fired, &stuck, &statuses);
+        report::exchange(
+            &mut lab,
+            2 * size,
+            reader_first,
+            fired,
+            &stuck,
+            &statuses,
+        );
         dl[i] = if reader_first {
-            stuck.is_empty() && statuses.iter().all(|s| matches!(s, WaitStatus::Exited(_, 0)))
+            stuck.is_empty()
+                && statuses.iter().all(|s| matches!(s, WaitStatus::Exited(_, 0)))
         } else {
-            fired && stuck.len() == 2 && stuck.iter().all(|(_, s, w)| *s == 'S' && w.contains("pipe_write"))
+            fired
+                && stuck.len() == 2
+                && stuck
+                    .iter()
+                    .all(|(_, s, w)| *s == 'S' && w.contains("pipe_write"))
         };
     }
     lab.check(
@@ -316,7 +358,8 @@ fn main() {
         // SAFETY: the child only calls signal, write and _exit (async-signal-safe).
         let child = match unsafe { cleanup::fork_tracked() } {
             ForkResult::Child => unsafe {
-                let disposition = if default_action { libc::SIG_DFL } else { libc::SIG_IGN };
+                let disposition =
+                    if default_action { libc::SIG_DFL } else { libc::SIG_IGN };
                 libc::signal(libc::SIGPIPE, disposition); // default: the write kills us
                 let r = libc::write(tx.as_raw_fd(), b"x".as_ptr().cast(), 1); // no reader left
                 libc::_exit(if r < 0 { Errno::last_raw() } else { 0 }) // exit status = errno
@@ -348,7 +391,8 @@ fn main() {
     let allowed = sched_getaffinity(Pid::from_raw(0)).or_die("sched_getaffinity");
     pin(0); // the child inherits the affinity across fork
     for chunk in [4usize << 10, 64 << 10, 1 << 20] {
-        let mut runs: Vec<(u64, Duration)> = (0..3).map(|_| pipe_throughput(chunk, total)).collect();
+        let mut runs: Vec<(u64, Duration)> =
+            (0..3).map(|_| pipe_throughput(chunk, total)).collect();
         runs.sort_by_key(|r| r.1);
         all_bytes &= runs.iter().all(|r| r.0 == total as u64);
         let (moved, took) = runs[1];
@@ -362,13 +406,18 @@ fn main() {
         "every byte written came out of the pipe, for every write size",
     );
 
-    lab.finish("pipes deliver bytes intact and in order, end at EOF only when every write end is closed, hold F_GETPIPE_SZ bytes and block the writer beyond, keep writes of at most PIPE_BUF whole, and kill (SIGPIPE) or fail (EPIPE) a writer with no reader")
+    lab.finish()
 }
 
 // ANCHOR: reader
 /// A reader child: reads until EOF, then exits 0. With `closes_own_write_end == false` it is
 /// the classic bug: its own copy of the write end keeps the pipe open, so EOF never comes.
-fn reader_child(rx: OwnedFd, tx: OwnedFd, closes_own_write_end: bool, buf: &mut [u8]) -> ! {
+fn reader_child(
+    rx: OwnedFd,
+    tx: OwnedFd,
+    closes_own_write_end: bool,
+    buf: &mut [u8],
+) -> ! {
     if closes_own_write_end {
         drop(tx); // close(2): now the parent's end is the only write end
     } else {
@@ -395,13 +444,18 @@ fn reader_child(rx: OwnedFd, tx: OwnedFd, closes_own_write_end: bool, buf: &mut 
 // ANCHOR: watchdog
 /// Wait for `kids`; past `deadline` a watchdog looks at them in /proc and, if they are asleep
 /// in `wchan` (stuck, not just late), records them and kills them: the lab cannot hang.
-fn wait_or_break(kids: &[Pid], wchan: &'static str, deadline: Duration) -> (Vec<WaitStatus>, bool, Vec<Stuck>) {
+fn wait_or_break(
+    kids: &[Pid],
+    wchan: &'static str,
+    deadline: Duration,
+) -> (Vec<WaitStatus>, bool, Vec<Stuck>) {
     let seen: Arc<Mutex<Vec<Stuck>>> = Arc::default();
     let (record, watched) = (seen.clone(), kids.to_vec());
     let dog = Watchdog::arm(deadline, move || {
         let seen = procfacts::poll_until(Duration::from_secs(5), || {
             // A bounded look at /proc: all asleep in `wchan`, or all ended?
-            let now: Vec<Stuck> = watched.iter().map(|&p| report::state_wchan(p)).collect();
+            let now: Vec<Stuck> =
+                watched.iter().map(|&p| report::state_wchan(p)).collect();
             if now.iter().all(|(_, s, _)| *s == 'Z') {
                 Some(Vec::new()) // they ended by themselves, only late
             } else if now.iter().all(|(_, s, w)| *s == 'S' && w.contains(wchan)) {
@@ -410,14 +464,16 @@ fn wait_or_break(kids: &[Pid], wchan: &'static str, deadline: Duration) -> (Vec<
                 None
             }
         });
-        *record.lock().unwrap_or_else(|e| e.into_inner()) = seen.clone().unwrap_or_default();
+        *record.lock().unwrap_or_else(|e| e.into_inner()) =
+            seen.clone().unwrap_or_default();
         if seen.is_none_or(|v| !v.is_empty()) {
             for p in &watched {
                 let _ = kill(*p, Signal::SIGKILL); // break the hang
             }
         }
     });
-    let statuses = kids.iter().map(|&k| waitpid(k, None).or_die("waitpid")).collect(); // returns when each ends or is killed
+    let statuses =
+        kids.iter().map(|&k| waitpid(k, None).or_die("waitpid")).collect(); // returns when each ends or is killed
     let fired = dog.disarm();
     // ANCHOR_END: watchdog
     kids.iter().for_each(|&k| cleanup::forget(k));
@@ -528,7 +584,11 @@ fn ping_pong(rounds: usize, cpus_pair: Option<(usize, usize)>) -> (Summary, usiz
 /// Two children A and B exchange `bytes` each over two pipes. A writes then reads; B writes
 /// then reads too (deadlock when `bytes` exceeds the capacity), or reads first. The watchdog
 /// records the children stuck in pipe_write and kills them.
-fn exchange(bytes: usize, b_reads_first: bool, deadline: Duration) -> (Vec<WaitStatus>, bool, Vec<Stuck>) {
+fn exchange(
+    bytes: usize,
+    b_reads_first: bool,
+    deadline: Duration,
+) -> (Vec<WaitStatus>, bool, Vec<Stuck>) {
     let (a_rx, b_tx) = pipe().or_die("pipe"); // B -> A
     let (b_rx, a_tx) = pipe().or_die("pipe"); // A -> B
     let out = pattern(bytes, 4);
@@ -540,7 +600,8 @@ fn exchange(bytes: usize, b_reads_first: bool, deadline: Duration) -> (Vec<WaitS
         // SAFETY: the child only reads, writes (buffers allocated before fork) and _exits.
         match unsafe { cleanup::fork_tracked() } {
             ForkResult::Child => {
-                let (rx, tx) = if side == 'A' { (&a_rx, &a_tx) } else { (&b_rx, &b_tx) };
+                let (rx, tx) =
+                    if side == 'A' { (&a_rx, &a_tx) } else { (&b_rx, &b_tx) };
                 let ok = if side == 'B' && b_reads_first {
                     let got = read_full(rx, &mut inbox) == Ok(bytes); // read first: A's write can finish
                     got && write_all(tx, &out).is_ok()

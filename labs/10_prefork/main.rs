@@ -32,28 +32,23 @@
 //! `src/prefork_http.rs`; the flags, the wording of the observations, the demo's client, the
 //! threads model and SIGTTIN / SIGTTOU / SIGHUP are in `labs/10_prefork/` too.
 
+use crate::http::{connect, get, worker_of};
 use nix::errno::Errno;
 use nix::sys::signal::{kill, SigSet, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::{fork, getpid, getppid, ForkResult, Pid};
-use proclab::prefork_http::{connect, get, worker_of};
 use proclab::{cleanup, die, flush_stdout, procfacts, say, say_as, Lab, OrDie};
 use std::collections::BTreeMap;
 use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-#[path = "10_prefork/cli.rs"]
 mod cli;
-#[path = "10_prefork/client.rs"]
 mod client;
-#[path = "10_prefork/master.rs"]
+mod http;
 mod master;
-#[path = "10_prefork/report.rs"]
 mod report;
-#[path = "10_prefork/serve.rs"]
 mod serve;
-#[path = "10_prefork/threads.rs"]
 mod threads;
 
 use cli::{Args, Model};
@@ -94,13 +89,21 @@ impl Cfg {
 
 fn main() {
     let args = Args::get(); // a bad command line exits 2 here, before anything starts
-    let mut lab = Lab::start("prefork", &args.common);
+    let claim = if args.demo {
+        "the kernel spreads connections over workers blocked in accept on one socket; the master sees each death through SIGCHLD and waitpid and replaces the worker, so requests keep succeeding; SIGTERM stops them without losing the request in flight"
+    } else if args.model == Model::Threads {
+        "the threads served until told to stop"
+    } else {
+        "the master forked and supervised its workers and, when told to stop, every worker was reaped and none is left"
+    };
+    let mut lab = Lab::start("prefork", claim, &args.common);
     // The master takes its signals one at a time from sigtimedwait in its loop, so they must
     // be blocked before any thread exists (threads inherit the mask).
     let signals = master_signals();
     signals.thread_block().or_die("sigprocmask"); // pending until the loop asks for them
     let workers = args.workers();
-    let (listen_fd, port) = bind_listener(args.port(), args.reuseport, !args.reuseport);
+    let (listen_fd, port) =
+        bind_listener(args.port(), args.reuseport, !args.reuseport);
     let cfg = Cfg {
         listen_fd,
         port,
@@ -111,13 +114,16 @@ fn main() {
     report::listening(&mut lab, &args, port, workers);
     let grace = Duration::from_millis(args.grace_ms);
     if args.model == Model::Threads {
-        let (graceful, done) = threads::serve(&mut lab, cfg, workers, &signals, grace);
+        let (graceful, done) =
+            threads::serve(&mut lab, cfg, workers, &signals, grace);
         lab.check(
             "shutdown_clean",
             !graceful || done == workers,
-            format_args!("{done} of {workers} threads finished before the process exits"),
+            format_args!(
+                "{done} of {workers} threads finished before the process exits"
+            ),
         );
-        lab.finish("the threads served until told to stop") // process exit ends any thread left
+        lab.finish() // process exit ends any thread left
     }
     let mut master = Master::new(cfg, workers, signals, grace);
     if args.demo {
@@ -135,9 +141,7 @@ fn main() {
     master.start_all(&mut lab);
     while !master.tick(&mut lab, Duration::from_secs(1)) {}
     master.check_stopped(&mut lab);
-    lab.finish(
-        "the master forked and supervised its workers and, when told to stop, every worker was reaped and none is left",
-    )
+    lab.finish()
 }
 
 /// The signals the master handles in its loop.
@@ -166,7 +170,8 @@ fn bind_listener(port: u16, reuseport: bool, listen: bool) -> (RawFd, u16) {
     // local of the right size.
     unsafe {
         // ANCHOR: bind
-        let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0); // a TCP socket
+        let fd =
+            libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0); // a TCP socket
         if fd < 0 {
             die("socket", Errno::last());
         }
@@ -244,7 +249,8 @@ fn worker_main(cfg: &Cfg, master: Pid, bufs: &mut Bufs) -> ! {
     }
     let listen_fd = cfg.listener();
     say_as!("worker", "ready, blocking in accept()");
-    let (conns, reqs) = accept_loop(listen_fd, cfg, bufs, getpid().as_raw(), Some(master));
+    let (conns, reqs) =
+        accept_loop(listen_fd, cfg, bufs, getpid().as_raw(), Some(master));
     say_as!("worker", "stopping: served {conns} connections, {reqs} requests");
     // SAFETY: _exit is async-signal-safe; a worker never returns into the master's main.
     unsafe { libc::_exit(0) }
@@ -252,7 +258,13 @@ fn worker_main(cfg: &Cfg, master: Pid, bufs: &mut Bufs) -> ! {
 
 /// Accept and serve connections until STOP (or the master is gone). Returns (connections,
 /// requests) served. Shared by worker processes and worker threads.
-fn accept_loop(listen_fd: RawFd, cfg: &Cfg, bufs: &mut Bufs, me: i32, master: Option<Pid>) -> (u64, u64) {
+fn accept_loop(
+    listen_fd: RawFd,
+    cfg: &Cfg,
+    bufs: &mut Bufs,
+    me: i32,
+    master: Option<Pid>,
+) -> (u64, u64) {
     let (mut conns, mut reqs) = (0, 0);
     // ANCHOR: accept
     while !STOP.load(Ordering::SeqCst) {
@@ -321,12 +333,21 @@ impl Master {
         }
         // ANCHOR: tick
         match wait_signal(&self.signals, wait) {
-            Some(Signal::SIGTERM) => self.stop(lab, Signal::SIGTERM, "SIGTERM: graceful stop"),
-            Some(s @ (Signal::SIGINT | Signal::SIGQUIT)) => self.stop(lab, Signal::SIGKILL, &format!("{s}: fast stop")),
+            Some(Signal::SIGTERM) => {
+                self.stop(lab, Signal::SIGTERM, "SIGTERM: graceful stop")
+            }
+            Some(s @ (Signal::SIGINT | Signal::SIGQUIT)) => {
+                self.stop(lab, Signal::SIGKILL, &format!("{s}: fast stop"))
+            }
             Some(Signal::SIGTTIN) => self.resize(lab, self.want + 1),
             Some(Signal::SIGTTOU) => self.resize(lab, self.want.saturating_sub(1)),
             Some(Signal::SIGHUP) if self.stop_by.is_none() => {
-                self.rolling = self.workers.iter().filter(|w| !w.retiring).map(|w| w.pid).collect();
+                self.rolling = self
+                    .workers
+                    .iter()
+                    .filter(|w| !w.retiring)
+                    .map(|w| w.pid)
+                    .collect();
                 say!("SIGHUP: replacing {} workers one by one", self.rolling.len());
             }
             _ => {} // SIGCHLD or the timeout: reap below
@@ -348,7 +369,8 @@ impl Master {
         }
         self.roll(lab);
         while self.active() < self.want && Instant::now() >= self.next_spawn {
-            let why = self.reasons.pop_front().unwrap_or_else(|| "replacement".into());
+            let why =
+                self.reasons.pop_front().unwrap_or_else(|| "replacement".into());
             self.spawn(lab, why);
         }
         false
@@ -359,11 +381,12 @@ impl Master {
     fn reap(&mut self, lab: &mut Lab) {
         loop {
             // ANCHOR: reap
-            let status = match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
-                Ok(WaitStatus::StillAlive) | Err(Errno::ECHILD) => return, // nobody else is dead
-                Ok(s) => s,
-                Err(e) => die("waitpid", e),
-            };
+            let status =
+                match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
+                    Ok(WaitStatus::StillAlive) | Err(Errno::ECHILD) => return, // nobody else is dead
+                    Ok(s) => s,
+                    Err(e) => die("waitpid", e),
+                };
             let Some(pid) = status.pid() else { continue };
             cleanup::forget(pid); // reaped: the pid may be reused, never kill it again
             let Some(i) = self.workers.iter().position(|w| w.pid == pid) else {
@@ -371,11 +394,16 @@ impl Master {
             };
             let w = self.workers.remove(i);
             let (code, signal, cause) = match status {
-                WaitStatus::Exited(_, c) => (Some(c), None, format!("exited with code {c}")),
+                WaitStatus::Exited(_, c) => {
+                    (Some(c), None, format!("exited with code {c}"))
+                }
                 WaitStatus::Signaled(_, s, core) => (
                     None,
                     Some(s),
-                    format!("killed by {s}{}", if core { " (core dumped)" } else { "" }),
+                    format!(
+                        "killed by {s}{}",
+                        if core { " (core dumped)" } else { "" }
+                    ),
                 ),
                 other => (None, None, format!("{other:?}")),
             };
@@ -387,7 +415,8 @@ impl Master {
             self.streak = if age < YOUNG { self.streak + 1 } else { 0 };
             let delay = match self.streak {
                 0 | 1 => Duration::ZERO,
-                k => Duration::from_millis(100 << (k - 2).min(6)).min(Duration::from_secs(5)),
+                k => Duration::from_millis(100 << (k - 2).min(6))
+                    .min(Duration::from_secs(5)),
             };
             if replace {
                 self.next_spawn = self.next_spawn.max(Instant::now() + delay);
@@ -477,13 +506,18 @@ fn demo(mut lab: Lab, mut m: Master) -> ! {
     lab.section("2. How the kernel spreads connections over the workers");
     // ANCHOR: spread
     let clients: Vec<_> = (0..3)
-        .map(|_| std::thread::spawn(move || (0..20).map(|_| get(port, "/")).collect::<Vec<_>>()))
+        .map(|_| {
+            std::thread::spawn(move || {
+                (0..20).map(|_| get(port, "/")).collect::<Vec<_>>()
+            })
+        })
         .collect();
     let mut per_worker: BTreeMap<i32, usize> = BTreeMap::new();
     let mut failed = 0;
     for c in clients {
         for r in c.join().expect("client thread") {
-            match r.ok().filter(|(s, _)| *s == 200).and_then(|(_, b)| worker_of(&b)) {
+            match r.ok().filter(|(s, _)| *s == 200).and_then(|(_, b)| worker_of(&b))
+            {
                 Some(pid) => *per_worker.entry(pid).or_default() += 1,
                 None => failed += 1,
             }
@@ -562,8 +596,12 @@ fn demo(mut lab: Lab, mut m: Master) -> ! {
         // Someone else sent SIGTERM or SIGQUIT: stop here, honestly.
         while !m.tick(&mut lab, Duration::from_millis(200)) {}
         m.check_stopped(&mut lab);
-        lab.check("not_interrupted", m.stop_by.is_none(), "the demo ran to its end");
-        lab.finish("the demo was stopped by a signal before its end");
+        lab.check(
+            "not_interrupted",
+            m.stop_by.is_none(),
+            "the demo ran to its end",
+        );
+        lab.finish();
     }
 
     lab.section("4. Graceful stop: SIGTERM to the master with a request in flight");
@@ -589,7 +627,8 @@ fn demo(mut lab: Lab, mut m: Master) -> ! {
         "the request in flight when SIGTERM came was answered 200 before its worker exited",
     );
     let last = &m.deaths[before..];
-    let (workers, clean) = (last.len(), last.iter().filter(|d| d.code == Some(0)).count());
+    let (workers, clean) =
+        (last.len(), last.iter().filter(|d| d.code == Some(0)).count());
     let refused = matches!(connect(port), Err(e) if e.contains("refused"));
     report::after_stop(&mut lab, clean, workers, m.stragglers, refused);
     let clean_stop = m.check_stopped(&mut lab);
@@ -598,5 +637,5 @@ fn demo(mut lab: Lab, mut m: Master) -> ! {
         clean_stop && clean == workers && m.stragglers == 0 && refused,
         "every worker exited on its own with code 0 within the grace time, and the port is closed",
     );
-    lab.finish("the kernel spreads connections over workers blocked in accept on one socket; the master sees each death through SIGCHLD and waitpid and replaces the worker, so requests keep succeeding; SIGTERM stops them without losing the request in flight")
+    lab.finish()
 }

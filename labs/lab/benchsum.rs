@@ -26,7 +26,9 @@ fn find_files(dir: &Path, name: &str, out: &mut Vec<std::path::PathBuf>) {
         let p = e.path();
         if p.is_dir() {
             find_files(&p, name, out);
-        } else if p.file_name().is_some_and(|n| n == name) && p.parent().is_some_and(|d| d.ends_with("new")) {
+        } else if p.file_name().is_some_and(|n| n == name)
+            && p.parent().is_some_and(|d| d.ends_with("new"))
+        {
             out.push(p);
         }
     }
@@ -41,7 +43,8 @@ pub fn collect(dir: &Path) -> Vec<BenchResult> {
         let Ok(meta) = std::fs::read_to_string(&f) else {
             continue;
         };
-        let Ok(est) = std::fs::read_to_string(f.with_file_name("estimates.json")) else {
+        let Ok(est) = std::fs::read_to_string(f.with_file_name("estimates.json"))
+        else {
             continue;
         };
         let (Ok(meta), Ok(est)) = (
@@ -94,10 +97,7 @@ pub fn parse_refbench(text: &str) -> BTreeMap<String, RefFigure> {
             }
             Some((
                 f[0].to_string(),
-                RefFigure {
-                    median: f[1].parse().ok()?,
-                    unit: f[2].to_string(),
-                },
+                RefFigure { median: f[1].parse().ok()?, unit: f[2].to_string() },
             ))
         })
         .collect()
@@ -110,7 +110,8 @@ pub fn section(text: &str, group: &str) -> String {
     match text.find(&marker) {
         Some(at) => {
             let rest = &text[at + marker.len()..];
-            rest[..rest.find("\n# ").map(|i| i + 1).unwrap_or(rest.len())].to_string()
+            rest[..rest.find("\n# ").map(|i| i + 1).unwrap_or(rest.len())]
+                .to_string()
         }
         None if text.contains("# right after") => String::new(),
         None => text.to_string(),
@@ -118,12 +119,17 @@ pub fn section(text: &str, group: &str) -> String {
 }
 
 fn fmt_ns(ns: f64) -> String {
-    crate::measure::fmt_duration(std::time::Duration::from_nanos(ns.round() as u64))
+    proclab::measure::fmt_duration(std::time::Duration::from_nanos(
+        ns.round() as u64
+    ))
 }
 
 /// The table for one group: id, median, throughput, and the C reference figure with the
 /// ratio where refbench has a figure of the same name as the bench's function.
-pub fn table(rows: &[BenchResult], reference: &BTreeMap<String, RefFigure>) -> String {
+pub fn table(
+    rows: &[BenchResult],
+    reference: &BTreeMap<String, RefFigure>,
+) -> String {
     let mut lines = vec![format!(
         "{:<44} {:>12} {:>14}   {}",
         "bench", "median", "throughput", "C reference (refbench.c)"
@@ -143,7 +149,11 @@ pub fn table(rows: &[BenchResult], reference: &BTreeMap<String, RefFigure>) -> S
         };
         let c = match reference.get(c_name(&r.function)) {
             Some(f) if f.unit == "us" => {
-                format!("{:.1} µs, Rust/C = {:.2}", f.median, r.median_ns / 1e3 / f.median)
+                format!(
+                    "{:.1} µs, Rust/C = {:.2}",
+                    f.median,
+                    r.median_ns / 1e3 / f.median
+                )
             }
             Some(f) if f.unit == "GB/s" => match r.bytes {
                 Some(b) => format!(
@@ -200,7 +210,11 @@ pub const GROUPS: &[(&str, &[&str])] = &[
 
 /// Build `refbench.c` (from ../shared/reference beside the repository) with gcc and run the
 /// `figures` named (all when empty); returns its output.
-pub fn run_refbench(root: &Path, target: &Path, figures: &[&str]) -> Result<String, String> {
+pub fn run_refbench(
+    root: &Path,
+    target: &Path,
+    figures: &[&str],
+) -> Result<String, String> {
     // Beside the repository (/work/main -> /work/shared), or beside a worktree's parent
     // (/work/wt/NAME -> /work/shared), or where PROCLAB_REFBENCH says.
     let candidates: Vec<std::path::PathBuf> = std::env::var_os("PROCLAB_REFBENCH")
@@ -212,7 +226,10 @@ pub fn run_refbench(root: &Path, target: &Path, figures: &[&str]) -> Result<Stri
         ])
         .collect();
     let Some(src) = candidates.iter().find(|p| p.exists()).cloned() else {
-        return Err(format!("{} not found", candidates[candidates.len() - 2].display()));
+        return Err(format!(
+            "{} not found",
+            candidates[candidates.len() - 2].display()
+        ));
     };
     let exe = target.join("refbench");
     let st = Command::new("gcc")

@@ -1,33 +1,6 @@
-//! Shared by the threads-versus-processes lab and its criterion benches, so that both
-//! measure exactly the same thing: CPU pinning (`sched_setaffinity`) and the CPU-bound job
-//! the `compute` comparisons split between workers.
-
-use nix::sched::{sched_setaffinity, CpuSet};
-use nix::unistd::Pid;
-
-/// Pin the calling thread (or process, before it starts other threads) to CPU `cpu`.
-/// Async-signal-safe (one system call), so a forked child may call it.
-pub fn pin(cpu: usize) -> nix::Result<()> {
-    let mut set = CpuSet::new();
-    set.set(cpu)?;
-    sched_setaffinity(Pid::from_raw(0), &set) // 0: the calling thread
-}
-
-/// Allow the calling thread on every CPU this process may use again.
-pub fn unpin() -> nix::Result<()> {
-    let mut set = CpuSet::new();
-    for cpu in 0..cpus() {
-        set.set(cpu)?;
-    }
-    sched_setaffinity(Pid::from_raw(0), &set)
-}
-
-/// How many CPUs are online (`sysconf(_SC_NPROCESSORS_ONLN)`), at least 1.
-pub fn cpus() -> usize {
-    // SAFETY: sysconf has no preconditions.
-    let n = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) };
-    n.max(1) as usize
-}
+//! The CPU-bound job the `compute` comparisons split between workers. The lab and its
+//! criterion bench (`benches/threads_vs_processes.rs` includes this file) run exactly
+//! the same code.
 
 /// The job of size `size` split between `workers` scoped threads; the sum of their parts.
 /// A panic in a worker is passed on to the caller.

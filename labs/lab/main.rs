@@ -1,0 +1,192 @@
+//! # lab: the runner
+//!
+//! `cargo run --bin lab` lists the labs (`roster.rs`, the one list of labs); `lab all` runs
+//! them and prints a table of verdicts (`all.rs`); `lab record` writes the book's measured
+//! outputs (`record.rs`); `lab benchmarks` runs the criterion groups beside the C
+//! reference and writes their figures (`benchmarks.rs`, `benchsum.rs`).
+
+mod all;
+mod benchmarks;
+mod benchsum;
+mod record;
+mod roster;
+
+use clap::{Parser, Subcommand};
+use proclab::procfacts;
+use roster::{LabInfo, LABS};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+/// The proclab runner: list, run or record the labs.
+#[derive(Parser)]
+#[command(name = "lab", version)]
+struct Args {
+    #[command(subcommand)]
+    cmd: Option<Cmd>,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// List the labs (the default).
+    List,
+    /// Run every lab (or the ones named) and print a table of verdicts.
+    All {
+        /// Only these labs.
+        names: Vec<String>,
+    },
+    /// Run every lab (or the ones named) and write its output into book/src/measured/.
+    Record {
+        /// Only these labs.
+        names: Vec<String>,
+    },
+    /// Run `cargo bench` (or only the groups named) and the C reference, then write the
+    /// figures into book/src/measured/ (bench-GROUP.txt, refbench.txt).
+    Benchmarks {
+        /// Only these criterion groups (e.g. spawn ipc); all when empty.
+        groups: Vec<String>,
+        /// Do not run anything: only summarise what target/criterion already holds.
+        #[arg(long)]
+        no_run: bool,
+    },
+}
+
+fn main() {
+    let args = Args::parse();
+    match args.cmd.unwrap_or(Cmd::List) {
+        Cmd::List => list(),
+        Cmd::All { names } => all::all(&select(&names)),
+        Cmd::Record { names } => record::record(&select(&names)),
+        Cmd::Benchmarks { groups, no_run } => {
+            benchmarks::benchmarks(&groups, no_run)
+        }
+    }
+}
+
+fn select(names: &[String]) -> Vec<&'static LabInfo> {
+    if names.is_empty() {
+        return LABS.iter().collect();
+    }
+    names
+        .iter()
+        .map(|n| {
+            roster::find(n).unwrap_or_else(|| {
+                eprintln!(
+                    "error: no lab called {n:?}; `cargo run --bin lab` lists them"
+                );
+                std::process::exit(2)
+            })
+        })
+        .collect()
+}
+
+fn list() {
+    println!(
+        "proclab: {} labs. Run one with `cargo run --bin NAME`, all with `cargo run --bin lab -- all`.\n",
+        LABS.len()
+    );
+    for l in LABS {
+        println!("  {:02} {:<22} {}", l.number, l.name, l.shows);
+    }
+    println!("\nEvery lab takes --help, --json and --step. The book: `mdbook serve book`.");
+}
+
+/// Build every lab (cargo run only built this one), then return the directory of the binaries.
+/// `release`: build and use the optimised binaries (what `lab record` uses, so timings in the
+/// book are not those of a debug build); otherwise the profile `lab` itself was built with.
+pub fn bin_dir(release: bool) -> PathBuf {
+    let me = std::env::current_exe().expect("current_exe");
+    let mut dir = me.parent().expect("exe dir").to_path_buf();
+    let release = release || dir.ends_with("release");
+    if release && !dir.ends_with("release") {
+        dir = dir.parent().expect("target dir").join("release");
+    }
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml");
+    let mut build = Command::new(cargo);
+    build.args(["build", "--quiet", "--bins", "--manifest-path"]).arg(&manifest);
+    if release {
+        build.arg("--release");
+    }
+    match build.status() {
+        Ok(s) if s.success() => {}
+        Ok(s) => {
+            eprintln!("error: cargo build --bins failed ({s})");
+            std::process::exit(1)
+        }
+        Err(e) => eprintln!("note: could not run cargo to build the labs ({e}); using the binaries already built"),
+    }
+    dir
+}
+
+/// How one run of a lab ended.
+pub struct Outcome {
+    pub code: Option<i32>,
+    /// The signal that killed it, if one did.
+    pub signal: Option<i32>,
+    pub stdout: String,
+    pub secs: f64,
+}
+
+pub fn run(dir: &Path, l: &LabInfo, json: bool) -> Outcome {
+    let mut cmd = Command::new(dir.join(l.name));
+    cmd.args(l.args)
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .stderr(Stdio::inherit());
+    if json {
+        cmd.arg("--json");
+    }
+    let start = Instant::now();
+    match cmd.output() {
+        Ok(out) => Outcome {
+            code: out.status.code(),
+            signal: std::os::unix::process::ExitStatusExt::signal(&out.status),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            secs: start.elapsed().as_secs_f64(),
+        },
+        Err(e) => {
+            eprintln!("error: cannot run {}: {e}", dir.join(l.name).display());
+            Outcome { code: None, signal: None, stdout: String::new(), secs: 0.0 }
+        }
+    }
+}
+
+pub fn verdict_word(code: Option<i32>) -> &'static str {
+    match code {
+        Some(0) => "verified",
+        Some(1) => "could not run",
+        Some(2) => "bad input",
+        Some(3) => "not observed",
+        Some(_) => "failed",
+        None => "killed",
+    }
+}
+
+/// Today's date and time in UTC, `2026-11-22 17:05 UTC`, without a date crate.
+fn utc_now() -> String {
+    let secs = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0) as i64;
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Howard Hinnant's days-to-civil.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + (m <= 2) as i64;
+    format!("{y:04}-{m:02}-{d:02} {:02}:{:02} UTC", rem / 3600, rem % 3600 / 60)
+}
+
+pub fn header(command: &str, tool: &str) -> String {
+    let (kernel, cpu, cpus) = procfacts::machine();
+    format!(
+        "$ {command}\n# recorded by `{tool}` on {}, Linux {kernel}, {cpus} x {cpu}\n",
+        utc_now()
+    )
+}

@@ -1,0 +1,131 @@
+//! How a child ended, the way a reader of TLPI expects it: `exited, status 7`,
+//! `killed by SIGKILL`, `killed by SIGSEGV (core dumped)`, `stopped by SIGSTOP`. In JSON:
+//! `{"exited": 7}`, `{"signal": "SIGKILL", "core_dumped": false}`, `{"stopped": "SIGSTOP"}`,
+//! and a failed `waitpid` as `{"error": "ECHILD"}`.
+
+use nix::errno::Errno;
+use nix::sys::wait::WaitStatus;
+use serde::ser::{Serialize, SerializeMap, Serializer};
+use std::fmt;
+
+/// What `waitpid` returned, as a fact: displays as TLPI prints it, serialises with
+/// structured fields. Wraps the whole result, so a failing `waitpid` is a fact too.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Status(pub nix::Result<WaitStatus>);
+
+impl Status {
+    /// The exit code if the child exited normally.
+    pub fn code(&self) -> Option<i32> {
+        match self.0 {
+            Ok(WaitStatus::Exited(_, code)) => Some(code),
+            _ => None,
+        }
+    }
+
+    /// The signal that killed the child, if one did.
+    pub fn signal(&self) -> Option<nix::sys::signal::Signal> {
+        match self.0 {
+            Ok(WaitStatus::Signaled(_, sig, _)) => Some(sig),
+            _ => None,
+        }
+    }
+}
+
+impl From<WaitStatus> for Status {
+    fn from(s: WaitStatus) -> Status {
+        Status(Ok(s))
+    }
+}
+
+impl From<nix::Result<WaitStatus>> for Status {
+    fn from(r: nix::Result<WaitStatus>) -> Status {
+        Status(r)
+    }
+}
+
+impl fmt::Display for Status {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Ok(WaitStatus::Exited(_, code)) => write!(f, "exited, status {code}"),
+            Ok(WaitStatus::Signaled(_, sig, core)) => {
+                write!(f, "killed by {}", sig.as_str())?;
+                if core {
+                    write!(f, " (core dumped)")?;
+                }
+                Ok(())
+            }
+            Ok(WaitStatus::Stopped(_, sig)) => {
+                write!(f, "stopped by {}", sig.as_str())
+            }
+            Ok(WaitStatus::Continued(_)) => write!(f, "continued"),
+            Ok(WaitStatus::StillAlive) => write!(f, "still running (WNOHANG)"),
+            Ok(other) => write!(f, "{other:?}"),
+            Err(e) => write!(f, "waitpid failed: {}", errno_text(e)),
+        }
+    }
+}
+
+impl Serialize for Status {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut m = s.serialize_map(None)?;
+        match self.0 {
+            Ok(WaitStatus::Exited(_, code)) => {
+                m.serialize_entry("exited", &code)?
+            }
+            Ok(WaitStatus::Signaled(_, sig, core)) => {
+                m.serialize_entry("signal", sig.as_str())?;
+                m.serialize_entry("core_dumped", &core)?;
+            }
+            Ok(WaitStatus::Stopped(_, sig)) => {
+                m.serialize_entry("stopped", sig.as_str())?
+            }
+            Ok(WaitStatus::Continued(_)) => {
+                m.serialize_entry("continued", &true)?
+            }
+            Ok(WaitStatus::StillAlive) => {
+                m.serialize_entry("still_alive", &true)?
+            }
+            Ok(other) => m.serialize_entry("other", &format!("{other:?}"))?,
+            Err(e) => m.serialize_entry("error", &format!("{e:?}"))?,
+        }
+        m.end()
+    }
+}
+
+/// `ECHILD (No child processes)`.
+pub fn errno_text(e: Errno) -> String {
+    format!("{e:?} ({})", e.desc())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nix::sys::signal::Signal;
+    use nix::unistd::Pid;
+
+    #[test]
+    fn reads_like_tlpi_and_serialises_with_fields() {
+        let p = Pid::from_raw(42);
+        let exited = Status::from(WaitStatus::Exited(p, 7));
+        assert_eq!(exited.to_string(), "exited, status 7");
+        assert_eq!(
+            serde_json::to_value(exited).unwrap(),
+            serde_json::json!({"exited": 7})
+        );
+        let killed = Status::from(WaitStatus::Signaled(p, Signal::SIGKILL, false));
+        assert_eq!(killed.to_string(), "killed by SIGKILL");
+        assert_eq!(
+            serde_json::to_value(killed).unwrap(),
+            serde_json::json!({"signal": "SIGKILL", "core_dumped": false})
+        );
+        let failed = Status(Err(Errno::ECHILD));
+        assert_eq!(
+            failed.to_string(),
+            "waitpid failed: ECHILD (No child processes)"
+        );
+        assert_eq!(
+            serde_json::to_value(failed).unwrap(),
+            serde_json::json!({"error": "ECHILD"})
+        );
+    }
+}
