@@ -1,20 +1,11 @@
 //! # exec: same process, new program
 //!
-//! `execvp` replaces the program a process runs: new code, new memory, new `comm` and
-//! `/proc/PID/exe`, but the same pid, the same parent and (unless marked close-on-exec) the
-//! same open descriptors. It returns only if it failed. The lab forks a child that waits on a
-//! pipe, looks at `/proc/CHILD` before and after the child execs `sleep`, makes an exec fail
-//! (the child reports the errno and exits 127, as shells do), proves with `ls -l
-//! /proc/self/fd` run in the child which descriptors crossed the exec, and times three ways
-//! to start a program: fork+exec, `posix_spawn` and `std::process::Command`.
+//! `execvp` replaces the program a process runs and keeps its pid, its parent and its
+//! descriptors without close-on-exec; it returns only if it failed (the child then
+//! exits 127). Part 4 times three ways to start a program: fork + exec, `posix_spawn`
+//! and `std::process::Command`.
 //!
-//! What to look for: the pid before and after is the same, `comm`/`exe` change from this lab
-//! to `sleep`; `Exited(pid, 127)` after the failed exec, with the errno the child sent back;
-//! the descriptor opened without `O_CLOEXEC` in the exec'd program's listing, the one with it
-//! absent; the median costs.
-//!
-//! Caveats: timings on a shared machine are noisy; compare medians from one run. After fork
-//! the child only calls async-signal-safe functions, so every argv is built before forking.
+//! Chapter: book/src/02-exec.md
 
 use clap::Parser;
 use nix::errno::Errno;
@@ -23,178 +14,173 @@ use nix::spawn::{posix_spawn, PosixSpawnAttr, PosixSpawnFileActions};
 use nix::sys::signal::{kill, Signal};
 use nix::sys::stat::Mode;
 use nix::sys::wait::{waitpid, WaitStatus};
-use nix::unistd::{fork, getpid, pipe2, read, write, ForkResult};
-use proclab::measure::{fmt_duration, Stopwatch, Summary};
-use proclab::{cleanup, flush_stdout, procfacts, say, Common, Lab, OrDie};
-use serde_json::json;
+use nix::unistd::{fork, getpid, pipe2, read, write, ForkResult, Pid};
+use proclab::fdio::read_full_by;
+use proclab::measure::{Stopwatch, Summary};
+use proclab::wait::waitpid_by;
+use proclab::{check, cleanup, flush_stdout, lifeline, observe, procfacts, say};
+use proclab::{Common, Deadline, Lab, OrDie, Watchdog};
 use std::ffi::{c_char, CString};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::time::Duration;
 
-/// exec: the pid stays, the program changes; exec failure is exit 127; close-on-exec
-/// descriptors do not cross exec; fork+exec vs posix_spawn vs Command, timed.
+/// exec: the pid stays, the program changes; a failed exec exits 127; close-on-exec.
 #[derive(Parser)]
 #[command(name = "exec", version)]
 struct Args {
-    /// How many times each way of starting /bin/true is timed in part 4.
+    /// How many times each way of starting /bin/true is timed in part 4 (1 to 5000).
     #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=5000))]
     rounds: u32,
-    /// Touch this many MiB of memory before part 4: fork must copy the page tables that map
-    /// it, posix_spawn (vfork-like) does not.
+    /// MiB of memory to touch before part 4 (0 to 4096): fork must copy the page tables
+    /// that map it, posix_spawn (vfork-like) does not.
     #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=4096))]
     ballast: u32,
     #[command(flatten)]
     common: Common,
 }
 
-/// A NULL-terminated argv for execvp, built before fork (the child must not allocate).
-fn argv(args: &[CString]) -> Vec<*const c_char> {
-    args.iter().map(|a| a.as_ptr()).chain([std::ptr::null()]).collect()
-}
-
-/// A C string from a literal without NUL bytes.
-fn cstr(s: &str) -> CString {
-    CString::new(s).unwrap_or_default()
-}
-
-/// Read from `fd` until EOF.
-fn read_to_end(fd: &OwnedFd) -> Vec<u8> {
-    let mut out = Vec::new();
-    let mut buf = [0u8; 4096];
-    loop {
-        match read(fd, &mut buf) {
-            Ok(0) => return out,
-            Ok(n) => out.extend_from_slice(&buf[..n]),
-            Err(Errno::EINTR) => continue,
-            Err(e) => proclab::die("read", e),
-        }
-    }
-}
-
-/// In the child: exec failed; send errno through `err` and leave with 127, as a shell does.
-/// Async-signal-safe.
-fn exec_failed(err: &OwnedFd) -> ! {
-    let errno = Errno::last_raw();
-    let _ = write(err, &errno.to_ne_bytes());
-    // SAFETY: _exit leaves at once, without running the parent's destructors.
-    unsafe { libc::_exit(127) }
-}
-
-/// The errno a child sent back through its close-on-exec pipe, or None if the pipe just
-/// closed: the exec succeeded.
-fn exec_result(err_rx: &OwnedFd) -> Option<Errno> {
-    let bytes = read_to_end(err_rx);
-    (bytes.len() >= 4).then(|| {
-        Errno::from_raw(i32::from_ne_bytes([
-            bytes[0], bytes[1], bytes[2], bytes[3],
-        ]))
-    })
-}
-
-/// (fd, target) pairs from `ls -l /proc/self/fd` lines like `... 4 -> /dev/null`.
-fn parse_fd_listing(text: &str) -> Vec<(i32, String)> {
-    text.lines()
-        .filter_map(|l| {
-            let (left, target) = l.split_once(" -> ")?;
-            let fd = left.split_whitespace().last()?.parse().ok()?;
-            Some((fd, target.trim().to_string()))
-        })
-        .collect()
-}
-
 fn main() {
     let args = Args::parse();
     let mut lab = Lab::start(
         "exec",
-        "exec replaces the program of a process and keeps its pid, parent and the descriptors without close-on-exec; a failed exec returns to the child, which exits 127",
+        "exec replaces the program of a process and keeps its pid, parent and the \
+         descriptors without close-on-exec; a failed exec returns to the child, which \
+         exits 127",
         &args.common,
     );
-    let me = getpid();
+    replace(&mut lab);
+    failure(&mut lab);
+    cloexec(&mut lab);
+    start_costs(&mut lab, &args);
+    lab.finish()
+}
 
+/// How long a child may take to exec, fail or end (lab time: `--step` pauses do not
+/// count). Each does so in a few milliseconds.
+const DEADLINE: Duration = Duration::from_secs(5);
+
+// ---------------------------------------------------------------------------------
+// 1. exec keeps the pid and replaces the program
+// ---------------------------------------------------------------------------------
+
+fn replace(lab: &mut Lab) {
     lab.section("1. exec keeps the pid and replaces the program");
-    let sleep_args = [cstr("sleep"), cstr("10")]; // bounded: ends by itself if we vanish
+    let parent = getpid();
+    let mut sleep_args = vec![cstr("sleep"), cstr("3600")]; // ended by our SIGTERM
+    if proclab::test_removes("same_program") {
+        // Tests only: exec this lab's own program again (it exits 2 at once).
+        let me = std::env::current_exe().or_die("current_exe");
+        sleep_args = vec![cstr(&me.to_string_lossy()), cstr("--no-such-flag")];
+    }
     let sleep_argv = argv(&sleep_args);
+    // Tests only: write no byte, so the child is never released: it neither execs
+    // nor exits.
+    let go: &[u8] = if proclab::test_removes("never_exec") { b"" } else { b"g" };
     // ANCHOR: replace
-    let (go_rx, go_tx) = pipe2(OFlag::O_CLOEXEC).or_die("pipe2"); // holds the child before exec
-    let (err_rx, err_tx) = pipe2(OFlag::O_CLOEXEC).or_die("pipe2"); // closed by a successful exec
+    let (go_rx, go_tx) = pipe2(OFlag::O_CLOEXEC).or_die("pipe2"); // holds the child
+    let (err_rx, err_tx) = pipe2(OFlag::O_CLOEXEC).or_die("pipe2"); // exec shuts it
     flush_stdout();
-    // SAFETY: the child only calls read, execvp, write and _exit (glibc's execvp searches PATH
-    // without malloc); argv was built before fork.
+    // SAFETY: the child calls only prctl, read, execvp, write and _exit (glibc's
+    // execvp searches PATH without malloc); argv was built before fork.
     let child = match unsafe { fork() }.or_die("fork") {
         ForkResult::Child => {
+            lifeline::die_with_parent(parent.as_raw()); // it survives exec
             drop(go_tx); // our copy of the write end: EOF if the parent dies
-            let _ = read(&go_rx, &mut [0u8; 1]); // wait until the parent has looked at us
-                                                 // SAFETY: argv is a NULL-terminated array of live C strings built before fork.
-            unsafe { libc::execvp(sleep_argv[0], sleep_argv.as_ptr()) }; // returns only on failure
-            exec_failed(&err_tx)
+            let _ = read(&go_rx, &mut [0u8; 1]); // until the parent has looked
+            let (program, argv) = (sleep_argv[0], sleep_argv.as_ptr());
+            // SAFETY: argv is NULL-terminated, of C strings built before fork.
+            unsafe { libc::execvp(program, argv) };
+            exec_failed(&err_tx) // execvp returns only if it failed
         }
         ForkResult::Parent { child } => child,
     };
     cleanup::track(child); // killed and reaped on every way out
     drop(err_tx); // only the child holds the write end now
     let pid = child.as_raw();
-    let (comm_before, exe_before) = (procfacts::comm(pid), procfacts::exe(pid)); // still this lab
-    write(&go_tx, b"g").or_die("write"); // release the child: it execs now
-    let failed = exec_result(&err_rx); // EOF: exec closed the pipe, the new program runs
-
+    let (comm_before, exe_before) = (procfacts::comm(pid), procfacts::exe(pid));
+    write(&go_tx, go).or_die("write"); // release the child: it execs now
+    let result = exec_result(&err_rx, Deadline::after(DEADLINE));
     // ANCHOR_END: replace
-    lab.observe(
+    observe!(
+        lab,
         "image",
-        json!({"pid": pid, "phase": "before", "comm": comm_before, "exe": exe_before}),
-        format_args!(
-            "before exec: /proc/{pid}/comm = {}, exe = {}",
-            comm_before.as_deref().unwrap_or("?"),
-            exe_before.as_deref().unwrap_or("?")
-        ),
+        "before exec: /proc/{pid}/comm = {comm}, exe = {exe}",
+        pid,
+        phase = "before",
+        comm = comm_before.clone().unwrap_or_default(),
+        exe = exe_before.clone().unwrap_or_default()
     );
+    let Some(result) = result else {
+        let why =
+            format!("child {pid} neither exec'd nor exited within {DEADLINE:?}");
+        lab.not_observed("pid_kept_image_changed", why);
+    };
     // The comm is renamed a moment after the descriptors close: watch it (bounded).
-    let comm_after = procfacts::poll_until(Duration::from_secs(3), || {
+    let comm_after = procfacts::poll_until(DEADLINE, || {
         procfacts::comm(pid).filter(|c| Some(c) != comm_before.as_ref())
     });
     let exe_after = procfacts::exe(pid);
     let ppid_after = procfacts::ppid(pid);
-    lab.observe(
+    observe!(
+        lab,
         "image",
-        json!({"pid": pid, "phase": "after", "comm": comm_after, "exe": exe_after,
-               "ppid": ppid_after, "exec_error": failed.map(|e| e.desc())}),
-        format_args!(
-            "after exec:  /proc/{pid}/comm = {}, exe = {}, ppid = {} (still this lab)",
-            comm_after.as_deref().unwrap_or("?"),
-            exe_after.as_deref().unwrap_or("?"),
-            ppid_after.unwrap_or(0)
-        ),
+        "after exec:  /proc/{pid}/comm = {comm}, exe = {exe}, ppid = {ppid} (the lab)",
+        pid,
+        phase = "after",
+        comm = comm_after.clone().unwrap_or_default(),
+        exe = exe_after.clone().unwrap_or_default(),
+        ppid = ppid_after.unwrap_or(0),
+        exec_error = result.err().map(|e| format!("{e:?}"))
     );
-    lab.show_tree(me);
-    kill(child, Signal::SIGTERM).or_die("kill"); // the new program obeys signals like any other
-    let status = waitpid(child, None).or_die("waitpid"); // and it is still our child
+    lab.show_tree(parent);
+    // ANCHOR: sigterm
+    // The new program obeys signals like any other, and is still our child.
+    kill(child, Signal::SIGTERM).or_die("kill");
+    let status = waitpid_by(child, Deadline::after(DEADLINE));
+    // ANCHOR_END: sigterm
+    let Some(status) = status else {
+        let why = format!("child {pid} still ran {DEADLINE:?} after SIGTERM");
+        lab.not_observed("pid_kept_image_changed", why);
+    };
     cleanup::forget(child);
-    lab.observe(
-        "sleep_reaped",
-        json!({"pid": pid, "status": format!("{status:?}")}),
-        format_args!("waitpid({pid}) -> {status:?}"),
-    );
-    lab.check(
+    observe!(lab, "sleep_reaped", "waitpid({pid}): {status}", pid, status);
+    check!(
+        lab,
         "pid_kept_image_changed",
-        failed.is_none()
+        result.is_ok()
             && comm_after.as_deref() == Some("sleep")
             && exe_after.is_some()
             && exe_before != exe_after
-            && ppid_after == Some(me.as_raw())
-            && status == WaitStatus::Signaled(child, Signal::SIGTERM, false),
-        format_args!("pid {pid} ran this lab, then sleep: same pid and parent, new comm and exe"),
+            && ppid_after == Some(parent.as_raw())
+            && status.signal() == Some(Signal::SIGTERM),
+        "pid {pid} ran this lab, then sleep: same pid and parent, new comm and exe"
     );
+}
 
+// ---------------------------------------------------------------------------------
+// 2. A failed exec returns; the child reports it and exits 127
+// ---------------------------------------------------------------------------------
+
+fn failure(lab: &mut Lab) {
     lab.section("2. A failed exec returns; the child reports it and exits 127");
-    let missing_args = [cstr("proclab-no-such-program")];
+    let parent = getpid().as_raw();
+    // Tests only: a program that exists, so the exec does not fail.
+    let program = if proclab::test_removes("program_exists") {
+        "true"
+    } else {
+        "proclab-no-such-program"
+    };
+    let missing_args = [cstr(program)];
     let missing_argv = argv(&missing_args);
     // ANCHOR: fail
     let (err_rx, err_tx) = pipe2(OFlag::O_CLOEXEC).or_die("pipe2");
     flush_stdout();
-    // SAFETY: the child only calls execvp, write and _exit.
+    // SAFETY: the child only calls prctl, execvp, write and _exit.
     let child = match unsafe { fork() }.or_die("fork") {
         ForkResult::Child => {
-            // SAFETY: argv is a NULL-terminated array of live C strings built before fork.
-            unsafe { libc::execvp(missing_argv[0], missing_argv.as_ptr()) }; // fails: ENOENT
+            lifeline::die_with_parent(parent);
+            // SAFETY: argv is NULL-terminated, of C strings built before fork.
+            unsafe { libc::execvp(missing_argv[0], missing_argv.as_ptr()) };
             say!("execvp failed; reporting errno to my parent and exiting 127");
             exec_failed(&err_tx)
         }
@@ -202,57 +188,76 @@ fn main() {
     };
     cleanup::track(child);
     drop(err_tx);
-    let errno = exec_result(&err_rx); // 4 bytes: the child's errno
-    let status = waitpid(child, None).or_die("waitpid");
-    cleanup::forget(child);
+    let by = Deadline::after(DEADLINE);
+    let result = exec_result(&err_rx, by); // 4 bytes: the child's errno
+    let status = waitpid_by(child, by);
     // ANCHOR_END: fail
-    lab.observe(
+    let (Some(result), Some(status)) = (result, status) else {
+        let why = format!("child {child} did not end within {DEADLINE:?}");
+        lab.not_observed("exec_failure_127", why);
+    };
+    cleanup::forget(child);
+    let errno = result.err();
+    observe!(
+        lab,
         "exec_failure",
-        json!({"pid": child.as_raw(), "errno": errno.map(|e| e as i32), "errno_name": errno.map(|e| format!("{e:?}")),
-               "code": if let WaitStatus::Exited(_, c) = status { Some(c) } else { None },
-               "status": format!("{status:?}")}),
-        format_args!(
-            "the child sent back {} ({}); waitpid -> {status:?}",
-            errno.map(|e| format!("{e:?}")).unwrap_or_else(|| "nothing".into()),
-            errno.map(|e| e.desc()).unwrap_or("-")
-        ),
+        "the child sent back {errno_text}; waitpid: {status}",
+        pid = child.as_raw(),
+        errno = errno.map(|e| format!("{e:?}")),
+        errno_text =
+            result.err().map_or("nothing".into(), proclab::wait::errno_text),
+        status
     );
-    lab.check(
+    check!(
+        lab,
         "exec_failure_127",
-        errno == Some(Errno::ENOENT) && status == WaitStatus::Exited(child, 127),
-        "execvp of a missing program returned ENOENT in the child, which exited 127",
+        errno == Some(Errno::ENOENT) && status.code() == Some(127),
+        "execvp of a missing program returned ENOENT in the child, which exited 127"
     );
+}
 
+// ---------------------------------------------------------------------------------
+// 3. Close-on-exec: which descriptors cross exec
+// ---------------------------------------------------------------------------------
+
+fn cloexec(lab: &mut Lab) {
     lab.section("3. Close-on-exec: which descriptors cross exec");
+    let parent = getpid().as_raw();
     let std_file = std::fs::File::open("/dev/null").or_die("open");
-    let std_flags = fcntl(&std_file, FcntlArg::F_GETFD).or_die("fcntl");
-    let std_cloexec =
-        FdFlag::from_bits_truncate(std_flags).contains(FdFlag::FD_CLOEXEC);
-    lab.observe(
+    let flags = fcntl(&std_file, FcntlArg::F_GETFD).or_die("fcntl");
+    observe!(
+        lab,
         "std_cloexec",
-        json!({"fd": std_file.as_raw_fd(), "cloexec": std_cloexec}),
-        format_args!(
-            "a file opened with Rust's std::fs::File::open (fd {}) has FD_CLOEXEC = {std_cloexec}",
-            std_file.as_raw_fd()
-        ),
+        "a file opened with Rust's std::fs::File::open (fd {fd}) has FD_CLOEXEC = \
+         {cloexec}",
+        fd = std_file.as_raw_fd(),
+        cloexec = FdFlag::from_bits_truncate(flags).contains(FdFlag::FD_CLOEXEC)
     );
     drop(std_file);
     let ls_args = [cstr("ls"), cstr("-l"), cstr("/proc/self/fd")];
     let ls_argv = argv(&ls_args);
     // ANCHOR: cloexec
-    let kept = open("/dev/null", OFlag::O_RDONLY, Mode::empty()).or_die("open"); // inherited by exec
-    let shut = open("/dev/zero", OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty())
-        .or_die("open"); // closed by exec
-    let (out_rx, out_tx) = pipe2(OFlag::O_CLOEXEC).or_die("pipe2"); // the program's stdout
+    let kept = open("/dev/null", OFlag::O_RDONLY, Mode::empty()).or_die("open");
+    let cloexec = OFlag::O_RDONLY | OFlag::O_CLOEXEC; // closed by exec
+    let shut = open("/dev/zero", cloexec, Mode::empty()).or_die("open");
+    // ANCHOR_END: cloexec
+    if proclab::test_removes("no_cloexec") {
+        // Tests only: clear the flag, so /dev/zero crosses the exec too.
+        fcntl(&shut, FcntlArg::F_SETFD(FdFlag::empty())).or_die("fcntl");
+    }
+    // ANCHOR: cloexec_child
+    let (out_rx, out_tx) = pipe2(OFlag::O_CLOEXEC).or_die("pipe2"); // ls's stdout
     let (err_rx, err_tx) = pipe2(OFlag::O_CLOEXEC).or_die("pipe2");
     flush_stdout();
-    // SAFETY: the child only calls dup2, execvp, write and _exit.
+    // SAFETY: the child only calls prctl, dup2, execvp, write and _exit.
     let child = match unsafe { fork() }.or_die("fork") {
         ForkResult::Child => {
-            // SAFETY: dup2 on two open descriptors; argv is NULL-terminated, built before fork.
+            lifeline::die_with_parent(parent);
+            // SAFETY: dup2 of an open descriptor onto stdout (the copy has no
+            // CLOEXEC); argv is NULL-terminated, built before fork.
             unsafe {
-                libc::dup2(out_tx.as_raw_fd(), 1); // stdout -> pipe (dup2 clears CLOEXEC)
-                libc::execvp(ls_argv[0], ls_argv.as_ptr()); // ls lists its own descriptors
+                libc::dup2(out_tx.as_raw_fd(), 1);
+                libc::execvp(ls_argv[0], ls_argv.as_ptr()); // ls lists its own fds
             }
             exec_failed(&err_tx)
         }
@@ -260,49 +265,76 @@ fn main() {
     };
     cleanup::track(child);
     drop((out_tx, err_tx));
-    let listing = String::from_utf8_lossy(&read_to_end(&out_rx)).into_owned(); // until ls exits
-    let failed = exec_result(&err_rx);
-    let status = waitpid(child, None).or_die("waitpid");
+    let by = Deadline::after(DEADLINE);
+    let mut buf = vec![0u8; 64 * 1024];
+    let listing = read_full_by(&out_rx, &mut buf, by); // until ls exits
+    let result = exec_result(&err_rx, by);
+    let status = waitpid_by(child, by);
+    // ANCHOR_END: cloexec_child
+    let (Ok(len), Some(result), Some(status)) = (listing, result, status) else {
+        let why = format!("ls (child {child}) did not end within {DEADLINE:?}");
+        lab.not_observed("cloexec_respected", why);
+    };
     cleanup::forget(child);
-    // ANCHOR_END: cloexec
+    let listing = String::from_utf8_lossy(&buf[..len]).trim_end().to_string();
     let fds = parse_fd_listing(&listing);
     let (kept_fd, shut_fd) = (kept.as_raw_fd(), shut.as_raw_fd());
     let kept_seen = fds.iter().any(|(fd, t)| *fd == kept_fd && t == "/dev/null");
-    let shut_seen = fds.iter().any(|(fd, t)| *fd == shut_fd && t == "/dev/zero")
-        || fds.iter().any(|(_, t)| t == "/dev/zero");
-    let own_dir = format!("/proc/{}/fd", child.as_raw());
+    let shut_seen = fds.iter().any(|(_, t)| t == "/dev/zero");
+    let own_dir = format!("/proc/{child}/fd");
     let pid_in_listing = fds.iter().any(|(_, t)| *t == own_dir);
     drop((kept, shut));
-    lab.observe(
+    let fds: Vec<_> = fds.iter().map(|(fd, t)| Fd { fd: *fd, target: t }).collect();
+    observe!(
+        lab,
         "fd_listing",
-        json!({"pid": child.as_raw(), "fds": fds.iter().map(|(fd, t)| json!({"fd": fd, "target": t})).collect::<Vec<_>>(),
-               "kept_fd": kept_fd, "shut_fd": shut_fd, "kept_seen": kept_seen, "shut_seen": shut_seen,
-               "pid_in_listing": pid_in_listing, "status": format!("{status:?}"),
-               "exec_error": failed.map(|e| e.desc())}),
-        format_args!(
-            "`ls -l /proc/self/fd` run by child {} after exec ({status:?}):\n{}",
-            child,
-            listing.trim_end()
-        ),
+        "`ls -l /proc/self/fd` run by child {pid} after exec ({status}):\n{listing}",
+        pid = child.as_raw(),
+        fds,
+        status,
+        exec_error = result.err().map(|e| format!("{e:?}"))
     );
-    lab.observe(
+    observe!(
+        lab,
         "fd_summary",
-        json!({"kept_fd": kept_fd, "kept_seen": kept_seen, "shut_fd": shut_fd, "shut_seen": shut_seen}),
-        format_args!(
-            "fd {kept_fd} (/dev/null, no O_CLOEXEC) is {}; fd {shut_fd} (/dev/zero, O_CLOEXEC) is {}; ls's own directory fd is {own_dir}",
-            if kept_seen { "there" } else { "MISSING" },
-            if shut_seen { "STILL THERE" } else { "gone" }
-        ),
+        "fd {kept_fd} (/dev/null, no O_CLOEXEC) crossed exec: {kept_seen}; fd {shut_fd} \
+         (/dev/zero, O_CLOEXEC) crossed: {shut_seen}; ls's own directory fd is \
+         {own_dir}: {pid_in_listing}",
+        kept_fd,
+        kept_seen,
+        shut_fd,
+        shut_seen,
+        own_dir,
+        pid_in_listing
     );
-    lab.check(
+    check!(
+        lab,
         "cloexec_respected",
-        failed.is_none() && status == WaitStatus::Exited(child, 0) && kept_seen && !shut_seen && pid_in_listing,
-        "the exec'd program (same pid) still had the plain descriptor, and not the close-on-exec one",
+        result.is_ok()
+            && status.code() == Some(0)
+            && kept_seen
+            && !shut_seen
+            && pid_in_listing,
+        "the exec'd program (same pid) still had the plain descriptor, and not the \
+         close-on-exec one"
     );
+}
 
+/// One line of the listing, as a fact.
+#[derive(serde::Serialize)]
+struct Fd<'a> {
+    fd: i32,
+    target: &'a str,
+}
+
+// ---------------------------------------------------------------------------------
+// 4. Starting /bin/true three ways
+// ---------------------------------------------------------------------------------
+
+fn start_costs(lab: &mut Lab, args: &Args) {
+    let rounds = args.rounds;
     lab.section(&format!(
-        "4. Starting /bin/true: fork+exec, posix_spawn, Command ({} rounds each)",
-        args.rounds
+        "4. Starting /bin/true: fork+exec, posix_spawn, Command ({rounds} rounds each)"
     ));
     let ballast = vec![1u8; args.ballast as usize * 1024 * 1024]; // every page touched
     if args.ballast > 0 {
@@ -323,16 +355,25 @@ fn main() {
         PosixSpawnFileActions::init().or_die("posix_spawn_file_actions_init");
     let attr = PosixSpawnAttr::init().or_die("posix_spawnattr_init");
     let empty_env: [CString; 0] = [];
+    // /bin/true ends at once; if one ever did not, the watchdog kills it and the
+    // check below fails instead of the lab hanging.
+    let bound = DEADLINE + Duration::from_millis(100) * rounds;
+    let watchdog = Watchdog::arm(bound, || {
+        for pid in cleanup::tracked() {
+            let _ = kill(pid, Signal::SIGKILL);
+        }
+    });
     let (mut t_fork, mut t_spawn, mut t_cmd) = (Vec::new(), Vec::new(), Vec::new());
     let mut ok_runs = 0;
-    for _ in 0..args.rounds {
+    for _ in 0..rounds {
         // ANCHOR: timing
         let sw = Stopwatch::start(); // fork + execve + waitpid
         flush_stdout();
-        // SAFETY: the child only calls execve and _exit.
+        // SAFETY: the child only calls execve and _exit. (No lifeline: /bin/true
+        // ends by itself, and nothing is added to what is timed.)
         let child = match unsafe { fork() }.or_die("fork") {
             ForkResult::Child => {
-                // SAFETY: argv and envp are NULL-terminated arrays built before fork.
+                // SAFETY: argv and envp are NULL-terminated, built before fork.
                 unsafe {
                     libc::execve(true_argv[0], true_argv.as_ptr(), no_env.as_ptr());
                     libc::_exit(127)
@@ -347,66 +388,119 @@ fn main() {
         // ANCHOR_END: timing
 
         // ANCHOR: timing_others
-
         let sw = Stopwatch::start(); // posix_spawn + waitpid
-        let child = posix_spawn(
-            true_args[0].as_c_str(),
-            &actions,
-            &attr,
-            &true_args,
-            &empty_env,
-        )
-        .or_die("posix_spawn");
+        let path = true_args[0].as_c_str();
+        let child = posix_spawn(path, &actions, &attr, &true_args, &empty_env)
+            .or_die("posix_spawn");
         cleanup::track(child);
         let b = waitpid(child, None).or_die("waitpid");
         cleanup::forget(child);
         t_spawn.push(sw.elapsed());
 
         let sw = Stopwatch::start(); // std::process::Command: spawn + wait
-        let c = std::process::Command::new(true_path)
+        let mut c = std::process::Command::new(true_path)
             .env_clear()
-            .status()
-            .or_die("Command::status");
+            .spawn()
+            .or_die("Command::spawn");
+        let c_pid = Pid::from_raw(c.id() as i32);
+        cleanup::track(c_pid);
+        let c = c.wait().or_die("Child::wait");
+        cleanup::forget(c_pid);
         t_cmd.push(sw.elapsed());
         // ANCHOR_END: timing_others
         ok_runs += matches!(a, WaitStatus::Exited(_, 0)) as u32
             + matches!(b, WaitStatus::Exited(_, 0)) as u32
             + c.success() as u32;
     }
+    let fired = watchdog.disarm();
     drop(ballast);
-    let mut rows = Vec::new();
-    for (name, samples) in [
+    for (method, samples) in [
         ("fork + execve + waitpid", &t_fork),
         ("posix_spawn + waitpid", &t_spawn),
-        ("std::process::Command::status", &t_cmd),
+        ("std::process::Command", &t_cmd),
     ] {
         let s = Summary::of(samples);
-        rows.push(vec![
-            name.to_string(),
-            fmt_duration(s.min),
-            fmt_duration(s.median),
-            fmt_duration(s.p99),
-        ]);
-        lab.observe(
+        observe!(
+            lab,
             "start_cost",
-            json!({"method": name, "n": s.n, "min_ns": s.min.as_nanos() as u64,
-                   "median_ns": s.median.as_nanos() as u64, "p99_ns": s.p99.as_nanos() as u64}),
-            format_args!("{name}: {s}"),
+            "{method}: {s}",
+            method,
+            n = s.n,
+            min_ns = s.min.as_nanos() as u64,
+            median_ns = s.median.as_nanos() as u64,
+            p99_ns = s.p99.as_nanos() as u64
         );
     }
-    lab.table(
-        "start_costs",
-        &["way to run /bin/true", "min", "median", "p99"],
-        &rows,
-    );
-    lab.check(
+    let runs = 3 * rounds;
+    check!(
+        lab,
         "all_started",
-        ok_runs == 3 * args.rounds,
-        format_args!(
-            "{ok_runs} of {} runs of /bin/true, by all three ways, exited 0",
-            3 * args.rounds
-        ),
+        ok_runs == runs && !fired,
+        "{ok_runs} of {runs} runs of /bin/true, by all three ways, exited 0",
+        ok_runs,
+        runs,
+        watchdog_fired = fired
     );
+}
 
-    lab.finish()
+// ---------------------------------------------------------------------------------
+// Plumbing: argv for execvp, and the close-on-exec pipe that reports a failed exec
+// ---------------------------------------------------------------------------------
+
+/// A NULL-terminated argv for execvp, built before fork (the child must not allocate).
+fn argv(args: &[CString]) -> Vec<*const c_char> {
+    args.iter().map(|a| a.as_ptr()).chain([std::ptr::null()]).collect()
+}
+
+/// A C string from text without NUL bytes.
+fn cstr(s: &str) -> CString {
+    CString::new(s).unwrap_or_default()
+}
+
+/// In the child: exec failed; send errno through `err` and leave with 127, as a shell
+/// does. Async-signal-safe.
+fn exec_failed(err: &OwnedFd) -> ! {
+    let errno = Errno::last_raw();
+    let _ = proclab::fdio::write_all(err, &errno.to_ne_bytes());
+    // SAFETY: _exit leaves at once, without running the parent's destructors.
+    unsafe { libc::_exit(127) }
+}
+
+/// What a child's close-on-exec pipe said by `by`: `Ok` if it closed without a word
+/// (the exec succeeded, or the child ended), the errno the child sent if the exec
+/// failed, None if the child neither exec'd nor ended in time.
+fn exec_result(err_rx: &OwnedFd, by: Deadline) -> Option<Result<(), Errno>> {
+    let mut buf = [0u8; 4];
+    match read_full_by(err_rx, &mut buf, by) {
+        Err(Errno::ETIMEDOUT) => None,
+        Ok(4) => Some(Err(Errno::from_raw(i32::from_ne_bytes(buf)))),
+        _ => Some(Ok(())),
+    }
+}
+
+/// (fd, target) pairs from `ls -l /proc/self/fd` lines like `... 4 -> /dev/null`.
+fn parse_fd_listing(text: &str) -> Vec<(i32, String)> {
+    text.lines()
+        .filter_map(|l| {
+            let (left, target) = l.split_once(" -> ")?;
+            let fd = left.split_whitespace().last()?.parse().ok()?;
+            Some((fd, target.trim().to_string()))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn an_fd_listing_gives_each_descriptor_and_its_target() {
+        let text = "total 0\n\
+            lr-x------ 1 root root 64 Nov 22 18:04 0 -> /dev/null\n\
+            l-wx------ 1 root root 64 Nov 22 18:04 1 -> pipe:[9477379]\n\
+            lr-x------ 1 root root 64 Nov 22 18:04 3 -> /proc/16325/fd\n";
+        let fds = super::parse_fd_listing(text);
+        assert_eq!(fds.len(), 3, "the `total` line is not a descriptor");
+        assert_eq!(fds[0], (0, "/dev/null".to_string()));
+        assert_eq!(fds[1], (1, "pipe:[9477379]".to_string()));
+        assert_eq!(fds[2], (3, "/proc/16325/fd".to_string()));
+    }
 }
