@@ -1,174 +1,20 @@
-//! # fork: one process becomes two
-//!
-//! `fork()` copies the calling process and returns twice: 0 in the child, the child's
-//! pid in the parent. Part 1: the child's writes change its own copy of memory. Part 2:
-//! children meet different fates (an exit code, a signal) and the parent reads each
-//! one's from the status `waitpid` returns.
-//!
+//! Part 2: children meet different fates; the parent reads each from its status.
 //! Chapter: book/src/01-fork.md
 
-use clap::Parser;
-use nix::sys::mman::{mmap_anonymous, MapFlags, ProtFlags};
+use crate::copy::who_first;
+use crate::words::{recv, send};
+use crate::{Args, DEADLINE};
 use nix::sys::signal::{kill, sigaction, SaFlags, SigAction, SigHandler, SigSet};
 use nix::sys::signal::{raise, Signal};
 use nix::sys::wait::WaitStatus;
 use nix::unistd::{fork, getpid, pipe, read, ForkResult, Pid};
 use proclab::clock::now_ns;
-use proclab::fdio::{read_full_by, write_all};
 use proclab::wait::waitpid_by;
 use proclab::{check, cleanup, flush_stdout, lifeline, observe, procfacts, say};
-use proclab::{Common, Deadline, Lab, OrDie, Status};
+use proclab::{Deadline, Lab, OrDie, Status};
 use std::fmt;
-use std::num::NonZeroUsize;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::time::Duration;
-
-/// fork: the child's memory is a copy; waitpid returns each child's exit code or signal.
-#[derive(Parser)]
-#[command(name = "fork", version)]
-struct Args {
-    /// How many children to fork in part 2, each with its own fate (1 to 64).
-    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=64))]
-    children: u32,
-    /// How long the children stay unreaped, in ms (0 to 60000), to look at them with ps.
-    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=60_000))]
-    linger_ms: u64,
-    #[command(flatten)]
-    common: Common,
-}
-
-/// How long a child may take to report and to end (lab time: `--step` pauses do not
-/// count). Every child here does so in microseconds.
-const DEADLINE: Duration = Duration::from_secs(5);
-
-fn main() {
-    let args = Args::parse();
-    let mut lab = Lab::start(
-        "fork",
-        "fork gives the child a copy of the parent's memory (its writes stay its own); \
-         the parent reaps every child with waitpid and reads from the status how it \
-         ended: exit code or killing signal",
-        &args.common,
-    );
-    copy(&mut lab);
-    fates(&mut lab, &args);
-    lab.finish()
-}
-
-// ---------------------------------------------------------------------------------
-// 1. The child's memory is a copy
-// ---------------------------------------------------------------------------------
-
-fn copy(lab: &mut Lab) {
-    lab.section("1. The child's memory is a copy");
-    let parent = getpid().as_raw();
-    let mut on_stack: u64 = 1;
-    // Tests only: a MAP_SHARED page, which fork shares instead of copying.
-    let value: &mut u64 = if proclab::test_removes("shared_page") {
-        shared_word(1)
-    } else {
-        &mut on_stack
-    };
-    // ANCHOR: copy
-    // The child reports through a pipe. Flush first, or the child prints the
-    // parent's buffered text again.
-    let (rx, tx) = pipe().or_die("pipe");
-    flush_stdout();
-    // SAFETY: the child writes its own memory, then calls say!, write and _exit.
-    let child = match unsafe { fork() }.or_die("fork") {
-        ForkResult::Child => {
-            let started = now_ns();
-            lifeline::die_with_parent(parent); // SIGKILL if the lab dies
-            *value = 99; // changes the child's copy only
-            let addr = &raw const *value as u64;
-            say!("I set value = {} at address {addr:#x}", *value);
-            send(&tx, [*value, addr, started]);
-            // SAFETY: _exit leaves at once, without the parent's destructors.
-            unsafe { libc::_exit(0) }
-        }
-        ForkResult::Parent { child } => child,
-    };
-    // ANCHOR_END: copy
-    let parent_ns = now_ns();
-    // ANCHOR: copy_parent
-    cleanup::track(child); // killed and reaped on every way out
-    drop(tx); // only the child holds a write end now
-    let by = Deadline::after(DEADLINE);
-    let report = recv::<3>(&rx, by); // what the child saw, where, and when
-    let status = waitpid_by(child, by);
-    // SAFETY: a read of our own live variable, volatile so that it really
-    // comes from memory, not from what the compiler remembers writing.
-    let parent_value = unsafe { std::ptr::read_volatile(value) };
-    let parent_addr = &raw const *value as u64;
-    // ANCHOR_END: copy_parent
-    if status.is_some() {
-        cleanup::forget(child);
-    }
-    let (Some([child_value, child_addr, child_ns]), Some(status)) =
-        (report, status)
-    else {
-        let pid = child.as_raw();
-        let why =
-            format!("child {pid} did not report and exit within {DEADLINE:?}");
-        lab.not_observed("child_write_invisible", why);
-    };
-    observe!(
-        lab,
-        "copy",
-        "at address {parent_addr} the child saw {child_value}, the parent still \
-         sees {parent_value}; the child {status}",
-        pid = child.as_raw(),
-        child_value,
-        parent_value,
-        child_addr = format!("{child_addr:#x}"),
-        parent_addr = format!("{parent_addr:#x}"),
-        status
-    );
-    let (first, lead_us) = who_first(parent_ns, child_ns);
-    observe!(
-        lab,
-        "first",
-        "this time the {first} ran first after fork (by {lead_us} µs); the \
-         scheduler decides, nothing guarantees it",
-        pid = child.as_raw(),
-        first,
-        lead_us
-    );
-    check!(
-        lab,
-        "child_write_invisible",
-        child_value == 99 && parent_value == 1 && child_addr == parent_addr,
-        "the child's write changed its own copy: same virtual address, different \
-         values"
-    );
-}
-
-/// Tests only: a word in a new MAP_SHARED page, which parent and child share.
-fn shared_word(v: u64) -> &'static mut u64 {
-    const PAGE: NonZeroUsize = NonZeroUsize::new(4096).unwrap();
-    let prot = ProtFlags::PROT_READ | ProtFlags::PROT_WRITE;
-    // SAFETY: a new anonymous mapping, never unmapped: the reference stays valid.
-    let page = unsafe { mmap_anonymous(None, PAGE, prot, MapFlags::MAP_SHARED) }
-        .or_die("mmap");
-    // SAFETY: the page is zeroed, aligned and ours alone until fork.
-    let word = unsafe { &mut *page.as_ptr().cast::<u64>() };
-    *word = v;
-    word
-}
-
-/// ("parent", µs) if the parent got back from fork first, ("child", µs) if the child
-/// started first (both from the one monotonic clock).
-fn who_first(parent_ns: u64, child_ns: u64) -> (&'static str, u64) {
-    if child_ns < parent_ns {
-        ("child", (parent_ns - child_ns) / 1000)
-    } else {
-        ("parent", (child_ns - parent_ns) / 1000)
-    }
-}
-
-// ---------------------------------------------------------------------------------
-// 2. N children, each with its own fate
-// ---------------------------------------------------------------------------------
 
 /// How a child of part 2 ends.
 #[derive(Clone, Copy, PartialEq)]
@@ -239,7 +85,7 @@ fn live_out(fate: Fate, hold_rx: &OwnedFd, hold_tx: &OwnedFd) -> ! {
 }
 // ANCHOR_END: fates
 
-fn fates(lab: &mut Lab, args: &Args) {
+pub fn run(lab: &mut Lab, args: &Args) {
     lab.section(&format!("2. {} children, each with its own fate", args.children));
     let parent = getpid();
     if proclab::test_removes("sigchld_ignored") {
@@ -382,29 +228,4 @@ fn no_status_kept(lab: &mut Lab, kids: &[(Pid, Fate, u64)], status: Status) -> !
     kids.iter().for_each(|k| cleanup::forget(k.0));
     let why = format!("{status}: the kernel kept no status (SIGCHLD ignored?)");
     lab.not_observed("every_status_decoded", why)
-}
-
-// ---------------------------------------------------------------------------------
-// Plumbing: fixed-size messages of u64 words through a pipe
-// ---------------------------------------------------------------------------------
-
-/// Write `N` (at most 3) words in one write(2) of at most 24 bytes, under PIPE_BUF:
-/// never interleaved with another child's. Async-signal-safe.
-fn send<const N: usize>(fd: &OwnedFd, words: [u64; N]) {
-    let mut buf = [0u8; 24];
-    for (i, w) in words.iter().enumerate() {
-        buf[i * 8..i * 8 + 8].copy_from_slice(&w.to_ne_bytes());
-    }
-    let _ = write_all(fd, &buf[..N * 8]);
-}
-
-/// Read `N` words written by [`send`]; None at end of file or at the deadline.
-fn recv<const N: usize>(fd: &OwnedFd, by: Deadline) -> Option<[u64; N]> {
-    let mut buf = [0u8; 24];
-    let n = read_full_by(fd, &mut buf[..N * 8], by).ok()?;
-    (n == N * 8).then(|| {
-        std::array::from_fn(|i| {
-            u64::from_ne_bytes(buf[i * 8..i * 8 + 8].try_into().unwrap_or_default())
-        })
-    })
 }
