@@ -25,7 +25,8 @@ pub fn run(lab: &mut Lab) {
     // parent's buffered text again.
     let (rx, tx) = pipe().or_die("pipe");
     flush_stdout();
-    // SAFETY: the child writes its own memory, then calls say!, write and _exit.
+    // SAFETY: the child writes its own memory and calls only async-signal-safe
+    // functions: clock_gettime, prctl, getppid, write (say!, send) and _exit.
     let child = match unsafe { fork() }.or_die("fork") {
         ForkResult::Child => {
             let started = now_ns();

@@ -104,7 +104,8 @@ pub fn run(lab: &mut Lab, args: &Args) {
     for i in 0..args.children {
         let fate = Fate::of(i, args.children);
         flush_stdout();
-        // SAFETY: the child runs live_out (write, read, raise, close, _exit).
+        // SAFETY: the child calls only async-signal-safe functions: prctl,
+        // write, close, then live_out's read, raise and _exit.
         match unsafe { fork() }.or_die("fork") {
             ForkResult::Child => {
                 lifeline::die_with_parent(parent.as_raw());

@@ -24,7 +24,8 @@ pub fn run(lab: &mut Lab) {
     // ANCHOR: fail
     let (err_rx, err_tx) = pipe2(OFlag::O_CLOEXEC).or_die("pipe2");
     flush_stdout();
-    // SAFETY: the child only calls prctl, execvp, write and _exit.
+    // SAFETY: the child only calls prctl, execvp, write (say!, exec_failed) and
+    // _exit; argv was built before fork.
     let child = match unsafe { fork() }.or_die("fork") {
         ForkResult::Child => {
             lifeline::die_with_parent(parent);
