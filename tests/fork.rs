@@ -1,5 +1,6 @@
 mod common;
 use common::*;
+use std::time::{Duration, Instant};
 
 #[test]
 fn every_child_is_reaped_with_the_status_it_was_given() {
@@ -20,25 +21,22 @@ fn every_child_is_reaped_with_the_status_it_was_given() {
     let mut want = forked.clone();
     want.sort();
     assert_eq!(pids, want, "exactly the forked pids were reaped");
-    let mut signaled = 0;
     for r in &reaped {
-        assert_eq!(r["code"], r["expected_code"], "{r}");
-        assert_eq!(r["signal"], r["expected_signal"], "{r}");
+        assert_eq!(r["status"], r["expected"], "{r}");
         assert_eq!(r["gone"], true, "{r}");
-        signaled += r["signal"].is_string() as usize;
     }
     // Child 2 raises SIGKILL on itself, the last one is killed by the parent with SIGTERM.
-    assert!(reaped.iter().any(|r| r["signal"] == "SIGKILL"));
-    assert!(reaped.iter().any(|r| r["signal"] == "SIGTERM"));
-    assert!(reaped.iter().any(|r| r["code"].is_i64()));
-    assert_eq!(signaled, 2);
+    let signals: Vec<&str> =
+        reaped.iter().filter_map(|r| r["status"]["signal"].as_str()).collect();
+    assert_eq!(signals.len(), 2, "{signals:?}");
+    assert!(signals.contains(&"SIGKILL") && signals.contains(&"SIGTERM"));
     // Every exit code is different: each child's own status came back, not a shared one.
     let mut codes: Vec<i64> =
-        reaped.iter().filter_map(|r| r["code"].as_i64()).collect();
-    let n = codes.len();
+        reaped.iter().filter_map(|r| r["status"]["exited"].as_i64()).collect();
+    assert_eq!(codes.len(), 4);
     codes.sort();
     codes.dedup();
-    assert_eq!(codes.len(), n);
+    assert_eq!(codes.len(), 4);
 }
 
 #[test]
@@ -49,6 +47,7 @@ fn the_childs_write_is_invisible_to_the_parent() {
     assert_eq!(copy["child_value"], 99);
     assert_eq!(copy["parent_value"], 1);
     assert_eq!(copy["child_addr"], copy["parent_addr"], "same virtual address");
+    assert_eq!(copy["status"]["exited"], 0);
     // Who ran first is reported, never checked: any answer is fine, but it must be there.
     let first = run.observations("first");
     assert_eq!(first.len(), 1);
@@ -61,8 +60,8 @@ fn one_child_is_killed_by_the_parent() {
     let run = run_json("fork", &["--children", "1"]);
     run.assert_verified();
     let r = run.observation("reaped");
-    assert_eq!(r["signal"], "SIGTERM");
-    assert!(r["code"].is_null());
+    assert_eq!(r["status"]["signal"], "SIGTERM");
+    assert_eq!(r["status"]["core_dumped"], false);
 }
 
 #[test]
@@ -74,14 +73,44 @@ fn the_largest_allowed_family_is_reaped_in_full() {
     let by_sigkill = run
         .observations("reaped")
         .iter()
-        .filter(|r| r["signal"] == "SIGKILL")
+        .filter(|r| r["status"]["signal"] == "SIGKILL")
         .count();
     assert_eq!(by_sigkill, 16);
 }
 
 #[test]
+fn a_shared_page_is_not_a_copy_and_the_verdict_turns() {
+    // One thing changed: the variable lives in a MAP_SHARED page, which fork shares.
+    let run = run_removed("fork", &["--children", "1"], "shared_page");
+    run.assert_not_observed("child_write_invisible");
+    let copy = run.observation("copy");
+    assert_eq!(copy["child_value"], 99);
+    assert_eq!(copy["parent_value"], 99, "the parent sees the child's write");
+    assert!(run.check("every_status_decoded"), "part 2 is untouched");
+}
+
+#[test]
+fn without_statuses_the_verdict_turns() {
+    // One thing changed: SIGCHLD is ignored, so the kernel reaps the children itself
+    // and keeps no status: waitpid(-1) fails with ECHILD, an observation, not a crash.
+    let run = run_removed("fork", &["--children", "4"], "sigchld_ignored");
+    run.assert_not_observed("every_status_decoded");
+    assert!(run.observations("reaped").is_empty());
+}
+
+#[test]
+fn a_child_that_never_ends_is_an_observation_not_a_hang() {
+    // One thing changed: the parent does not send SIGTERM, so the blocked child never
+    // ends. The reap's deadline (5 s) ends the lab with exit 3.
+    let start = Instant::now();
+    let run = run_removed("fork", &["--children", "2"], "no_sigterm");
+    run.assert_not_observed("every_status_decoded");
+    assert!(start.elapsed() < Duration::from_secs(30), "{:?}", start.elapsed());
+}
+
+#[test]
 fn sigint_in_the_middle_leaves_no_child() {
-    let mut s = start_json("fork", &["--children", "8", "--linger", "30000"]);
+    let mut s = start_json("fork", &["--children", "8", "--linger-ms", "30000"]);
     s.wait_for(|v| v["event"] == "observation" && v["kind"] == "forked")
         .expect("children forked");
     interrupt_dies_of(s, libc::SIGINT);
@@ -92,6 +121,8 @@ fn bad_flags_exit_2() {
     assert_usage_error("fork", &["--children", "0"]);
     assert_usage_error("fork", &["--children", "65"]);
     assert_usage_error("fork", &["--children", "many"]);
-    assert_usage_error("fork", &["--linger", "-1"]);
+    assert_usage_error("fork", &["--linger-ms", "-1"]);
+    assert_usage_error("fork", &["--linger-ms", "60001"]);
+    assert_usage_error("fork", &["--linger", "10"]);
     assert_usage_error("fork", &["--no-such-flag"]);
 }

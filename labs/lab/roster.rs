@@ -22,7 +22,7 @@ pub const LABS: &[LabInfo] = &[
     LabInfo {
         number: 1,
         name: "fork",
-        file: "01_fork.rs",
+        file: "01_fork/main.rs",
         chapter: "01-fork.md",
         shows: "the child's memory is a copy; waitpid returns each child's exit code or killing signal",
         args: &[],
@@ -30,7 +30,7 @@ pub const LABS: &[LabInfo] = &[
     LabInfo {
         number: 2,
         name: "exec",
-        file: "02_exec.rs",
+        file: "02_exec/main.rs",
         chapter: "02-exec.md",
         shows: "exec keeps the pid, replaces the program; failure exits 127; CLOEXEC; spawn costs",
         args: &[],
