@@ -132,7 +132,8 @@ fn main() {
             format_args!("kill({victim}) failed: {e}"),
         );
     }
-    std::thread::sleep(Duration::from_millis(100)); // time for a signal to act, if it could
+    // Give a signal time to act, if it could.
+    std::thread::sleep(Duration::from_millis(100));
     let state = State::of(victim.as_raw());
     // ANCHOR_END: sigkill
     observe!(
@@ -150,7 +151,8 @@ fn main() {
     // ANCHOR: reap
     let mut reaped_ok = 0;
     for &(pid, expected) in &kids {
-        let status = Status(waitpid(pid, None)); // a zombie's status is ready: no blocking
+        // A zombie's status is ready: this waitpid does not block.
+        let status = Status(waitpid(pid, None));
         cleanup::forget(pid);
         let gone = !procfacts::exists(pid.as_raw());
         observe!(
@@ -178,11 +180,10 @@ fn main() {
     let old = unsafe { sigaction(Signal::SIGCHLD, &ignore) }.or_die("sigaction");
     flush_stdout();
     // SAFETY: the child only calls _exit.
-    let child = match unsafe { fork() }.or_die("fork") {
+    let child = match unsafe { cleanup::fork_tracked() } {
         ForkResult::Child => unsafe { libc::_exit(0) },
         ForkResult::Parent { child } => child,
     };
-    cleanup::track(child);
     let mut states_seen = String::new();
     let pid = child.as_raw();
     procfacts::poll_until(Duration::from_secs(5), || match procfacts::state(pid) {
@@ -196,9 +197,9 @@ fn main() {
     });
     // No status was kept, so waitpid fails with ECHILD.
     let wait = Status(waitpid(child, None));
+    // ANCHOR_END: sig_ign
     // SAFETY: restores the previous disposition.
     unsafe { sigaction(Signal::SIGCHLD, &old) }.or_die("sigaction");
-    // ANCHOR_END: sig_ign
     cleanup::forget(child);
     let gone = !procfacts::exists(child.as_raw());
     observe!(

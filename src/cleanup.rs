@@ -135,9 +135,12 @@ pub fn forget_shm(name: &str) {
     let want = shm_path(name);
     for slot in &SHM {
         let p = slot.load(Ordering::SeqCst);
+        if p.is_null() {
+            continue;
+        }
         // SAFETY: non-null pointers in SHM are valid CStrings made by track_shm.
-        if !p.is_null()
-            && unsafe { std::ffi::CStr::from_ptr(p) } == want.as_c_str()
+        let name = unsafe { std::ffi::CStr::from_ptr(p) };
+        if name == want.as_c_str()
             && slot
                 .compare_exchange(
                     p,
