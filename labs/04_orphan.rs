@@ -21,10 +21,14 @@
 
 use clap::Parser;
 use nix::sys::prctl;
-use nix::sys::wait::{waitpid, WaitStatus};
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::{fork, getpid, getppid, pipe2, read, write, ForkResult, Pid};
+use proclab::lifeline::{die_with_parent, Lifeline};
 use proclab::narrate::StackBuf;
-use proclab::{cleanup, flush_stdout, procfacts, say, say_as, Common, Lab, OrDie};
+use proclab::{
+    cleanup, fdio, flush_stdout, procfacts, say, say_as, Common, Deadline, Lab,
+    OrDie, Status,
+};
 use serde_json::json;
 use std::fmt::Write as _;
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -34,9 +38,10 @@ use std::time::{Duration, Instant};
 #[derive(Parser)]
 #[command(name = "orphan", version)]
 struct Args {
-    /// How long the orphan lives after reporting its adoption, in ms (it then exits by itself).
-    #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u64).range(0..=10_000))]
-    linger: u64,
+    /// How long the orphan lives after reporting its adoption, in ms (0 to 10000); it
+    /// then exits by itself.
+    #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(i32).range(0..=10_000))]
+    linger_ms: i32,
     /// Skip case A, where the orphan's adopter is not the lab's to control (use this where
     /// PID 1 does not reap: the orphan's zombie would stay until it does).
     #[arg(long)]
@@ -47,6 +52,8 @@ struct Args {
 
 /// The exit status the orphan leaves with, so that its reaper can be seen collecting it.
 const ORPHAN_STATUS: i32 = 42;
+/// How long the orphan watches getppid() for a change once its parent was told to exit.
+const ADOPTION_MS: i32 = 2000;
 
 /// One report from the orphan: its pid, what getppid() said, and that parent's comm.
 #[derive(Clone, Debug, Default)]
@@ -88,17 +95,14 @@ fn send_report(fd: &OwnedFd, ppid: i32) {
     let _ = write(fd, &rec);
 }
 
-/// In the lab: the next report, or None at EOF (the orphan has ended).
+/// In the lab: the next report, or None at EOF (the orphan has ended) or after 5 s.
 fn next_report(fd: &OwnedFd) -> Option<Report> {
     let mut rec = [0u8; 24];
-    let mut got = 0;
-    while got < rec.len() {
-        match read(fd, &mut rec[got..]) {
-            Ok(0) => return None,
-            Ok(n) => got += n,
-            Err(nix::errno::Errno::EINTR) => continue,
-            Err(e) => proclab::die("read", e),
-        }
+    let by = Deadline::after(Duration::from_secs(5));
+    match fdio::read_full_by(fd, &mut rec, by) {
+        Ok(24) => {}
+        Ok(_) | Err(nix::errno::Errno::ETIMEDOUT) => return None,
+        Err(e) => proclab::die("read", e),
     }
     let int = |r: &[u8]| i32::from_ne_bytes([r[0], r[1], r[2], r[3]]);
     let comm = &rec[8..];
@@ -110,32 +114,48 @@ fn next_report(fd: &OwnedFd) -> Option<Report> {
     })
 }
 
-/// In the orphan: sleep `ms` milliseconds (nanosleep is async-signal-safe).
-fn nap(ms: u64) {
-    let ts = libc::timespec {
-        tv_sec: (ms / 1000) as libc::time_t,
-        tv_nsec: ((ms % 1000) * 1_000_000) as libc::c_long,
+/// In the lab: wait (bounded) for `pid`, its child, to end, and reap it.
+fn reap_by(pid: Pid, timeout: Duration) -> Status {
+    let wait = || match waitpid(pid, Some(WaitPidFlag::WNOHANG)) {
+        Ok(WaitStatus::StillAlive) => None,
+        ended => Some(ended),
     };
-    // SAFETY: ts is a valid timespec; a signal may cut the nap short, which is harmless.
-    unsafe { libc::nanosleep(&ts, std::ptr::null_mut()) };
+    let status = Status(procfacts::poll_until(timeout, wait).unwrap_or(Ok(WaitStatus::StillAlive)));
+    if status.0 != Ok(WaitStatus::StillAlive) {
+        cleanup::forget(pid); // reaped, or not ours (ECHILD): never kill that pid again
+    }
+    status
+}
+
+/// The orphan-to-be's inheritance: where it reports, the lab's "go", its lifeline.
+struct Pipes<'a> {
+    reports: &'a OwnedFd,
+    go: &'a OwnedFd,
+    lifeline: &'a Lifeline,
 }
 
 // ANCHOR: orphan_child
-/// In the orphan-to-be: report the parent, wait (bounded) until getppid() changes, report the
-/// adopter, live on a little, then end by itself. Async-signal-safe.
-fn be_orphan(parent: Pid, reports: &OwnedFd, linger: u64) -> ! {
-    send_report(reports, getppid().as_raw()); // "my parent is <parent>"
-    for _ in 0..5000 {
-        if getppid() != parent {
-            break; // adopted: the parent has exited
+/// In the orphan-to-be: report the parent; once the lab says go, watch getppid() (bounded)
+/// until it changes; report the adopter; live on a little; end by itself.
+fn be_orphan(parent: Pid, p: &Pipes, linger_ms: i32) -> ! {
+    send_report(p.reports, getppid().as_raw()); // "my parent is <parent>"
+    if read(p.go, &mut [0u8; 1]) != Ok(1) {
+        // SAFETY: _exit is async-signal-safe.
+        unsafe { libc::_exit(1) } // end of file: the lab is gone
+    }
+    let mut waited = 0;
+    while getppid() == parent && waited < ADOPTION_MS {
+        if p.lifeline.sleep_ms(1) {
+            // SAFETY: _exit is async-signal-safe.
+            unsafe { libc::_exit(1) } // the lab is gone: so do we
         }
-        nap(1); // bounded: 5 s at most
+        waited += 1;
     }
     let adopter = getppid(); // who the kernel gave us to
-    send_report(reports, adopter.as_raw()); // with /proc/ADOPTER/comm
-    say_as!("orphan", "my parent {parent} is gone; getppid() now says {adopter}");
-    nap(linger); // live on a little, then end by ourselves
-                 // SAFETY: _exit leaves at once, without running the lab's destructors.
+    send_report(p.reports, adopter.as_raw()); // with /proc/ADOPTER/comm
+    say_as!("orphan", "my parent was {parent}; getppid() now says {adopter}");
+    p.lifeline.sleep_ms(linger_ms); // live on a little (less if the lab dies)
+    // SAFETY: _exit leaves at once, without running the lab's destructors.
     unsafe { libc::_exit(ORPHAN_STATUS) }
 }
 // ANCHOR_END: orphan_child
@@ -156,30 +176,38 @@ struct Outcome {
     middle: Pid,
     orphan: Pid,
     before: Report,
-    after: Report,
+    /// The orphan's second report: None if it sent none.
+    after: Option<Report>,
     ppid_from_proc: Option<i32>,
     reports: OwnedFd,
 }
 
 /// lab -> parent -> orphan; the parent exits; returns what the orphan reported.
-fn make_orphan(lab: &mut Lab, linger: u64) -> Outcome {
+fn make_orphan(lab: &mut Lab, lifeline: &Lifeline, linger_ms: i32) -> Outcome {
     let me = getpid();
+    let middle_reaps = proclab::test_removes("middle_reaps"); // tests only: no orphan
     // ANCHOR: orphan
     let (rep_rx, rep_tx) = pipe2(nix::fcntl::OFlag::O_CLOEXEC).or_die("pipe2"); // orphan -> lab
-    let (go_rx, go_tx) = pipe2(nix::fcntl::OFlag::O_CLOEXEC).or_die("pipe2"); // lab -> parent: exit now
+    let (go_rx, go_tx) = pipe2(nix::fcntl::OFlag::O_CLOEXEC).or_die("pipe2"); // lab -> both: go
     flush_stdout();
-    // SAFETY: parent and orphan only call fork, read, write, open, nanosleep, say! and _exit.
+    // SAFETY: parent and orphan only call fork, read, write, open, poll, say! and _exit.
     let middle = match unsafe { fork() }.or_die("fork") {
         ForkResult::Child => {
+            die_with_parent(me.as_raw()); // the lab's SIGKILL takes the parent along
+            lifeline.hold(); // only the lab holds the write end: EOF when it dies
             // SAFETY: closes this process's copy of the write end, so EOF if the lab dies.
             unsafe { libc::close(go_tx.as_raw_fd()) };
             let parent = getpid();
+            let pipes = Pipes { reports: &rep_tx, go: &go_rx, lifeline };
             // SAFETY: as above: the orphan only calls async-signal-safe functions.
             match unsafe { fork() }.or_die("fork") {
-                ForkResult::Child => be_orphan(parent, &rep_tx, linger), // never returns
+                ForkResult::Child => be_orphan(parent, &pipes, linger_ms),
                 ForkResult::Parent { child } => {
                     say!("forked {child}; I will exit without waiting for it");
                     let _ = read(&go_rx, &mut [0u8; 1]); // until the lab has looked
+                    if middle_reaps {
+                        let _ = waitpid(child, None); // the test's change: no orphan
+                    }
                 }
             }
             // SAFETY: the parent leaves at once; its child becomes an orphan.
@@ -192,7 +220,7 @@ fn make_orphan(lab: &mut Lab, linger: u64) -> Outcome {
     drop(rep_tx); // only the orphan holds the write end now: EOF when it has ended
     let Some(before) = next_report(&rep_rx) else {
         // The parent could not fork (it printed the error): nothing to observe.
-        proclab::die("fork (in the parent, see above)", nix::errno::Errno::ECHILD)
+        proclab::die("read (the child's first report)", nix::errno::Errno::EPIPE)
     };
     let orphan = Pid::from_raw(before.pid);
     cleanup::track(orphan); // killed on every way out (reaped too, once it is ours)
@@ -210,43 +238,59 @@ fn make_orphan(lab: &mut Lab, linger: u64) -> Outcome {
     );
     lab.show_tree(me);
     // ANCHOR: exit
-    write(&go_tx, b"x").or_die("write"); // parent: exit now
-    let status = waitpid(middle, None).or_die("waitpid"); // the parent is gone (and reaped)
-    cleanup::forget(middle);
-    let after = next_report(&rep_rx).unwrap_or_default(); // the orphan's new getppid()
-    let ppid_from_proc = procfacts::ppid(after.pid); // the kernel's view, from outside
-
+    write(&go_tx, b"xx").or_die("write"); // one byte each: parent, exit; child, watch
+    let bound = Duration::from_millis((ADOPTION_MS + linger_ms) as u64 + 5000);
+    let status = reap_by(middle, bound); // the parent is gone (and reaped)
+    let after = next_report(&rep_rx); // the orphan's new getppid()
+    let ppid_from_proc = procfacts::ppid(before.pid); // the kernel's view, from outside
     // ANCHOR_END: exit
-    lab.observe(
+    let pid = middle.as_raw();
+    proclab::observe!(
+        lab,
         "parent_exited",
-        json!({"pid": middle.as_raw(), "status": format!("{status:?}")}),
-        format_args!("the parent {middle} exited: waitpid -> {status:?}"),
+        "the parent {pid}: waitpid says {status}",
+        pid,
+        status
     );
     Outcome { middle, orphan, before, after, ppid_from_proc, reports: rep_rx }
 }
 
+/// The check's text: what became of the orphan's parent, as observed.
+fn parent_change(old: i32, new: Option<i32>, who: &str) -> String {
+    match new {
+        None => "the orphan sent no report after its parent was told to exit".into(),
+        Some(new) if new == old => {
+            format!("the orphan's getppid() still says {old}: it was not re-parented")
+        }
+        Some(new) => format!("the orphan's parent changed from {old} to {new}, {who}"),
+    }
+}
+
 /// Case A: the lab is an ordinary process; the kernel picks the orphan's adopter.
-fn plain_case(lab: &mut Lab, above: &[i32], linger: u64) {
+fn plain_case(lab: &mut Lab, above: &[i32], lifeline: &Lifeline, linger_ms: i32) {
     let me = getpid();
-    let a = make_orphan(lab, linger);
-    let adopter = a.after.ppid;
-    let adopter_comm =
-        procfacts::comm(adopter).unwrap_or_else(|| a.after.comm.clone());
+    let a = make_orphan(lab, lifeline, linger_ms);
+    let old = a.before.ppid;
+    let new = a.after.as_ref().map(|r| r.ppid);
+    let adopter = new.unwrap_or(0);
+    let adopter_comm = procfacts::comm(adopter)
+        .or_else(|| a.after.as_ref().map(|r| r.comm.clone()))
+        .unwrap_or_default();
+    let who = match adopter {
+        1 => "PID 1",
+        p if above.contains(&p) => "a subreaper above the lab",
+        p if p == me.as_raw() => "the lab",
+        p if p == a.middle.as_raw() => "the same parent",
+        _ => "neither PID 1 nor an ancestor of the lab",
+    };
     lab.observe(
         "adopted",
-        json!({"case": "plain", "orphan": a.orphan.as_raw(), "old_ppid": a.before.ppid,
-               "new_ppid": adopter, "ppid_from_proc": a.ppid_from_proc,
-               "adopter_comm": a.after.comm, "adopter_is_pid1": adopter == 1,
+        json!({"case": "plain", "orphan": a.orphan.as_raw(), "old_ppid": old,
+               "new_ppid": new, "ppid_from_proc": a.ppid_from_proc,
+               "adopter_comm": adopter_comm, "adopter_is_pid1": adopter == 1,
                "adopter_is_ancestor": above.contains(&adopter), "adopter_is_lab": adopter == me.as_raw()}),
         format_args!(
-            "getppid() went from {} to {adopter} ({:?}{}); /proc/{}/stat says ppid {}",
-            a.before.ppid,
-            a.after.comm,
-            if adopter == 1 {
-                ", PID 1"
-            } else {
-                ", a subreaper above the lab"
-            },
+            "getppid() went from {old} to {adopter} ({adopter_comm:?}, {who}); /proc/{}/stat says ppid {}",
             a.orphan,
             a.ppid_from_proc.unwrap_or(0)
         ),
@@ -254,19 +298,16 @@ fn plain_case(lab: &mut Lab, above: &[i32], linger: u64) {
     lab.show_tree(me);
     lab.check(
         "plain_orphan_adopted",
-        a.before.ppid == a.middle.as_raw()
-            && adopter != a.middle.as_raw()
-            && adopter > 0
-            && a.ppid_from_proc == Some(adopter)
+        old == a.middle.as_raw()
+            && new.is_some_and(|p| p != old && p > 0)
+            && a.ppid_from_proc == new
             && (adopter == 1 || above.contains(&adopter)),
-        format_args!(
-            "the orphan's parent changed from {} (exited) to {adopter}, which is PID 1 or an ancestor of the lab",
-            a.before.ppid
-        ),
+        parent_change(old, new, &format!("{who}: the kernel's pick")),
     );
     // ANCHOR: plain_end
     // The orphan is not our child any more: its end and its reaping belong to the adopter.
-    let ended = next_report(&a.reports).is_none(); // EOF: the orphan has exited
+    let by = Deadline::after(Duration::from_millis(linger_ms as u64 + 5000));
+    let ended = fdio::read_full_by(&a.reports, &mut [0u8; 1], by) == Ok(0); // EOF: it exited
     let sw = Instant::now();
     let mut states = String::new();
     let reaped = procfacts::poll_until(Duration::from_secs(5), || {
@@ -312,6 +353,7 @@ fn main() {
         &args.common,
     );
     let me = getpid();
+    let lifeline = Lifeline::new().or_die("pipe2"); // the orphans end if the lab dies
     lab.section("A. The parent exits; the kernel picks the adopter");
     let above = ancestors(me.as_raw());
     let pid1 = procfacts::comm(1).unwrap_or_else(|| "?".into());
@@ -324,7 +366,7 @@ fn main() {
     if args.skip_plain {
         say!("case A skipped (--skip-plain): no orphan is left to an adopter the lab does not control");
     } else {
-        plain_case(&mut lab, &above, args.linger);
+        plain_case(&mut lab, &above, &lifeline, args.linger_ms);
     }
 
     lab.section("B. The lab is a child subreaper: it adopts and reaps the orphan");
@@ -332,18 +374,20 @@ fn main() {
     prctl::set_child_subreaper(true).or_die("prctl(PR_SET_CHILD_SUBREAPER)"); // orphans below us come to us
 
     // ANCHOR_END: subreaper
-    let b = make_orphan(&mut lab, args.linger);
+    let b = make_orphan(&mut lab, &lifeline, args.linger_ms);
+    let old = b.before.ppid;
+    let new = b.after.as_ref().map(|r| r.ppid);
+    let adopter = new.unwrap_or(0);
+    let comm = b.after.as_ref().map(|r| r.comm.clone()).unwrap_or_default();
     lab.observe(
         "adopted",
-        json!({"case": "subreaper", "orphan": b.orphan.as_raw(), "old_ppid": b.before.ppid,
-               "new_ppid": b.after.ppid, "ppid_from_proc": b.ppid_from_proc,
-               "adopter_comm": b.after.comm, "adopter_is_pid1": b.after.ppid == 1,
-               "adopter_is_ancestor": above.contains(&b.after.ppid), "adopter_is_lab": b.after.ppid == me.as_raw()}),
+        json!({"case": "subreaper", "orphan": b.orphan.as_raw(), "old_ppid": old,
+               "new_ppid": new, "ppid_from_proc": b.ppid_from_proc,
+               "adopter_comm": comm, "adopter_is_pid1": adopter == 1,
+               "adopter_is_ancestor": above.contains(&adopter), "adopter_is_lab": adopter == me.as_raw()}),
         format_args!(
-            "getppid() went from {} to {} ({:?}): the lab; /proc/{}/stat says ppid {}",
-            b.before.ppid,
-            b.after.ppid,
-            b.after.comm,
+            "getppid() went from {old} to {adopter} ({comm:?}){}; /proc/{}/stat says ppid {}",
+            if adopter == me.as_raw() { ": the lab" } else { "" },
             b.orphan,
             b.ppid_from_proc.unwrap_or(0)
         ),
@@ -351,24 +395,20 @@ fn main() {
     lab.show_tree(me);
     lab.check(
         "subreaper_adopted",
-        b.before.ppid == b.middle.as_raw() && b.after.ppid == me.as_raw() && b.ppid_from_proc == Some(me.as_raw()),
-        format_args!(
-            "with PR_SET_CHILD_SUBREAPER the orphan's parent changed from {} to the lab ({me}), not to PID 1",
-            b.before.ppid
-        ),
+        old == b.middle.as_raw() && new == Some(me.as_raw()) && b.ppid_from_proc == Some(me.as_raw()),
+        parent_change(old, new, &format!("the lab ({me}), by PR_SET_CHILD_SUBREAPER")),
     );
     // ANCHOR: reap
-    let status = waitpid(b.orphan, None).or_die("waitpid"); // it is our child now: we reap it
-    cleanup::forget(b.orphan);
+    let bound = Duration::from_millis(args.linger_ms as u64 + 5000);
+    let status = reap_by(b.orphan, bound); // our child now: we reap it (ECHILD if not)
     let gone = !procfacts::exists(b.orphan.as_raw());
     // ANCHOR_END: reap
     lab.observe(
         "subreaper_reaped",
-        json!({"orphan": b.orphan.as_raw(), "status": format!("{status:?}"),
-               "code": if let WaitStatus::Exited(_, c) = status { Some(c) } else { None },
+        json!({"orphan": b.orphan.as_raw(), "status": status, "code": status.code(),
                "expected": ORPHAN_STATUS, "gone": gone}),
         format_args!(
-            "the lab's waitpid({}) -> {status:?}; /proc/{} {}",
+            "the lab's waitpid({}): {status}; /proc/{} {}",
             b.orphan,
             b.orphan,
             if gone { "is gone" } else { "still exists" }
@@ -376,10 +416,12 @@ fn main() {
     );
     lab.check(
         "subreaper_reaped",
-        status == WaitStatus::Exited(b.orphan, ORPHAN_STATUS) && gone,
-        format_args!(
-            "the orphan ended by itself with status {ORPHAN_STATUS} and the subreaper lab reaped it: nothing left behind"
-        ),
+        status.code() == Some(ORPHAN_STATUS) && gone,
+        if status.code() == Some(ORPHAN_STATUS) {
+            format!("the orphan ended by itself with status {ORPHAN_STATUS} and the subreaper lab reaped it: nothing left behind")
+        } else {
+            format!("the lab could not collect the orphan's status {ORPHAN_STATUS}: {status}")
+        },
     );
 
     lab.finish()
