@@ -25,7 +25,7 @@ fn parent_signal(run: &Run, scenario: &str) -> String {
 fn plain_fork_children_survive_as_orphans_of_the_subreaper() {
     let run = run_json(
         "parent-death",
-        &["--scenario", "plain", "--children", "3", "--linger", "50"],
+        &["--scenario", "plain", "--children", "3", "--linger-ms", "50"],
     );
     run.assert_verified();
     assert_eq!(run.observation("subreaper")["subreaper"], true);
@@ -67,7 +67,7 @@ fn plain_fork_children_survive_as_orphans_of_the_subreaper() {
 fn pdeathsig_children_are_killed_by_sigterm_and_the_late_one_catches_the_race() {
     let run = run_json(
         "parent-death",
-        &["--scenario", "pdeathsig", "--children", "4", "--linger", "0"],
+        &["--scenario", "pdeathsig", "--children", "4", "--linger-ms", "0"],
     );
     run.assert_verified();
     assert_eq!(parent_signal(&run, "pdeathsig"), "SIGKILL");
@@ -87,7 +87,7 @@ fn pdeathsig_children_are_killed_by_sigterm_and_the_late_one_catches_the_race() 
 
 #[test]
 fn group_signal_kills_the_members_but_not_a_child_that_left_the_group() {
-    let run = run_json("parent-death", &["--scenario", "pgroup", "--linger", "50"]);
+    let run = run_json("parent-death", &["--scenario", "pgroup", "--linger-ms", "50"]);
     run.assert_verified();
     assert_eq!(parent_signal(&run, "pgroup"), "SIGTERM");
     let kids = fates(&run, "pgroup", "child");
@@ -113,7 +113,7 @@ fn group_signal_kills_the_members_but_not_a_child_that_left_the_group() {
 fn pipe_children_exit_zero_on_eof() {
     let run = run_json(
         "parent-death",
-        &["--scenario", "pipe", "--children", "2", "--linger", "0"],
+        &["--scenario", "pipe", "--children", "2", "--linger-ms", "0"],
     );
     run.assert_verified();
     assert_eq!(parent_signal(&run, "pipe"), "SIGKILL");
@@ -127,7 +127,7 @@ fn pipe_children_exit_zero_on_eof() {
 
 #[test]
 fn all_four_by_default_with_a_summary() {
-    let run = run_json("parent-death", &["--linger", "0"]);
+    let run = run_json("parent-death", &["--linger-ms", "0"]);
     run.assert_verified();
     let summary = run.observation("summary");
     let rows = summary["rows"].as_array().unwrap();
@@ -157,14 +157,14 @@ fn sigint_at(scenario: &str, kind: &str, pause: &str) {
 fn sigint_while_parent_and_children_are_up_leaves_nothing() {
     // The grandchildren are still the parent's children here.
     for scenario in ["plain", "pdeathsig", "pgroup", "pipe"] {
-        sigint_at(scenario, "family", "--hold");
+        sigint_at(scenario, "family", "--hold-ms");
     }
 }
 
 #[test]
 fn sigint_while_orphans_linger_leaves_nothing() {
     // The parent is dead and reaped; its children are now the observer's.
-    sigint_at("plain", "parent_death", "--linger");
+    sigint_at("plain", "parent_death", "--linger-ms");
 }
 
 #[test]
@@ -172,9 +172,9 @@ fn bad_flags_exit_2() {
     assert_usage_error("parent-death", &["--children", "0"]);
     assert_usage_error("parent-death", &["--children", "17"]);
     assert_usage_error("parent-death", &["--scenario", "exec"]);
-    assert_usage_error("parent-death", &["--linger", "-1"]);
-    assert_usage_error("parent-death", &["--linger", "60001"]);
-    assert_usage_error("parent-death", &["--hold", "x"]);
+    assert_usage_error("parent-death", &["--linger-ms", "-1"]);
+    assert_usage_error("parent-death", &["--linger-ms", "60001"]);
+    assert_usage_error("parent-death", &["--hold-ms", "x"]);
     assert_usage_error("parent-death", &["--no-such-flag"]);
 }
 
@@ -184,8 +184,32 @@ fn sigint_at_any_early_moment_leaves_nothing() {
     // installed, while a family is being forked and its pids are not all known yet, after).
     // Whatever the moment, no process of the run may be left.
     for delay_ms in [0u64, 1, 2, 4, 8, 16, 32, 64] {
-        let s = start_json("parent-death", &["--hold", "30000"]);
+        let s = start_json("parent-death", &["--hold-ms", "30000"]);
         std::thread::sleep(std::time::Duration::from_millis(delay_ms));
         interrupt(s, libc::SIGINT);
     }
+}
+
+#[test]
+fn a_sigkilled_observer_takes_every_family_along() {
+    // The children are meant to survive their parent, not the observer: each holds a
+    // lifeline to it. Killed while a family is up, and while orphans linger.
+    for scenario in ["plain", "pdeathsig", "pgroup", "pipe"] {
+        let reached = sigkill_at(
+            "parent-death",
+            &["--scenario", scenario, "--hold-ms", "30000"],
+            1,
+            |e| e["event"] == "observation" && e["kind"] == "family",
+            std::time::Duration::from_millis(50),
+        );
+        assert!(reached, "{scenario}: the family never came up");
+    }
+    let reached = sigkill_at(
+        "parent-death",
+        &["--scenario", "plain", "--linger-ms", "30000"],
+        1,
+        |e| e["event"] == "observation" && e["kind"] == "parent_death",
+        std::time::Duration::from_millis(50),
+    );
+    assert!(reached, "the plain parent was never killed");
 }

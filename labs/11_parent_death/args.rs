@@ -10,16 +10,17 @@ pub struct Args {
     /// Which scenario to run.
     #[arg(long, value_enum, default_value_t = Scenario::All)]
     pub scenario: Scenario,
-    /// How many children each parent forks.
+    /// How many children each parent forks (1 to 16).
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=16))]
     pub children: u32,
-    /// Pause, in ms, once a family is up, before the kill (so `ps` run by hand can see it).
+    /// Pause once a family is up, before the kill, in ms (0 to 60000), so that `ps` run
+    /// by hand can see it.
     #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=60_000))]
-    pub hold: u64,
-    /// Pause, in ms, after the kill before looking at the survivors (a slow death would have
-    /// time to happen, and `ps` run by hand can see the orphans).
+    pub hold_ms: u64,
+    /// Pause after the kill before looking at the survivors, in ms (0 to 60000): a slow
+    /// death would have time to happen, and `ps` run by hand can see the orphans.
     #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u64).range(0..=60_000))]
-    pub linger: u64,
+    pub linger_ms: u64,
     #[command(flatten)]
     pub common: Common,
 }

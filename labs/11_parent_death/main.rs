@@ -20,8 +20,8 @@
 //!
 //! Caveats: without a subreaper the orphans go to PID 1, which in a container may not be an
 //! init that reaps (on the machine that recorded the book, PID 1 is `process_api`). Every
-//! process of the lab also arms `alarm(60)` as a safety net, so nothing outlives a lab that
-//! was itself killed with SIGKILL by more than a minute.
+//! process of the family holds a lifeline to the observer (a pipe), so nothing outlives a
+//! lab that was itself killed with SIGKILL.
 
 // The plumbing lives beside this file: the command line, the family's readiness reports,
 // and how the observer prints what it saw (observations, tables, the summary).
@@ -36,22 +36,21 @@ use nix::sys::prctl;
 use nix::sys::signal::{kill, killpg, sigprocmask, SigSet, SigmaskHow, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::{
-    fork, getpid, getppid, pause, pipe, read, setpgid, write, ForkResult, Pid,
+    fork, getpid, getppid, pipe, read, setpgid, write, ForkResult, Pid,
 };
 use observations::{
     observe_children, observe_cleaned, observe_fate, observe_parent,
     observe_subreaper, show_family, Fate, Summary,
 };
+use proclab::lifeline::{self, Lifeline};
 use proclab::procfacts;
-use proclab::{cleanup, die, flush_stdout, say_as, Lab, OrDie};
+use proclab::{cleanup, die, flush_stdout, say_as, Deadline, Lab, OrDie};
 use readiness::{next_report, report, Role};
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Exit status of a child whose getppid re-check found its parent already gone.
 const PARENT_GONE: i32 = 4;
-/// Safety net: every process of the lab ends after this many seconds whatever happens.
-const SAFETY_SECS: u32 = 60;
 /// Generous bound for anything the observer waits for (a report, a death).
 const TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -64,8 +63,10 @@ fn main() {
     );
     let me = getpid();
     let n = args.children as usize;
-    let linger = Duration::from_millis(args.linger);
-    let hold = Duration::from_millis(args.hold);
+    let linger = Duration::from_millis(args.linger_ms);
+    let hold = Duration::from_millis(args.hold_ms);
+    // Every process of a family ends when the observer does, even by SIGKILL.
+    let lifeline = Lifeline::new().or_die("pipe2");
     let runs = |s: Scenario| args.scenario == Scenario::All || args.scenario == s;
     let mut summary = Summary::new(me);
 
@@ -85,7 +86,7 @@ fn main() {
 
     if runs(Scenario::Plain) {
         lab.section("1. Plain fork: kill -9 the parent");
-        let fam = start_family(&mut lab, Scenario::Plain, n, hold);
+        let fam = start_family(&mut lab, Scenario::Plain, n, hold, &lifeline);
         lab.show_tree(me);
         // ANCHOR: kill_plain
         kill(fam.parent, Signal::SIGKILL).or_die("kill"); // `kill -9 <master>`
@@ -108,12 +109,12 @@ fn main() {
         let alive =
             fates.iter().filter(|f| f.alive_with_new_parent(fam.parent)).count();
         let under_me = fates.iter().filter(|f| f.alive_under(me)).count();
-        lab.check(
+        let held = lab.check(
             "plain_children_survive",
             killed_by(parent_end, Signal::SIGKILL) && alive == n,
             format_args!(
                 "the parent died of SIGKILL and {alive} of {n} children were still alive {} ms later, with a new parent ({under_me} of them the observer): killing the parent did NOT kill them",
-                args.linger
+                args.linger_ms
             ),
         );
         let cleaned = fam
@@ -131,13 +132,14 @@ fn main() {
             "SIGKILL to the parent",
             &fates,
             alive == 0,
+            held,
             "with a plain fork, killing the parent leaves its children running as orphans",
         );
     }
 
     if runs(Scenario::Pdeathsig) {
         lab.section("2. PR_SET_PDEATHSIG: a signal when the parent dies");
-        let fam = start_family(&mut lab, Scenario::Pdeathsig, n, hold);
+        let fam = start_family(&mut lab, Scenario::Pdeathsig, n, hold, &lifeline);
         kill(fam.parent, Signal::SIGKILL).or_die("kill"); // the same kill -9 as in 1
         let parent_end = reap(fam.parent);
         write(&fam.go, b"g").or_die("write"); // the late child may go on: its parent is reaped, so it was re-parented
@@ -163,7 +165,7 @@ fn main() {
         );
         let died =
             fates.iter().filter(|f| f.signal() == Some(Signal::SIGTERM)).count();
-        lab.check(
+        let held = lab.check(
             "pdeathsig_children_die",
             killed_by(parent_end, Signal::SIGKILL) && died == n,
             format_args!("the parent died of SIGKILL and {died} of {n} children were killed by SIGTERM, the signal they asked for with PR_SET_PDEATHSIG"),
@@ -181,19 +183,23 @@ fn main() {
             "SIGKILL to the parent",
             &fates,
             died == n,
+            held,
             "with PR_SET_PDEATHSIG they are signalled when it dies (re-check getppid after prctl)",
         );
     }
 
     if runs(Scenario::Pgroup) {
         lab.section("3. Process group: signal the whole group, as Ctrl-C does");
-        let fam = start_family(&mut lab, Scenario::Pgroup, n, hold);
+        let fam = start_family(&mut lab, Scenario::Pgroup, n, hold, &lifeline);
         let leaver = fam.extra.map(|(_, p)| p).expect("a leaver");
         // ANCHOR: killpg
         // The parent leads the group and its children inherited it at fork: one
         // kill(-pgid, SIGTERM) reaches every member at once.
         let pgid = fam.parent;
-        killpg(pgid, Signal::SIGTERM).or_die("killpg");
+        if let Err(e) = killpg(pgid, Signal::SIGTERM) {
+            // ESRCH: no group has that id, so no group signal reached anyone.
+            lab.not_observed("pgroup_members_die", format_args!("killpg({pgid}): {e}"));
+        }
         // ANCHOR_END: killpg
         let parent_end = reap(fam.parent);
         let fates: Vec<Fate> =
@@ -218,7 +224,7 @@ fn main() {
         );
         let died =
             fates.iter().filter(|f| f.signal() == Some(Signal::SIGTERM)).count();
-        lab.check(
+        let held = lab.check(
             "pgroup_members_die",
             killed_by(parent_end, Signal::SIGTERM) && died == n,
             format_args!(
@@ -238,13 +244,14 @@ fn main() {
             "SIGTERM to the group",
             &fates,
             died == n,
+            held,
             "a signal to the process group reaches them, but only the members",
         );
     }
 
     if runs(Scenario::Pipe) {
         lab.section("4. A pipe only the parent writes: EOF when it dies");
-        let fam = start_family(&mut lab, Scenario::Pipe, n, hold);
+        let fam = start_family(&mut lab, Scenario::Pipe, n, hold, &lifeline);
         kill(fam.parent, Signal::SIGKILL).or_die("kill"); // the same kill -9 as in 1
         let parent_end = reap(fam.parent);
         let fates: Vec<Fate> =
@@ -258,7 +265,7 @@ fn main() {
             &fates,
         );
         let exited = fates.iter().filter(|f| f.exit_code() == Some(0)).count();
-        lab.check(
+        let held = lab.check(
             "pipe_children_exit",
             killed_by(parent_end, Signal::SIGKILL) && exited == n,
             format_args!("the parent died of SIGKILL and {exited} of {n} children read EOF on the pipe and exited 0 by themselves"),
@@ -268,6 +275,7 @@ fn main() {
             "SIGKILL to the parent",
             &fates,
             exited == n,
+            held,
             "children watching a pipe only the parent writes exit on its EOF",
         );
     }
@@ -295,18 +303,25 @@ fn start_family(
     scenario: Scenario,
     n: usize,
     hold: Duration,
+    lifeline: &Lifeline,
 ) -> Family {
     // Scenario 2: the observer tells the late child when to go on.
     let (go_r, go) = pipe().or_die("pipe");
-    let deadline = Instant::now() + TIMEOUT;
+    let deadline = Deadline::after(TIMEOUT);
     // ANCHOR: family
     let (ready_r, ready_w) = pipe().or_die("pipe"); // each member writes (role, pid) here when ready
     sigprocmask(SigmaskHow::SIG_BLOCK, Some(&stop_signals()), None)
         .or_die("sigprocmask"); // Ctrl-C waits until all are tracked
+    let observer = getpid();
     flush_stdout();
     // SAFETY: parent() only makes async-signal-safe calls and never returns (it ends by a signal or _exit).
     let parent = match unsafe { fork() }.or_die("fork") {
-        ForkResult::Child => parent(scenario, n, &ready_w, &go_r),
+        ForkResult::Child => {
+            lifeline::die_with_parent(observer.as_raw()); // the observer's SIGKILL takes it
+            lifeline.hold(); // only the observer keeps the write end
+            close_raw(&go); // and the observer's "go on" to the late child
+            parent(scenario, n, &ready_w, &go_r, lifeline)
+        }
         ForkResult::Parent { child } => child,
     };
     cleanup::track(parent); // tracked first, so the cleanup kills it before its children
@@ -348,13 +363,12 @@ fn needs_extra(scenario: Scenario) -> bool {
 // syscalls, say_as!, no allocation), and every path ends by a signal or `_exit`.
 
 /// Restore the default SIGINT/SIGTERM actions (the lab's cleanup handler is the observer's
-/// business) and arm the safety net.
+/// business).
 fn child_defaults() {
-    // SAFETY: signal and alarm are async-signal-safe.
+    // SAFETY: signal is async-signal-safe.
     unsafe {
         libc::signal(libc::SIGINT, libc::SIG_DFL); // a signal kills, as it would in any program
         libc::signal(libc::SIGTERM, libc::SIG_DFL);
-        libc::alarm(SAFETY_SECS); // SIGALRM ends this process after a minute, whatever happens
     }
     // Inherited from the observer, which blocks them while it learns the family's pids.
     sigprocmask(SigmaskHow::SIG_UNBLOCK, Some(&stop_signals()), None)
@@ -369,12 +383,6 @@ fn stop_signals() -> SigSet {
     set
 }
 
-/// Sleep until a signal ends this process.
-fn wait_forever() -> ! {
-    loop {
-        pause(); // sleeps in the kernel until a signal arrives
-    }
-}
 
 /// Read one byte from `fd`, again after EINTR: 1 if a byte came, 0 at EOF (no writer left).
 fn read_byte(fd: &OwnedFd) -> usize {
@@ -409,14 +417,20 @@ fn close_raw(fd: &OwnedFd) {
 }
 
 /// The parent (the "master"): forks the children, reports, and waits to be killed.
-fn parent(scenario: Scenario, n: usize, ready: &OwnedFd, go: &OwnedFd) -> ! {
+fn parent(
+    scenario: Scenario,
+    n: usize,
+    ready: &OwnedFd,
+    go: &OwnedFd,
+    lifeline: &Lifeline,
+) -> ! {
     child_defaults();
     let me = getpid();
     // ANCHOR: parent
     if scenario == Scenario::Pgroup {
         setpgid(me, me).or_die("setpgid"); // a new process group, led by the parent: children forked after join it
     }
-    let lifeline = if scenario == Scenario::Pipe {
+    let pipe_ends = if scenario == Scenario::Pipe {
         Some(pipe().or_die("pipe")) // the children keep the read end; only the parent keeps the write end
     } else {
         None
@@ -424,7 +438,7 @@ fn parent(scenario: Scenario, n: usize, ready: &OwnedFd, go: &OwnedFd) -> ! {
     for _ in 0..n {
         // SAFETY: child() only makes async-signal-safe calls and never returns.
         if let ForkResult::Child = unsafe { fork() }.or_die("fork") {
-            child(scenario, me, ready, lifeline.as_ref());
+            child(scenario, me, ready, pipe_ends.as_ref(), lifeline);
         }
     }
     // ANCHOR_END: parent
@@ -432,14 +446,14 @@ fn parent(scenario: Scenario, n: usize, ready: &OwnedFd, go: &OwnedFd) -> ! {
         // SAFETY: late_child() and leaver() only make async-signal-safe calls and never return.
         if let ForkResult::Child = unsafe { fork() }.or_die("fork") {
             match scenario {
-                Scenario::Pdeathsig => late_child(me, ready, go),
-                _ => leaver(ready),
+                Scenario::Pdeathsig => late_child(me, ready, go, lifeline),
+                _ => leaver(ready, lifeline),
             }
         }
     }
     say_as!("parent", "forked my children; now waiting to be killed");
     report(ready, Role::Parent);
-    wait_forever() // never waits for its children: the observer collects their statuses
+    lifeline.wait_then_exit() // never waits for its children: the observer collects their statuses
 }
 
 /// One child: how it learns of its parent's death depends on the scenario.
@@ -447,10 +461,11 @@ fn child(
     scenario: Scenario,
     parent: Pid,
     ready: &OwnedFd,
-    lifeline: Option<&(OwnedFd, OwnedFd)>,
+    pipe_ends: Option<&(OwnedFd, OwnedFd)>,
+    lifeline: &Lifeline,
 ) -> ! {
     child_defaults();
-    match (scenario, lifeline) {
+    match (scenario, pipe_ends) {
         // ANCHOR: eof
         (Scenario::Pipe, Some((r, w))) => {
             close_raw(w); // a child holding a write end would keep the pipe open: no EOF, ever
@@ -466,13 +481,13 @@ fn child(
         }
         // ANCHOR_END: eof
         (Scenario::Pdeathsig, _) => {
-            die_with_parent(parent);
+            sigterm_when_parent_dies(parent);
             report(ready, Role::Child);
-            wait_forever()
+            lifeline.wait_then_exit() // sleeps until a signal, or the observer's end
         }
         _ => {
             report(ready, Role::Child); // plain and pgroup: nothing special, just a running child
-            wait_forever()
+            lifeline.wait_then_exit() // not pause(): the observer's end ends it too
         }
     }
 }
@@ -480,7 +495,7 @@ fn child(
 // ANCHOR: pdeathsig
 /// Ask the kernel for SIGTERM when the parent dies. If it died between our fork and this
 /// call, we were already re-parented and no signal will ever come: leave now.
-fn die_with_parent(parent: Pid) {
+fn sigterm_when_parent_dies(parent: Pid) {
     prctl::set_pdeathsig(Signal::SIGTERM).or_die("prctl(PR_SET_PDEATHSIG)"); // armed from now on, not retroactively
     if getppid() != parent {
         say_as!(
@@ -496,19 +511,19 @@ fn die_with_parent(parent: Pid) {
 
 // ANCHOR: race
 /// Scenario 2's late child: as if preempted between fork and prctl until its parent died.
-fn late_child(parent: Pid, ready: &OwnedFd, go: &OwnedFd) -> ! {
+fn late_child(parent: Pid, ready: &OwnedFd, go: &OwnedFd, lifeline: &Lifeline) -> ! {
     child_defaults();
     report(ready, Role::Late);
     // Stands in for "descheduled right after fork": the observer says go only once it has
     // reaped our parent, so we have surely been re-parented before we call prctl.
     wait_for_byte(go);
-    die_with_parent(parent); // the same call as the other children: only its re-check saves us
-    wait_forever() // reached only without the re-check, and then nothing would end this process
+    sigterm_when_parent_dies(parent); // as the other children: only its re-check saves us
+    lifeline.wait_then_exit() // reached only without the re-check: only the observer's end ends it
 }
 // ANCHOR_END: race
 
 /// Scenario 3's leaver: moves to a process group of its own, as a daemon (or `setsid`) does.
-fn leaver(ready: &OwnedFd) -> ! {
+fn leaver(ready: &OwnedFd, lifeline: &Lifeline) -> ! {
     child_defaults();
     // ANCHOR: leaver
     let me = getpid();
@@ -516,7 +531,7 @@ fn leaver(ready: &OwnedFd) -> ! {
     setpgid(me, me).or_die("setpgid");
     // ANCHOR_END: leaver
     report(ready, Role::Leaver);
-    wait_forever()
+    lifeline.wait_then_exit()
 }
 
 // ---------------------------------------------------------------------------------------
@@ -536,8 +551,10 @@ fn look(pid: Pid) -> Fate {
         Err(e) => die("waitpid", e),
     }
     match procfacts::facts(pid.as_raw()) {
-        Some(f) => Fate::Alive { ppid: f.ppid, state: f.state, pgrp: f.pgrp },
-        None => Fate::Gone,
+        Some(f) if f.state != 'Z' => {
+            Fate::Alive { ppid: f.ppid, state: f.state, pgrp: f.pgrp }
+        }
+        _ => Fate::Gone, // gone, or a zombie of another parent: not ours to reap
     }
 }
 // ANCHOR_END: look

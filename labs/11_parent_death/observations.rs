@@ -7,7 +7,7 @@ use nix::sys::signal::Signal;
 use nix::sys::wait::WaitStatus;
 use nix::unistd::{getpid, Pid};
 use proclab::procfacts::{self, state_name};
-use proclab::{say_as, Lab};
+use proclab::{say_as, Lab, Status};
 use serde_json::{json, Value};
 use std::time::Duration;
 
@@ -120,7 +120,7 @@ pub fn observe_parent(
     };
     lab.observe(
         "parent_death",
-        json!({"scenario": scenario.name(), "pid": pid.as_raw(), "signal": signal, "status": format!("{status:?}")}),
+        json!({"scenario": scenario.name(), "pid": pid.as_raw(), "signal": signal, "status": status.map(Status::from)}),
         format_args!("parent {pid}: waitpid -> {}", describe_status(status)),
     );
 }
@@ -170,7 +170,7 @@ pub fn observe_fate(
         Fate::Dead(status) => {
             let signal = fate.signal().map(|s| s.as_str());
             let how = if signal.is_some() { "signal" } else { "exit" };
-            extra = json!({"how": how, "signal": signal, "code": fate.exit_code()});
+            extra = json!({"how": how, "signal": signal, "code": fate.exit_code(), "status": Status::from(*status)});
             format!(
                 "{} {pid} is dead: reaped by the observer, {}",
                 role.name(),
@@ -197,7 +197,8 @@ pub fn observe_cleaned(lab: &mut Lab, scenario: Scenario, pid: Pid, end: &Fate) 
             "the observer sent SIGTERM to {pid}: {}",
             match end {
                 Fate::Dead(st) => describe_status(Some(*st)),
-                other => format!("{other:?}"),
+                Fate::Alive { .. } => "still alive".into(),
+                Fate::Gone => "gone, not ours to reap".into(),
             }
         ),
     );
@@ -205,11 +206,7 @@ pub fn observe_cleaned(lab: &mut Lab, scenario: Scenario, pid: Pid, end: &Fate) 
 
 fn describe_status(status: Option<WaitStatus>) -> String {
     match status {
-        Some(WaitStatus::Signaled(_, sig, _)) => {
-            format!("killed by {}", sig.as_str())
-        }
-        Some(WaitStatus::Exited(_, code)) => format!("exited with status {code}"),
-        Some(other) => format!("{other:?}"),
+        Some(s) => Status::from(s).to_string(),
         None => "still not ended".into(),
     }
 }
@@ -233,7 +230,8 @@ impl Summary {
         parent_death: &str,
         fates: &[Fate],
         died_with_it: bool,
-        claim: &'static str,
+        held: bool,
+        lesson: &'static str,
     ) {
         let died = if died_with_it { "yes" } else { "NO" };
         self.rows.push(vec![
@@ -242,7 +240,7 @@ impl Summary {
             self.outcome(fates),
             died.into(),
         ]);
-        self.claims.push(claim);
+        self.claims.push(if held { lesson } else { "not shown on this run" });
     }
 
     /// "alive, re-parented to the observer: 3" / "killed by SIGTERM: 3" / "exited 0: 3".
@@ -257,8 +255,8 @@ impl Summary {
                 Fate::Dead(WaitStatus::Signaled(_, sig, _)) => {
                     format!("killed by {}", sig.as_str())
                 }
-                Fate::Dead(WaitStatus::Exited(_, code)) => format!("exited {code}"),
-                other => format!("{other:?}"),
+                Fate::Dead(s) => Status::from(*s).to_string(),
+                Fate::Gone => "gone".to_string(),
             };
             match parts.iter_mut().find(|(w, _)| *w == what) {
                 Some((_, k)) => *k += 1,

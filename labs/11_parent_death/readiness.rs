@@ -2,11 +2,9 @@
 //! is ready, and the observer reads them, so it never guesses with a sleep.
 
 use nix::errno::Errno;
-use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-use nix::unistd::{getpid, read, write, Pid};
-use proclab::die;
-use std::os::fd::{AsFd, OwnedFd};
-use std::time::Instant;
+use nix::unistd::{getpid, write, Pid};
+use proclab::{die, fdio, Deadline};
+use std::os::fd::OwnedFd;
 
 /// Who sent a report on the readiness pipe.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -42,32 +40,16 @@ pub fn report(ready: &OwnedFd, role: Role) {
     }
 }
 
-/// Read one 8-byte (role, pid) report, waiting at most until `deadline`.
-pub fn next_report(ready: &OwnedFd, deadline: Instant) -> (Role, Pid) {
+/// Read one 8-byte (role, pid) report, waiting at most until `deadline` (lab time).
+pub fn next_report(ready: &OwnedFd, deadline: Deadline) -> (Role, Pid) {
     let mut rec = [0u8; 8];
-    let mut got = 0;
-    while got < rec.len() {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let mut fds = [PollFd::new(ready.as_fd(), PollFlags::POLLIN)];
-        match poll(
-            &mut fds,
-            PollTimeout::try_from(left).unwrap_or(PollTimeout::MAX),
-        ) {
-            Ok(0) => {
-                die("waiting for the family's reports (10 s)", Errno::ETIMEDOUT)
-            }
-            Ok(_) | Err(Errno::EINTR) => {}
-            Err(e) => die("poll", e),
-        }
-        match read(ready, &mut rec[got..]) {
-            Ok(0) => die(
-                "reading the family's reports (a member died before reporting)",
-                Errno::EPIPE,
-            ),
-            Ok(k) => got += k,
-            Err(Errno::EINTR | Errno::EAGAIN) => {}
-            Err(e) => die("read", e),
-        }
+    match fdio::read_full_by(ready, &mut rec, deadline) {
+        Ok(8) => {}
+        Ok(_) => die(
+            "reading the family's reports (a member died before reporting)",
+            Errno::EPIPE,
+        ),
+        Err(e) => die("reading the family's reports (10 s)", e),
     }
     let role = match i32::from_ne_bytes([rec[0], rec[1], rec[2], rec[3]]) {
         0 => Role::Parent,
