@@ -46,7 +46,7 @@ pub const LABS: &[LabInfo] = &[
     LabInfo {
         number: 4,
         name: "orphan",
-        file: "04_orphan.rs",
+        file: "04_orphan/main.rs",
         chapter: "04-orphan.md",
         shows: "a child outlives its parent and is adopted by PID 1 or the nearest subreaper",
         args: &[],
