@@ -131,20 +131,29 @@ fn pipe_children_exit_zero_on_eof() {
 }
 
 #[test]
-fn all_four_by_default_with_a_summary() {
+fn every_way_by_default_with_a_summary() {
     let run = run_json("parent-death", &["--linger-ms", "0"]);
     run.assert_verified();
-    let summary = run.observation("summary");
-    let rows = summary["rows"].as_array().unwrap();
-    assert_eq!(rows.len(), 4);
-    // "died with it": only the plain fork says NO.
+    // nginx's section runs where nginx is installed, and is skipped with a note elsewhere.
+    let nginx = run.observation("nginx")["started"] == true;
+    let rows = run.observation("summary")["rows"].as_array().unwrap().clone();
+    // "died with it": the plain fork and nginx's workers say NO.
     let died: Vec<&str> = rows.iter().map(|r| r[3].as_str().unwrap()).collect();
-    assert_eq!(died, ["NO", "yes", "yes", "yes"]);
+    let want: &[&str] = if nginx {
+        &["NO", "yes", "yes", "yes", "NO"]
+    } else {
+        &["NO", "yes", "yes", "yes"]
+    };
+    assert_eq!(died, want);
     for s in ["plain", "pdeathsig", "pgroup", "pipe"] {
         assert!(!fates(&run, s, "child").is_empty(), "no fate for {s}");
     }
     let ways = run.observation("ways");
-    assert_eq!(ways["shown"].as_array().map(|a| a.len()), Some(4), "{ways}");
+    assert_eq!(
+        ways["shown"].as_array().map(|a| a.len()),
+        Some(want.len()),
+        "{ways}"
+    );
 }
 
 // Each way's phenomenon removed by one change in the real lab code: the verdict turns.
@@ -267,4 +276,98 @@ fn bad_flags_exit_2() {
     assert_usage_error("parent-death", &["--hold-ms", "x"]);
     assert_usage_error("parent-death", &["--linger", "10"]);
     assert_usage_error("parent-death", &["--no-such-flag"]);
+}
+
+/// True if `pid` is a live (non-zombie) process running nginx.
+fn nginx_alive(pid: i64) -> bool {
+    let stat =
+        std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    let zombie =
+        stat.rsplit(')').next().is_some_and(|r| r.trim_start().starts_with('Z'));
+    !zombie && String::from_utf8_lossy(&cmd).contains("nginx")
+}
+
+/// The pids (master and workers) of the run's nginx, or None where nginx did not run
+/// (not installed: the section says so and is skipped).
+fn nginx_pids(o: &Value) -> Option<Vec<i64>> {
+    if o["started"] != true {
+        eprintln!("nginx did not run here, skipping: {o}");
+        return None;
+    }
+    let mut pids: Vec<i64> = o["workers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w.as_i64().unwrap())
+        .collect();
+    pids.push(o["master_pid"].as_i64().unwrap());
+    Some(pids)
+}
+
+#[test]
+fn nginx_workers_outlive_a_kill_9_of_their_master_and_keep_serving() {
+    let run =
+        run_json("parent-death", &["--scenario", "nginx", "--linger-ms", "50"]);
+    let Some(pids) = nginx_pids(run.observation("nginx")) else {
+        return;
+    };
+    run.assert_verified();
+    assert_eq!(parent_signal(&run, "nginx"), "SIGKILL");
+    let workers = fates(&run, "nginx", "worker");
+    assert_eq!(workers.len(), 2);
+    for w in &workers {
+        assert_eq!(w["fate"]["alive"], true, "{w}");
+        assert_eq!(w["fate"]["ppid"], w["observer"], "{w}");
+    }
+    let answered = run.observation("nginx_request")["answered_by"].as_i64();
+    assert!(answered.is_some_and(|p| pids[..2].contains(&p)), "a worker answered");
+    assert!(pids.iter().all(|&p| !nginx_alive(p)), "no nginx left: {pids:?}");
+    assert!(
+        !std::path::Path::new(&format!(
+            "/tmp/proclab-nginx-{}",
+            run.observation("subreaper")["pid"]
+        ))
+        .exists(),
+        "the temporary prefix is removed"
+    );
+}
+
+#[test]
+fn nginx_workers_killed_with_their_group_turn_the_verdict() {
+    // One thing changed: the observer signals the master's process group, not the master.
+    let run = run_removed("parent-death", &["--scenario", "nginx"], "nginx_killpg");
+    let Some(pids) = nginx_pids(run.observation("nginx")) else { return };
+    run.assert_not_observed("nginx_workers_survive");
+    assert!(pids.iter().all(|&p| !nginx_alive(p)));
+}
+
+#[test]
+fn a_sigkilled_observer_leaves_no_nginx_behind() {
+    // nginx's workers hold no lifeline of ours, and their environment (the test's tag) is
+    // overwritten by nginx's process titles: the lab's sentinel kills their group.
+    for (kind, pause) in [("nginx", "--hold-ms"), ("parent_death", "--linger-ms")] {
+        let mut s =
+            start_json("parent-death", &["--scenario", "nginx", pause, "30000"]);
+        let up = s
+            .wait_for(|v| v["event"] == "observation" && v["kind"] == "nginx")
+            .expect("the nginx observation");
+        let Some(pids) = nginx_pids(&up) else {
+            interrupt(s, libc::SIGINT);
+            return;
+        };
+        if kind != "nginx" {
+            s.wait_for(|v| v["event"] == "observation" && v["kind"] == kind)
+                .expect("the master was killed");
+        }
+        let killed = std::time::Instant::now();
+        sigkill_leaves_nothing(s);
+        while pids.iter().any(|&p| nginx_alive(p)) {
+            assert!(
+                killed.elapsed() < Duration::from_secs(1),
+                "nginx processes alive 1 s after the lab's SIGKILL: {pids:?}"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
 }

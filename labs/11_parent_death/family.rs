@@ -28,8 +28,8 @@ impl Role {
     }
 }
 
-/// How a way's family is made. Each function runs in a forked member: async-signal-safe
-/// calls only, and it never returns (it ends by a signal or `_exit`).
+/// How a way's family is made. Each function runs in a forked member (async-signal-safe
+/// calls only) and never returns: it ends by a signal or `_exit`. Then what it inherits.
 pub struct Recipe {
     pub name: &'static str,
     /// The switch a test sets to remove this way's phenomenon (`proclab::test_removes`).
@@ -42,10 +42,9 @@ pub struct Recipe {
     pub extra: Option<(Role, Life)>,
 }
 
-/// The life of a member after fork.
+/// A member's life after fork.
 pub type Life = fn(&Member) -> !;
 
-/// What a member inherits.
 pub struct Member<'a> {
     /// The family's parent (in the parent: itself).
     pub parent: Pid,

@@ -9,6 +9,8 @@
 
 mod family;
 mod fate;
+mod nginx;
+mod nginx_run;
 mod pdeathsig;
 mod pgroup;
 mod pipe_eof;
@@ -54,6 +56,8 @@ pub enum Scenario {
     Pgroup,
     /// 4. the children read a pipe whose write end only the parent holds.
     Pipe,
+    /// 5. nginx's master is killed with SIGKILL (skipped if nginx is not installed).
+    Nginx,
 }
 
 fn main() {
@@ -82,6 +86,9 @@ fn main() {
     }
     if runs(Scenario::Pipe) {
         ways.push(pipe_eof::run(&mut lab, &args, &lifeline));
+    }
+    if runs(Scenario::Nginx) {
+        ways.extend(nginx::run(&mut lab, &args, &lifeline));
     }
     summary::show(&mut lab, &ways);
     lab.finish()

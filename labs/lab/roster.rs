@@ -104,7 +104,7 @@ pub const LABS: &[LabInfo] = &[
         name: "parent-death",
         file: "11_parent_death/main.rs",
         chapter: "11-parent-death.md",
-        shows: "children outlive a kill -9'd parent; PDEATHSIG, killpg or a pipe EOF end them",
+        shows: "children outlive a kill -9'd parent (nginx's workers too); PDEATHSIG, killpg or a pipe EOF end them",
         args: &[],
     },
     LabInfo {
