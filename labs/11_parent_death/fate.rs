@@ -51,6 +51,9 @@ impl Fate {
     pub fn alive_under(&self, observer: Pid) -> bool {
         matches!(self, Fate::Alive { ppid, .. } if *ppid == observer.as_raw())
     }
+    pub fn alive_with_new_parent(&self, old_parent: Pid) -> bool {
+        matches!(self, Fate::Alive { ppid, .. } if *ppid != old_parent.as_raw())
+    }
     pub fn signal(&self) -> Option<Signal> {
         match self {
             Fate::Dead(s) => s.signal(),

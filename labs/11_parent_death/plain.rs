@@ -48,14 +48,16 @@ pub fn run(lab: &mut Lab, args: &Args, lifeline: &Lifeline) -> Way {
     let n = fates.len();
     let (ms, parent_signal) = (args.linger_ms, parent_end.signal());
     // Survived: still running, with a new parent (the observer, our subreaper).
-    let alive = fates.iter().filter(|f| f.alive_under(me)).count();
+    let alive =
+        fates.iter().filter(|f| f.alive_with_new_parent(fam.parent)).count();
+    let ours = fates.iter().filter(|f| f.alive_under(me)).count();
     let held = check!(
         lab,
         "plain_children_survive",
         parent_signal == Some(Signal::SIGKILL) && alive == n,
         "the parent died of SIGKILL and {alive} of {n} children were still alive \
-         {ms} ms later, re-parented to the observer: killing the parent did NOT \
-         kill them"
+         {ms} ms later, with a new parent ({ours} of them the observer): killing the \
+         parent did NOT kill them"
     );
     let cleaned = fam
         .children
