@@ -129,7 +129,6 @@ pub fn make_orphan(
     let status = reap_by(parent, bound); // the parent is gone, and reaped
     let after = next_report(&rep_rx); // the orphan's new getppid()
     let ppid_from_proc = procfacts::ppid(pid); // the kernel's view, from outside
-                                               // ANCHOR_END: exit
     observe!(
         lab,
         "parent_exited",
@@ -137,6 +136,7 @@ pub fn make_orphan(
         pid = parent.as_raw(),
         status
     );
+    // ANCHOR_END: exit
     let new_ppid = after.as_ref().map(|r| r.ppid);
     let adopter = new_ppid.unwrap_or(0);
     let who = match adopter {

@@ -13,8 +13,9 @@ pub fn run(lab: &mut Lab, above: &[i32], lifeline: &Lifeline, linger_ms: i32) {
     // ANCHOR: subreaper
     // From now on, orphans below the lab are re-parented to it.
     prctl::set_child_subreaper(true).or_die("prctl(PR_SET_CHILD_SUBREAPER)");
-    // ANCHOR_END: subreaper
+    // The same three generations as in case A.
     let o = make_orphan(lab, "subreaper", above, lifeline, linger_ms);
+    // ANCHOR_END: subreaper
     let mut change = o.change();
     if o.new_ppid == Some(me) {
         change += ": as PR_SET_CHILD_SUBREAPER asked, not PID 1";
@@ -31,7 +32,6 @@ pub fn run(lab: &mut Lab, above: &[i32], lifeline: &Lifeline, linger_ms: i32) {
     let bound = Duration::from_millis(linger_ms as u64 + 5000);
     let status = reap_by(o.pid, bound); // our child now: we reap it (ECHILD if not)
     let gone = !procfacts::exists(o.pid.as_raw());
-    // ANCHOR_END: reap
     let pid = o.pid.as_raw();
     let there = if gone { "is gone" } else { "still exists" };
     observe!(
@@ -48,7 +48,8 @@ pub fn run(lab: &mut Lab, above: &[i32], lifeline: &Lifeline, linger_ms: i32) {
         lab,
         "subreaper_reaped",
         status.code() == Some(ORPHAN_STATUS) && gone,
-        "the lab collected the orphan's own exit status ({ORPHAN_STATUS}), and it is \
-         gone: nothing left behind"
+        "the lab collected the orphan's own exit status ({ORPHAN_STATUS}), and \
+         it is gone: nothing left behind"
     );
+    // ANCHOR_END: reap
 }

@@ -22,7 +22,7 @@ use clap::{Parser, ValueEnum};
 use proclab::lifeline::Lifeline;
 use proclab::{Common, Lab, OrDie};
 
-/// Does killing the parent kill its children? Four ways, observed from /proc and wait statuses.
+/// Does killing the parent kill its children? Four ways and nginx, seen in /proc and wait statuses.
 #[derive(Parser)]
 #[command(name = "parent-death", version)]
 pub struct Args {

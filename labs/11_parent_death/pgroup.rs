@@ -37,16 +37,17 @@ fn child(m: &Member) -> ! {
     m.lifeline.wait_then_exit()
 }
 
-/// The leaver: moves to a process group of its own, as a daemon (or `setsid`) does.
+// ANCHOR: leaver
+/// The leaver: moves to a process group of its own, as a daemon (or `setsid`)
+/// does.
 fn leaver(m: &Member) -> ! {
-    // ANCHOR: leaver
     let me = getpid();
     // Leave the parent's group: a signal to that group will miss this process.
     setpgid(me, me).or_die("setpgid");
-    // ANCHOR_END: leaver
     m.ready(Role::Leaver);
     m.lifeline.wait_then_exit()
 }
+// ANCHOR_END: leaver
 
 pub fn run(lab: &mut Lab, args: &Args, lifeline: &Lifeline) -> Way {
     lab.section("3. Process group: signal the whole group, as Ctrl-C does");
