@@ -46,7 +46,7 @@ pub const LABS: &[LabInfo] = &[
     LabInfo {
         number: 4,
         name: "orphan",
-        file: "04_orphan.rs",
+        file: "04_orphan/main.rs",
         chapter: "04-orphan.md",
         shows: "a child outlives its parent and is adopted by PID 1 or the nearest subreaper",
         args: &[],
@@ -104,7 +104,7 @@ pub const LABS: &[LabInfo] = &[
         name: "parent-death",
         file: "11_parent_death/main.rs",
         chapter: "11-parent-death.md",
-        shows: "children outlive a kill -9'd parent; PDEATHSIG, killpg or a pipe EOF end them",
+        shows: "children outlive a kill -9'd parent (nginx's workers too); PDEATHSIG, killpg or a pipe EOF end them",
         args: &[],
     },
     LabInfo {
