@@ -4,10 +4,9 @@
 
 use super::cli::{Args, Role};
 use super::inspect::{LockEdge, Task};
-use nix::sys::wait::WaitStatus;
 use nix::unistd::Pid;
 use proclab::measure::fmt_duration;
-use proclab::{say, Lab};
+use proclab::{say, Lab, Status};
 use serde_json::{json, Value};
 use std::time::Duration;
 
@@ -104,14 +103,14 @@ pub fn show_cycle(lab: &mut Lab, name: &str, pid: Pid, rep: &Value) -> Vec<Value
     edges
 }
 
-/// parking_lot's answer with each thread's innermost frame of the lab's code, or that it did
-/// not answer in time (only said if the worker's own graph saw a cycle).
+/// parking_lot's answer with each thread's innermost frame of the lab's code, or that it was
+/// not consulted (it had not answered by the deadline; only said if the worker's own graph
+/// saw a cycle).
 pub fn show_parking_lot(
     lab: &mut Lab,
     name: &str,
     confirmed: Option<&Value>,
     reported: bool,
-    agrees: bool,
 ) {
     match confirmed {
         Some(c) => {
@@ -122,9 +121,9 @@ pub fn show_parking_lot(
                 .collect();
             lab.observe(
                 "parking_lot",
-                json!({"scenario": name, "cycles": c["cycles"], "threads": threads, "after_us": c["after_us"], "agrees": agrees}),
+                json!({"scenario": name, "answered": true, "cycles": c["cycles"], "threads": threads, "after_us": c["after_us"]}),
                 format_args!(
-                    "parking_lot::deadlock::check_deadlock() agrees ({} later): {} cycle(s) of {} threads; their backtraces show where each waits:\n      {}",
+                    "parking_lot::deadlock::check_deadlock() answered {} later: {} cycle(s) of {} threads; their backtraces show where each waits:\n      {}",
                     fmt_duration(Duration::from_micros(c["after_us"].as_u64().unwrap_or(0))),
                     c["cycles"],
                     parking_lot_threads(c).len(),
@@ -134,8 +133,8 @@ pub fn show_parking_lot(
         }
         None if reported => lab.observe(
             "parking_lot",
-            json!({"scenario": name, "cycles": null, "agrees": null}),
-            "parking_lot's detector had not answered by the deadline (it was still taking backtraces)",
+            json!({"scenario": name, "answered": false, "cycles": null, "threads": null, "after_us": null}),
+            "parking_lot's detector: not consulted (it had not answered by the deadline, still taking backtraces); the verdict rests on the wait-for graph and /proc",
         ),
         None => {}
     }
@@ -196,18 +195,18 @@ pub fn show_broken(
     lab: &mut Lab,
     name: &str,
     pid: Pid,
-    status: &WaitStatus,
+    status: &Status,
     fired: bool,
     took: Duration,
     args: &Args,
 ) {
-    let (deadline_ms, hold_ms) = (args.deadline, args.hold);
+    let (deadline_ms, hold_ms) = (args.deadline_ms, args.hold_ms);
     lab.observe(
         "broken",
-        json!({"scenario": name, "pid": pid.as_raw(), "status": format!("{status:?}"), "watchdog_fired": fired,
+        json!({"scenario": name, "pid": pid.as_raw(), "status": status, "watchdog_fired": fired,
                "ended_after_ms": took.as_millis() as u64, "deadline_ms": deadline_ms, "hold_ms": hold_ms}),
         format_args!(
-            "broken: SIGKILL to worker {pid}, waitpid -> {status:?}; {} from its start to reaped{}",
+            "broken: SIGKILL to worker {pid}, waitpid -> {status}; {} from its start to reaped{}",
             fmt_duration(took),
             if fired {
                 " (the watchdog fired at the deadline)"
@@ -224,13 +223,13 @@ pub fn show_fix(
     role: Role,
     done: &Option<Value>,
     fired: bool,
-    status: &WaitStatus,
+    status: &Status,
 ) {
     let us = field(done, "elapsed_us").unwrap_or(0);
     lab.observe(
         "fix",
         json!({"role": format!("{role:?}"), "finished": done.is_some(), "watchdog_fired": fired,
-               "status": format!("{status:?}"), "report": done.clone().unwrap_or(Value::Null)}),
+               "status": status, "report": done.clone().unwrap_or(Value::Null)}),
         format_args!(
             "{role:?}: {} in {}; {}",
             if done.is_some() { "finished" } else { "did NOT finish" },
@@ -290,17 +289,17 @@ pub fn show_lock_cycle(
 pub fn show_lock_broken(
     lab: &mut Lab,
     [c2, c1]: [Pid; 2],
-    [victim, survivor]: [&WaitStatus; 2],
+    [victim, survivor]: [&Status; 2],
     fired: bool,
     took: Duration,
     deadline_ms: u64,
 ) {
     lab.observe(
         "broken",
-        json!({"scenario": "processes", "victim": c2.as_raw(), "victim_status": format!("{victim:?}"),
-               "survivor": c1.as_raw(), "survivor_status": format!("{survivor:?}"), "watchdog_fired": fired,
+        json!({"scenario": "processes", "victim": c2.as_raw(), "victim_status": victim,
+               "survivor": c1.as_raw(), "survivor_status": survivor, "watchdog_fired": fired,
                "ended_after_ms": took.as_millis() as u64, "deadline_ms": deadline_ms}),
-        format_args!("broken: killed {c2} ({victim:?}); its flock locks were released, so {c1} got lock-b and ended: {survivor:?}"),
+        format_args!("broken: killed {c2} ({victim}); its flock locks were released, so {c1} got lock-b and ended: {survivor}"),
     );
 }
 
@@ -308,19 +307,16 @@ pub fn show_lock_broken(
 pub fn show_edeadlk(
     lab: &mut Lab,
     [c1, c2]: [Pid; 2],
-    [st1, st2]: [&WaitStatus; 2],
+    [st1, st2]: [&Status; 2],
     waiter_was_blocked: bool,
 ) {
-    let errno = match st2 {
-        WaitStatus::Exited(_, c) => *c,
-        _ => -1,
-    };
+    let errno = st2.code().unwrap_or(-1);
     lab.observe(
         "edeadlk",
-        json!({"refused": c2.as_raw(), "refused_status": format!("{st2:?}"), "errno": errno,
-               "waiter": c1.as_raw(), "waiter_status": format!("{st1:?}"), "waiter_was_blocked": waiter_was_blocked}),
+        json!({"refused": c2.as_raw(), "refused_status": st2, "errno": errno,
+               "waiter": c1.as_raw(), "waiter_status": st1, "waiter_was_blocked": waiter_was_blocked}),
         format_args!(
-            "child {c1} was blocked on lock-b; child {c2}'s F_SETLKW on lock-a came back at once with errno {errno} (EDEADLK); {c2} exited, so {c1} got lock-b: {st1:?}"
+            "child {c1} was blocked on lock-b; child {c2}'s F_SETLKW on lock-a came back at once with errno {errno} (EDEADLK); {c2} exited, so {c1} got lock-b: {st1}"
         ),
     );
 }
@@ -328,14 +324,14 @@ pub fn show_edeadlk(
 /// Both processes of the lock-order fix, and how long they took.
 pub fn show_lock_fix(
     lab: &mut Lab,
-    [s1, s2]: [&WaitStatus; 2],
+    [s1, s2]: [&Status; 2],
     fired: bool,
     took: Duration,
 ) {
     lab.observe(
         "fix",
-        json!({"scenario": "processes", "finished": !fired, "statuses": [format!("{s1:?}"), format!("{s2:?}")], "elapsed_us": took.as_micros() as u64}),
-        format_args!("same order (lock-a, then lock-b) in both: {s1:?}, {s2:?} in {}", fmt_duration(took)),
+        json!({"scenario": "processes", "finished": !fired, "statuses": [s1, s2], "elapsed_us": took.as_micros() as u64}),
+        format_args!("same order (lock-a, then lock-b) in both: {s1}, {s2} in {}", fmt_duration(took)),
     );
 }
 
@@ -361,15 +357,11 @@ pub fn show_pipes_blocked(
 }
 
 /// Both pipe writers killed.
-pub fn show_pipes_broken(
-    lab: &mut Lab,
-    [sa, sb]: [&WaitStatus; 2],
-    took: Duration,
-) {
+pub fn show_pipes_broken(lab: &mut Lab, [sa, sb]: [&Status; 2], took: Duration) {
     lab.observe(
         "broken",
-        json!({"scenario": "pipes", "statuses": [format!("{sa:?}"), format!("{sb:?}")], "ended_after_ms": took.as_millis() as u64}),
-        format_args!("broken: both killed ({sa:?}, {sb:?}) {} after the start", fmt_duration(took)),
+        json!({"scenario": "pipes", "statuses": [sa, sb], "ended_after_ms": took.as_millis() as u64}),
+        format_args!("broken: both killed ({sa}, {sb}) {} after the start", fmt_duration(took)),
     );
 }
 
@@ -377,13 +369,13 @@ pub fn show_pipes_broken(
 pub fn show_pipes_fix(
     lab: &mut Lab,
     bytes: usize,
-    [sa, sb]: [&WaitStatus; 2],
+    [sa, sb]: [&Status; 2],
     fired: bool,
     took: Duration,
 ) {
     lab.observe(
         "fix",
-        json!({"scenario": "pipes", "finished": !fired, "bytes_each_way": bytes, "statuses": [format!("{sa:?}"), format!("{sb:?}")], "elapsed_us": took.as_micros() as u64}),
-        format_args!("B reads first: {bytes} bytes each way, A {sa:?}, B {sb:?}, in {}", fmt_duration(took)),
+        json!({"scenario": "pipes", "finished": !fired, "bytes_each_way": bytes, "statuses": [sa, sb], "elapsed_us": took.as_micros() as u64}),
+        format_args!("B reads first: {bytes} bytes each way, A {sa}, B {sb}, in {}", fmt_duration(took)),
     );
 }

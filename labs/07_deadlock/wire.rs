@@ -11,7 +11,7 @@ use nix::fcntl::OFlag;
 use nix::sys::mman::{shm_open, shm_unlink};
 use nix::sys::stat::{fstat, Mode};
 use nix::unistd::{pipe2, Pid};
-use proclab::{cleanup, OrDie};
+use proclab::{cleanup, fdio, Deadline, OrDie};
 use serde_json::{json, Value};
 use std::ffi::CString;
 use std::io::{BufRead, BufReader, Write};
@@ -20,7 +20,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Barrier;
 use std::thread::ThreadId;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 // ---- The lab's side of a worker. ----
 
@@ -302,15 +302,10 @@ pub fn wait_byte(fd: RawFd) {
     {}
 }
 
-/// In the lab: wait (bounded) for one byte from a child.
-pub fn wait_byte_by(fd: RawFd, deadline: Instant) -> bool {
-    let ms = deadline.saturating_duration_since(Instant::now()).as_millis() as i32;
-    let mut p = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
-    // SAFETY: one valid pollfd.
-    let ready = unsafe { libc::poll(&mut p, 1, ms) } == 1; // bounded: a child may have died
-    let mut b = 0u8;
-    // SAFETY: reads into a live one-byte buffer.
-    ready && unsafe { libc::read(fd, (&mut b as *mut u8).cast(), 1) } == 1
+/// In the lab: wait for one byte from a child, until `deadline` (lab time).
+pub fn wait_byte_by(fd: &OwnedFd, deadline: Deadline) -> bool {
+    let mut b = [0u8; 1];
+    fdio::read_full_by(fd, &mut b, deadline) == Ok(1) // a child may have died
 }
 
 /// Async-signal-safe: write all of `msg` to `fd` (blocks while the pipe is full).
