@@ -318,6 +318,11 @@ fn a_short_deadline_still_ends_in_time_and_leaves_nothing() {
     assert!(matches!(run.code, Some(0) | Some(3)), "{}", run.stderr);
     let b = run.observation("broken");
     assert!(b["ended_after_ms"].as_u64().unwrap() <= 150 + 1000, "{b}");
+    // A parking_lot that had not answered was "not consulted": no agreement is counted.
+    let pl = run.observation("parking_lot");
+    let agreement =
+        run.events.iter().any(|e| e["name"] == "threads_parking_lot_agrees");
+    assert_eq!(agreement, pl["answered"] == true, "{pl}");
     assert_eq!(b["status"]["signal"], "SIGKILL", "{b}");
 }
 
