@@ -168,7 +168,7 @@ pub fn run(lab: &mut Lab, args: &Args, files: &LockFiles) -> Row {
     observe!(
         lab,
         "broken",
-        "broken: killed {c2} ({victim_status}); then {c1} {survivor_status}",
+        "broken: SIGKILL to {c2}, waitpid: {victim_status}; then {c1} {survivor_status}",
         scenario = "processes",
         victim_status = victim,
         survivor_status = survivor,
