@@ -20,14 +20,20 @@
 //! on whatever else the machine is doing.
 
 use clap::Parser;
+use nix::errno::Errno;
 use nix::sys::mman::{
     madvise, mmap_anonymous, munmap, MapFlags, MmapAdvise, ProtFlags,
 };
-use nix::sys::wait::{waitpid, WaitStatus};
+use nix::sys::wait::waitpid;
 use nix::unistd::{fork, getpid, pipe, read, write, ForkResult, Pid};
+use proclab::clock::now_ns;
+use proclab::lifeline::die_with_parent;
 use proclab::measure::{fmt_bytes, fmt_duration, time_n, Summary};
-use proclab::procfacts;
-use proclab::{cleanup, flush_stdout, say, Common, Lab, OrDie};
+use proclab::wait::waitpid_by;
+use proclab::{
+    cleanup, die, fdio, flush_stdout, procfacts, say, Common, Deadline, Lab, OrDie,
+    Status,
+};
 use serde_json::json;
 use std::ffi::CString;
 use std::num::NonZeroUsize;
@@ -39,17 +45,18 @@ use std::time::Duration;
 #[derive(Parser)]
 #[command(name = "cow", version)]
 struct Args {
-    /// The largest touched size for the fork-latency table, in MiB (1, 64, 256, 1024, 4096
-    /// and 16384 are tried up to this; sizes that do not fit in free memory are skipped).
+    /// The largest touched size for the fork-latency table, in MiB (64 to 16384; 1, 64,
+    /// 256, 1024, 4096 and 16384 are tried up to it, skipping what does not fit in memory).
     #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u64).range(64..=16384))]
     max_mib: u64,
-    /// Forks timed per size (the median is shown).
+    /// Forks timed per size and way (1 to 100; the median is shown, the fastest judged).
     #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=100))]
     runs: u32,
-    /// The shared region of part 2, in MiB.
+    /// The shared region of part 2, in MiB (1 to 4096).
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=4096))]
     region_mib: u64,
-    /// How many 4 KiB pages of the region the child writes in part 2.
+    /// How many 4 KiB pages of the region the child writes in part 2 (1 to 1048576, and
+    /// at most the region's pages).
     #[arg(long, default_value_t = 4096, value_parser = clap::value_parser!(u64).range(1..=1_048_576))]
     write_pages: u64,
     /// Back the regions with transparent huge pages (MADV_HUGEPAGE) instead of 4 KiB pages.
@@ -77,6 +84,10 @@ fn main() {
         &args.common,
     );
     let me = getpid().as_raw();
+    // Tests only: each removes one phenomenon.
+    let untouched = proclab::test_removes("region_untouched"); // part 1: no page tables
+    let shared = proclab::test_removes("region_shared"); // part 2: MAP_SHARED, no COW
+    let writes_nothing = proclab::test_removes("child_writes_nothing"); // part 3
     let prog = TrueProgram::new();
     let mut stack = vec![0u8; 64 << 10]; // the vfork child's stack (it may not use ours)
 
@@ -97,17 +108,21 @@ fn main() {
             );
             continue;
         }
-        let region = Region::new((mib << 20) as usize, args.huge);
-        region.touch(1); // write every page: now each one is mapped and has a page-table entry
+        let region = Region::new((mib << 20) as usize, args.huge, false);
+        if !untouched {
+            region.touch(1); // write every page: now each one has a page-table entry
+        }
         let pte_kib = procfacts::status_field(me, "VmPTE:").unwrap_or(0);
         // ANCHOR: fork_timing
         let fork_t = time_n(args.runs as usize, || {
             flush_stdout();
-            // SAFETY: the child only calls _exit.
+            // SAFETY: the child only calls _exit (it ends at once: no lifeline needed).
             match unsafe { fork() }.or_die("fork") {
-                ForkResult::Child => unsafe { libc::_exit(0) }, // copies nothing but page tables
+                // SAFETY: _exit is async-signal-safe.
+                ForkResult::Child => unsafe { libc::_exit(0) },
                 ForkResult::Parent { child } => {
-                    waitpid(child, None).or_die("waitpid"); // includes tearing the child's tables down
+                    // It only exits: a short wait, which tears its page tables down.
+                    waitpid(child, None).or_die("waitpid");
                 }
             }
         });
@@ -191,29 +206,37 @@ fn main() {
     );
 
     lab.section("2. After fork: every page of the region is shared");
-    let region = Region::new((args.region_mib << 20) as usize, args.huge);
+    let region = Region::new((args.region_mib << 20) as usize, args.huge, shared);
     region.touch(1);
     let (to_child_r, to_child_w) = pipe().or_die("pipe");
     let (to_parent_r, to_parent_w) = pipe().or_die("pipe");
     let k = args.write_pages as usize;
+    let to_write = if writes_nothing { 0 } else { k };
     flush_stdout();
     // ANCHOR: child_writes
-    // SAFETY: the child only calls read, write, clock_gettime and _exit, and writes memory.
+    // SAFETY: the child only calls prctl, getppid, close, read, write, clock_gettime
+    // and _exit, and writes memory.
     let child = match unsafe { fork() }.or_die("fork") {
         ForkResult::Child => {
-            unsafe { libc::close(to_child_w.as_raw_fd()) }; // keep no write end: EOF must reach us
+            die_with_parent(me);
+            // SAFETY: our copy of the write end; without it, EOF can reach us.
+            unsafe { libc::close(to_child_w.as_raw_fd()) };
             let mut cmd = [0u8; 1];
-            let _ = write(&to_parent_w, b"r"); // ready: the parent may look at our smaps now
+            let _ = write(&to_parent_w, b"r"); // ready: look at our smaps now
             if read(to_child_r.as_fd(), &mut cmd) != Ok(1) {
+                // SAFETY: _exit is async-signal-safe.
                 unsafe { libc::_exit(1) }
             }
             let t0 = now_ns();
-            for p in 0..k {
-                unsafe { region.ptr().add(p * PAGE).write_volatile(2) }; // a write to a shared page: a fault, a copy
+            for p in 0..to_write {
+                // SAFETY: p * PAGE < the region's length. A write to a shared
+                // page: a fault, a copy.
+                unsafe { region.ptr().add(p * PAGE).write_volatile(2) };
             }
             let took = now_ns() - t0;
-            let _ = write(&to_parent_w, &took.to_ne_bytes()); // done, and how long it took
-            let _ = read(to_child_r.as_fd(), &mut cmd); // wait until the parent has looked (EOF)
+            let _ = write(&to_parent_w, &took.to_ne_bytes()); // done, in took ns
+            let _ = read(to_child_r.as_fd(), &mut cmd); // until the parent looked
+                                                        // SAFETY: _exit is async-signal-safe.
             unsafe { libc::_exit(0) }
         }
         ForkResult::Parent { child } => child,
@@ -222,8 +245,8 @@ fn main() {
     cleanup::track(child);
     drop((to_child_r, to_parent_w)); // the child's ends: if it dies, our reads see EOF
     let mut b = [0u8; 8];
-    read_exact(&to_parent_r, &mut b[..1]);
     let c = child.as_raw();
+    from_child(&mut lab, &to_parent_r, &mut b[..1], child);
     let shared_child = region_smaps(c, region.addr());
     let shared_parent = region_smaps(me, region.addr());
     let rm = args.region_mib << 10; // KiB
@@ -252,7 +275,7 @@ fn main() {
     lab.section("3. The child writes K pages: K faults, K copies");
     let faults_before = procfacts::facts(c).map(|f| f.minflt).unwrap_or(0);
     write(&to_child_w, b"w").or_die("write"); // go: write k pages
-    read_exact(&to_parent_r, &mut b); // the child is done (and says how long it took)
+    from_child(&mut lab, &to_parent_r, &mut b, child); // done, and how long it took
     let write_ns = u64::from_ne_bytes(b);
     let faults_after = procfacts::facts(c).map(|f| f.minflt).unwrap_or(0);
     let after_child = region_smaps(c, region.addr());
@@ -281,7 +304,10 @@ fn main() {
     }
     let parent_sees = region.read_sample(k);
     drop(to_child_w); // the child's last read returns EOF: it exits
-    let st = waitpid(child, None).or_die("waitpid");
+    let st = waitpid_by(child, Deadline::after(Duration::from_secs(10)))
+        .unwrap_or_else(|| {
+            die("waitpid (the child did not end)", Errno::ETIMEDOUT)
+        });
     cleanup::forget(child);
     let kk = (k * PAGE / 1024) as u64; // KiB written
     lab.table(
@@ -305,8 +331,8 @@ fn main() {
     );
     lab.check(
         "parent_data_unchanged",
-        parent_sees && st == WaitStatus::Exited(child, 0),
-        "the parent still reads its own values in the pages the child overwrote (the child wrote copies)",
+        parent_sees && st.code() == Some(0),
+        format_args!("the parent still reads its own values in the pages the child overwrote (the child wrote copies: {parent_sees}); the child {st}"),
     );
     say!("cleaning up: the region is unmapped");
     drop(region);
@@ -362,25 +388,25 @@ fn region_smaps(pid: i32, addr: usize) -> Smaps {
     m
 }
 
-fn read_exact(fd: &impl AsFd, buf: &mut [u8]) {
-    let mut got = 0;
-    while got < buf.len() {
-        match read(fd.as_fd(), &mut buf[got..]).or_die("read") {
-            0 => proclab::die(
-                "read (the child ended early)",
-                nix::errno::Errno::EPIPE,
-            ),
-            n => got += n,
+/// Read the child's next message (all of `buf`) within 60 s of lab time. A child that
+/// ends early or never answers means the pages were not written as shown: not observed.
+fn from_child(lab: &mut Lab, fd: &impl AsFd, buf: &mut [u8], child: Pid) {
+    let by = Deadline::after(Duration::from_secs(60));
+    match fdio::read_full_by(fd, buf, by) {
+        Ok(n) if n == buf.len() => {}
+        Ok(_) => {
+            let st = waitpid_by(child, by).unwrap_or(Status(Err(Errno::ETIMEDOUT)));
+            cleanup::forget(child);
+            lab.not_observed(
+                "faults_match_pages_written",
+                format_args!("the child ended early: {st}"),
+            )
         }
+        Err(e) => lab.not_observed(
+            "faults_match_pages_written",
+            format_args!("no word from the child within 60 s: {e}"),
+        ),
     }
-}
-
-/// CLOCK_MONOTONIC in ns; clock_gettime is async-signal-safe, so the child may call it.
-fn now_ns() -> u64 {
-    let mut t = libc::timespec { tv_sec: 0, tv_nsec: 0 };
-    // SAFETY: t is a valid timespec.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut t) };
-    t.tv_sec as u64 * 1_000_000_000 + t.tv_nsec as u64
 }
 
 /// An anonymous private mapping, the kind malloc gives for large blocks.
@@ -390,7 +416,7 @@ struct Region {
 }
 
 impl Region {
-    fn new(len: usize, huge: bool) -> Region {
+    fn new(len: usize, huge: bool, shared: bool) -> Region {
         let nz = NonZeroUsize::new(len).expect("non-zero size");
         // SAFETY: a fresh anonymous mapping, touching no existing memory.
         let ptr = unsafe {
@@ -398,7 +424,7 @@ impl Region {
                 None,
                 nz,
                 ProtFlags::PROT_READ | ProtFlags::PROT_WRITE,
-                MapFlags::MAP_PRIVATE,
+                if shared { MapFlags::MAP_SHARED } else { MapFlags::MAP_PRIVATE },
             )
         }
         .or_die("mmap"); // MAP_PRIVATE: fork shares it copy-on-write
@@ -489,12 +515,9 @@ fn vfork_true(prog: &TrueProgram, stack: &mut [u8]) {
     if pid < 0 {
         proclab::die("clone", nix::errno::Errno::last());
     }
-    let st = waitpid(Pid::from_raw(pid), None).or_die("waitpid");
-    if st != WaitStatus::Exited(Pid::from_raw(pid), 0) {
-        proclab::die(
-            "vfork child (exec /bin/true failed)",
-            nix::errno::Errno::ENOEXEC,
-        );
+    let st = Status(waitpid(Pid::from_raw(pid), None)); // true exits at once
+    if st.code() != Some(0) {
+        die(&format!("vfork child running /bin/true: {st}"), Errno::ENOEXEC);
     }
 }
 
@@ -515,11 +538,8 @@ fn spawn_true(prog: &TrueProgram) {
     if r != 0 {
         proclab::die("posix_spawn", nix::errno::Errno::from_raw(r));
     }
-    let st = waitpid(Pid::from_raw(pid), None).or_die("waitpid");
-    if st != WaitStatus::Exited(Pid::from_raw(pid), 0) {
-        proclab::die(
-            "posix_spawn child (/bin/true failed)",
-            nix::errno::Errno::ENOEXEC,
-        );
+    let st = Status(waitpid(Pid::from_raw(pid), None)); // true exits at once
+    if st.code() != Some(0) {
+        die(&format!("posix_spawn child running /bin/true: {st}"), Errno::ENOEXEC);
     }
 }
