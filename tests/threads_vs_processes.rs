@@ -46,8 +46,9 @@ fn idle_workers_are_seen_asleep_and_their_memory_read_from_smaps() {
     assert_eq!(mem.len(), 2);
     let thread = mem.iter().find(|m| m["way"] == "thread").unwrap();
     let process = mem.iter().find(|m| m["way"] == "process").unwrap();
-    assert_eq!(thread["all_asleep"], true);
+    assert_eq!(thread["asleep"], 6, "every idle thread was in state S");
     assert_eq!(process["asleep"], 6, "every idle child was in state S");
+    assert_eq!(process["pids"].as_array().unwrap().len(), 6, "{process}");
     // Forked children share their parent's pages: RSS summed counts them once per child,
     // PSS divides them, so the RSS total is far above the PSS total.
     let (rss, pss) = (
