@@ -126,7 +126,7 @@ fn judge(lab: &mut Lab, points: &[Point]) {
         "spawn_stays_flat",
         m1 >= 64 && v < 25.0 && s < 25.0,
         "vfork+exec and posix_spawn moved by less than a quarter of fork's growth \
-         (fastest runs: {v:.0}% and {s:.0}% of it): they copy no page tables",
+         (fastest runs: {v:.1}% and {s:.1}% of it): they copy no page tables",
         fork_moved_ns,
         vfork_moved_ns,
         spawn_moved_ns
