@@ -110,7 +110,7 @@ pub const LABS: &[LabInfo] = &[
     LabInfo {
         number: 12,
         name: "cow",
-        file: "12_copy_on_write.rs",
+        file: "12_copy_on_write/main.rs",
         chapter: "12-cow.md",
         shows: "fork cost grows with touched memory (page tables), vfork/posix_spawn stay flat; pages copied only when written",
         args: &[],
