@@ -159,7 +159,25 @@ fn shape(text: &str) -> Vec<String> {
                 }
                 in_num = digit;
             }
-            mask.clone()
+            // A measured quantity may change its unit between runs (850 ns, 1.2 µs).
+            let mut out = mask.clone();
+            for unit in [
+                "ns", "µs", "ms", "s", "B", "KiB", "MiB", "GiB", "KiB/s", "MiB/s",
+                "GiB/s",
+            ] {
+                out = out
+                    .replace(&format!("N {unit}/"), "N u/")
+                    .replace(&format!("N {unit} "), "N u ");
+                if out.ends_with(&format!("N {unit}")) {
+                    out.truncate(out.len() - unit.len());
+                    out.push('u');
+                }
+                for end in [",", ")", ";", ":"] {
+                    out = out
+                        .replace(&format!("N {unit}{end}"), &format!("N u{end}"));
+                }
+            }
+            out
         })
         .collect()
 }
