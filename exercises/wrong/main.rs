@@ -1,0 +1,28 @@
+//! Plausible wrong solutions, one module per exercise, each saying in its header what it
+//! gets wrong and which check fails; and `fake`, which prints what a solution printed
+//! (the file named by PROCLAB_FAKE_OUTPUT) without doing anything. `lab check NAME
+//! --variant wrong` runs this program with argv[0] set to NAME (or `fake`).
+
+macro_rules! dispatch {
+    ($($m:ident),* $(,)?) => {
+        $(mod $m;)*
+        fn main() {
+            let arg0 = std::env::args().next().unwrap_or_default();
+            let name = arg0.rsplit('/').next().unwrap_or("").replace('-', "_");
+            $(if name == stringify!($m) { return $m::main(); })*
+            if name == "fake" {
+                return fake();
+            }
+            eprintln!("no wrong solution called {arg0:?}");
+            std::process::exit(2)
+        }
+    };
+}
+
+dispatch!(zombie_handler);
+
+/// Print the lines a solution printed, and exit 0.
+fn fake() {
+    let path = std::env::var("PROCLAB_FAKE_OUTPUT").unwrap_or_default();
+    print!("{}", std::fs::read_to_string(path).unwrap_or_default());
+}

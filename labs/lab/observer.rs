@@ -1,0 +1,308 @@
+//! The observer of `lab check`: a child subreaper that runs the exercise program as its
+//! child, samples every process below it (`timeline.rs`), reaps them, and on every way
+//! out kills the whole tree. Its lifeline is its stdin, a pipe from `lab check`: when that
+//! process dies (even by SIGKILL) the pipe ends and the observer kills the tree at once.
+
+use crate::timeline::{self, End, Timeline};
+use nix::errno::Errno;
+use nix::sys::signal::{kill, SigSet, SigmaskHow, Signal};
+use nix::sys::wait::{waitid, waitpid, Id, WaitPidFlag, WaitStatus};
+use nix::unistd::Pid;
+use proclab::{clock, Deadline, OrDie, Status};
+use std::collections::HashSet;
+use std::io::{BufRead, BufReader};
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+use std::process::{ChildStdout, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+/// How often the tree is sampled.
+const TICK: Duration = Duration::from_millis(2);
+
+/// The running observer: the program under test, what was seen, the threads that watch.
+pub struct Observer {
+    pub me: i32,
+    program: PathBuf,
+    arg0: String,
+    /// A directory of this check's own (files the exercise is given), removed at the end.
+    pub dir: PathBuf,
+    tl: Arc<Mutex<Timeline>>,
+    stop: Arc<AtomicBool>,
+    sampler: Option<JoinHandle<()>>,
+    readers: Vec<JoinHandle<()>>,
+    json: bool,
+}
+
+impl Observer {
+    /// Become a child subreaper, arm the lifeline and start sampling.
+    pub fn start(program: PathBuf, arg0: &str, json: bool) -> Observer {
+        let me = std::process::id() as i32;
+        nix::sys::prctl::set_child_subreaper(true)
+            .or_die("prctl(PR_SET_CHILD_SUBREAPER)");
+        let mut held = SigSet::empty();
+        held.add(Signal::SIGINT);
+        held.add(Signal::SIGTERM);
+        held.thread_set_mask().or_die("pthread_sigmask");
+        let dir = std::env::temp_dir().join(format!("proclab-check-{me}"));
+        std::fs::create_dir_all(&dir).or_die("mkdir (the check's directory)");
+        let lifeline_dir = dir.clone();
+        std::thread::spawn(move || lifeline(me, held, lifeline_dir));
+        let tl = Arc::new(Mutex::new(Timeline::new(me)));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (t, s) = (tl.clone(), stop.clone());
+        let sampler = std::thread::spawn(move || {
+            while !s.load(Ordering::SeqCst) {
+                tick(&t);
+                std::thread::sleep(TICK);
+            }
+        });
+        let arg0 = arg0.to_string();
+        let sampler = Some(sampler);
+        Observer {
+            me,
+            program,
+            arg0,
+            dir,
+            tl,
+            stop,
+            sampler,
+            readers: vec![],
+            json,
+        }
+    }
+
+    /// Start the exercise program with `args` in a process group of its own; its output
+    /// is shown line by line. Returns its pid.
+    pub fn spawn(&mut self, args: &[String]) -> i32 {
+        self.spawn_with(args, false).0
+    }
+
+    /// [`Observer::spawn`], with its stdout handed to the check when `keep_stdout`.
+    pub fn spawn_with(
+        &mut self,
+        args: &[String],
+        keep_stdout: bool,
+    ) -> (i32, Option<ChildStdout>) {
+        let mut cmd = Command::new(&self.program);
+        cmd.arg0(&self.arg0).args(args).stdin(Stdio::null());
+        cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).env("NO_COLOR", "1");
+        let parent = self.me;
+        // SAFETY: setpgid, prctl, getppid and _exit are async-signal-safe.
+        unsafe {
+            cmd.pre_exec(move || {
+                libc::setpgid(0, 0);
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                if libc::getppid() != parent {
+                    libc::_exit(1);
+                }
+                Ok(())
+            })
+        };
+        let mut child = cmd.spawn().or_die("spawn the exercise");
+        let pid = child.id() as i32;
+        tick(&self.tl);
+        let out = child.stdout.take();
+        if let Some(err) = child.stderr.take() {
+            self.show(err);
+        }
+        if keep_stdout {
+            return (pid, out);
+        }
+        if let Some(out) = out {
+            self.show(out);
+        }
+        (pid, None)
+    }
+
+    fn show(&mut self, from: impl std::io::Read + Send + 'static) {
+        let json = self.json;
+        self.readers.push(std::thread::spawn(move || {
+            for line in BufReader::new(from).lines().map_while(Result::ok) {
+                if !json {
+                    proclab::narrate::write_all_fd(
+                        1,
+                        format!("   | {line}\n").as_bytes(),
+                    );
+                }
+            }
+        }));
+    }
+
+    /// Look at what was seen so far.
+    pub fn view<T>(&self, f: impl FnOnce(&Timeline) -> T) -> T {
+        f(&self.tl.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// Wait (bounded, in lab time) until `f` finds what it looks for in the timeline.
+    pub fn until<T>(
+        &self,
+        timeout: Duration,
+        mut f: impl FnMut(&Timeline) -> Option<T>,
+    ) -> Option<T> {
+        let deadline = Deadline::after(timeout);
+        loop {
+            if let Some(v) = self.view(&mut f) {
+                return Some(v);
+            }
+            if deadline.expired() {
+                return None;
+            }
+            std::thread::sleep(TICK);
+        }
+    }
+
+    /// Wait (bounded) until the observer has reaped `pid`: how it ended.
+    pub fn end_of(&self, pid: i32, timeout: Duration) -> Option<End> {
+        self.until(timeout, |tl| tl.get(pid).and_then(|p| p.end))
+    }
+
+    /// Send `sig` to `pid`; false if it was already gone.
+    pub fn signal(&self, pid: i32, sig: Signal) -> bool {
+        kill(Pid::from_raw(pid), sig).is_ok()
+    }
+
+    /// Stop sampling and kill every process still below the observer. Returns the pids
+    /// that were still running (the program left them behind).
+    pub fn stop(&mut self) -> Vec<i32> {
+        tick(&self.tl);
+        let left: Vec<i32> =
+            self.view(|tl| tl.running().iter().map(|p| p.pid).collect());
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(s) = self.sampler.take() {
+            let _ = s.join();
+        }
+        kill_tree(self.me);
+        // The readers end when the last holder of the pipes is gone; never wait for ever.
+        let deadline = Deadline::after(Duration::from_secs(2));
+        while self.readers.iter().any(|r| !r.is_finished()) && !deadline.expired() {
+            std::thread::sleep(TICK);
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+        left
+    }
+}
+
+/// One step of the sampler: walk the tree, then reap every child that has ended, reading
+/// its /proc/PID/stat first (waitid with WNOWAIT leaves the zombie in place).
+fn tick(tl: &Mutex<Timeline>) {
+    let mut tl = tl.lock().unwrap_or_else(|p| p.into_inner());
+    tl.sample();
+    let flags = WaitPidFlag::WEXITED | WaitPidFlag::WNOHANG | WaitPidFlag::WNOWAIT;
+    while let Ok(w) = waitid(Id::All, flags) {
+        let Some(pid) = w.pid() else { break };
+        let last = timeline::stat(pid.as_raw());
+        let status = Status(waitpid(pid, None));
+        tl.ended(pid.as_raw(), status, last);
+    }
+}
+
+/// Kill every descendant of `me` (found by a full scan of /proc, so that nothing that
+/// escaped the last sample survives) and reap them, until no child is left (at most 3 s).
+pub fn kill_tree(me: i32) {
+    let deadline = Deadline::after(Duration::from_secs(3));
+    loop {
+        let mut parent = std::collections::HashMap::new();
+        if let Ok(all) = procfs::process::all_processes() {
+            for p in all.flatten() {
+                if let Ok(s) = p.stat() {
+                    parent.insert(s.pid, s.ppid);
+                }
+            }
+        }
+        let mut ours = HashSet::from([me]);
+        let mut grew = true;
+        while grew {
+            grew = false;
+            for (&pid, ppid) in &parent {
+                if ours.contains(ppid) && ours.insert(pid) {
+                    grew = true;
+                }
+            }
+        }
+        ours.remove(&me);
+        for &pid in &ours {
+            let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+        }
+        let no_children = loop {
+            match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::StillAlive) => break false,
+                Ok(_) | Err(Errno::EINTR) => continue,
+                Err(_) => break true,
+            }
+        };
+        if (ours.is_empty() && no_children) || deadline.expired() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// The observer's lifeline: its stdin is a pipe that only `lab check` writes to. End of
+/// file (that process died, even by SIGKILL), SIGINT or SIGTERM: kill the tree and leave.
+fn lifeline(me: i32, held: SigSet, dir: PathBuf) {
+    use nix::sys::signalfd::SignalFd;
+    use std::os::fd::AsRawFd;
+    let Ok(sfd) = SignalFd::new(&held) else { return };
+    let piped = nix::sys::stat::fstat(std::io::stdin())
+        .is_ok_and(|s| s.st_mode & libc::S_IFMT == libc::S_IFIFO);
+    let mut fds = vec![libc::pollfd {
+        fd: sfd.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    }];
+    if piped {
+        fds.push(libc::pollfd { fd: 0, events: libc::POLLIN, revents: 0 });
+    }
+    let sig = loop {
+        // SAFETY: `fds` is a valid array of pollfds for the whole call.
+        let n = unsafe {
+            libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, 1000)
+        };
+        if n <= 0 {
+            continue;
+        }
+        if fds[0].revents != 0 {
+            break sfd.read_signal().ok().flatten().map(|s| s.ssi_signo as i32);
+        }
+        let mut b = [0u8; 64];
+        if fds.len() > 1
+            && fds[1].revents != 0
+            && !matches!(nix::unistd::read(std::io::stdin(), &mut b), Ok(n) if n > 0)
+        {
+            break None;
+        }
+    };
+    kill_tree(me);
+    proclab::cleanup::cleanup();
+    let _ = std::fs::remove_dir_all(&dir);
+    let what = sig.map_or("lab check ended".to_string(), |s| format!("signal {s}"));
+    let msg = format!(
+        "\nlab check: stopped ({what}): every process of the exercise was killed\n"
+    );
+    proclab::narrate::write_all_fd(2, msg.as_bytes());
+    match sig {
+        Some(s) => {
+            // Die of the same signal, as a shell expects of an interrupted command.
+            // SAFETY: signal, sigprocmask and raise on this thread only.
+            unsafe {
+                libc::signal(s, libc::SIG_DFL);
+                let _ = nix::sys::signal::pthread_sigmask(
+                    SigmaskHow::SIG_UNBLOCK,
+                    Some(&held),
+                    None,
+                );
+                libc::raise(s);
+            }
+            std::process::exit(1)
+        }
+        None => std::process::exit(1),
+    }
+}
+
+/// Lab time now, for a check's own timings.
+pub fn now_ns() -> u64 {
+    clock::lab_ns()
+}
