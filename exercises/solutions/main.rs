@@ -14,4 +14,12 @@ macro_rules! dispatch {
     };
 }
 
-dispatch!(zombie_handler);
+dispatch!(
+    fork_wait_all,
+    fork_exit_status,
+    exec_cloexec,
+    exec_replace,
+    zombie_handler,
+    zombie_daemon,
+    orphan_subreaper,
+);

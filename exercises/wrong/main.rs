@@ -19,7 +19,15 @@ macro_rules! dispatch {
     };
 }
 
-dispatch!(zombie_handler);
+dispatch!(
+    fork_wait_all,
+    fork_exit_status,
+    exec_cloexec,
+    exec_replace,
+    zombie_handler,
+    zombie_daemon,
+    orphan_subreaper,
+);
 
 /// Print the lines a solution printed, and exit 0.
 fn fake() {

@@ -28,21 +28,100 @@ pub struct Exercise {
     pub check: fn(&mut Lab, &mut Observer),
 }
 
-pub const EXERCISES: &[Exercise] = &[Exercise {
-    name: "zombie-handler",
-    lab: 3,
-    file: "zombie_handler.rs",
-    task: "reap every child from a SIGCHLD handler, although one signal stands for five",
-    goal: "no child stays a zombie, each is reaped by its parent, and SIGCHLD is not \
-           ignored (every exit status is collected)",
-    hint: "Standard signals do not queue: five children that end while SIGCHLD is \
-           blocked leave one pending signal. In the handler, call \
-           waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) in a loop until it \
-           returns StillAlive (no more ended children) or an error (ECHILD: no \
-           children at all), counting each status.",
-    wrong: ("no_zombie", "reaps one child per signal (no loop): four stay zombies"),
-    check: checks::zombie::handler,
-}];
+pub const EXERCISES: &[Exercise] = &[
+    Exercise {
+        name: "fork-wait-all",
+        lab: 1,
+        file: "fork_wait_all.rs",
+        task: "start four children at once, then wait for every one of them",
+        goal: "four children run at the same time and each is reaped by its parent",
+        hint: "A wait inside the loop blocks until that child has finished, before the next \
+               fork. Keep the pids in a Vec while forking, and wait for each of them after \
+               the loop.",
+        wrong: ("reaped_by_parent", "calls wait() once after the loop: one child reaped, three left"),
+        check: checks::fork::wait_all,
+    },
+    Exercise {
+        name: "fork-exit-status",
+        lab: 1,
+        file: "fork_exit_status.rs",
+        task: "bring the child's answer back to the parent in its exit status",
+        goal: "the program exits with the child's count modulo 256, counted in a child \
+               that the parent waited for",
+        hint: "After fork the child writes to its own copy of `primes`. What does reach the \
+               parent is the exit status: waitpid returns WaitStatus::Exited(pid, code), \
+               and code is what the child passed to _exit (its low 8 bits).",
+        wrong: ("answer", "waitpid with WNOHANG finds the child still counting"),
+        check: checks::fork::exit_status,
+    },
+    Exercise {
+        name: "exec-cloexec",
+        lab: 2,
+        file: "exec_cloexec.rs",
+        task: "open a secret so that a program started with exec cannot inherit it",
+        goal: "the program holds the secret open, and the program its child execs holds no \
+               descriptor of it",
+        hint: "A descriptor survives exec unless its close-on-exec flag is set. Set it \
+               atomically when opening: OFlag::O_CLOEXEC. (Setting FD_CLOEXEC later with \
+               fcntl only changes the table of the process that calls it.)",
+        wrong: ("no_leak", "sets FD_CLOEXEC in the parent after the fork"),
+        check: checks::exec::cloexec,
+    },
+    Exercise {
+        name: "exec-replace",
+        lab: 2,
+        file: "exec_replace.rs",
+        task: "make a launcher become its program with exec (same pid), status 127 if missing",
+        goal: "the launcher's pid runs the program with the greeting in its environment, \
+               SIGTERM to that pid ends it, and a missing program gives status 127",
+        hint: "std::os::unix::process::CommandExt gives Command an exec() method: it \
+               replaces the running program and returns only if that failed (with the \
+               error). After it returns, exit with status 127.",
+        wrong: ("not_found_127", "a failed exec panics: status 101"),
+        check: checks::exec::replace,
+    },
+    Exercise {
+        name: "zombie-handler",
+        lab: 3,
+        file: "zombie_handler.rs",
+        task: "reap every child from a SIGCHLD handler, although one signal stands for five",
+        goal: "no child stays a zombie, each is reaped by its parent, and SIGCHLD is not \
+               ignored (every exit status is collected)",
+        hint: "Standard signals do not queue: five children that end while SIGCHLD is \
+               blocked leave one pending signal. In the handler, call \
+               waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) in a loop until it \
+               returns StillAlive (no more ended children) or an error (ECHILD: no \
+               children at all), counting each status.",
+        wrong: ("no_zombie", "reaps one child per signal (no loop): four stay zombies"),
+        check: checks::zombie::handler,
+    },
+    Exercise {
+        name: "zombie-daemon",
+        lab: 3,
+        file: "zombie_daemon.rs",
+        task: "daemonize with a double fork that leaves no zombie behind",
+        goal: "the daemon is adopted and in a session of its own, and the intermediate \
+               child is reaped at once by the parent",
+        hint: "The intermediate child exits right after forking the daemon, but the parent \
+               goes on working for two seconds: it must reap the child with waitpid right \
+               after forking it. Waiting for it blocks only for as long as the child takes \
+               to fork.",
+        wrong: ("no_zombie", "reaps the child only after its own two seconds of work"),
+        check: checks::zombie::daemon,
+    },
+    Exercise {
+        name: "orphan-subreaper",
+        lab: 4,
+        file: "orphan_subreaper.rs",
+        task: "make a supervisor adopt and reap its orphaned grandchild",
+        goal: "the orphaned grandchild is re-parented to the supervisor, which reaps it",
+        hint: "An orphan goes to the nearest ancestor that has asked for it with \
+               prctl(PR_SET_CHILD_SUBREAPER) (nix::sys::prctl::set_child_subreaper), else \
+               to PID 1. Ask in the supervisor, before it forks.",
+        wrong: ("adopted", "sets the subreaper flag in the child instead of the supervisor"),
+        check: checks::orphan::subreaper,
+    },
+];
 
 /// The exercise called `name`.
 pub fn find(name: &str) -> Option<&'static Exercise> {

@@ -46,6 +46,9 @@ pub struct End {
     pub cutime: u64,
     pub minflt: u64,
     pub cminflt: u64,
+    /// Bytes read and written (/proc/PID/io), its own and those of the children it reaped.
+    pub rchar: u64,
+    pub wchar: u64,
 }
 
 impl Proc {
@@ -199,6 +202,7 @@ impl Timeline {
         pid: i32,
         status: Status,
         last: Option<procfs::process::Stat>,
+        io: (u64, u64),
     ) {
         let now = clock::lab_ns();
         self.update(pid, now);
@@ -206,8 +210,17 @@ impl Timeline {
             let (utime, cutime, minflt, cminflt) = last
                 .map(|s| (s.utime, s.cutime.max(0) as u64, s.minflt, s.cminflt))
                 .unwrap_or((p.utime, 0, p.minflt, 0));
-            p.end =
-                Some(End { status, at_ns: now, utime, cutime, minflt, cminflt });
+            let (rchar, wchar) = io;
+            p.end = Some(End {
+                status,
+                at_ns: now,
+                utime,
+                cutime,
+                minflt,
+                cminflt,
+                rchar,
+                wchar,
+            });
             p.state = 'Z';
         }
         proclab::cleanup::forget(nix::unistd::Pid::from_raw(pid));
@@ -217,6 +230,19 @@ impl Timeline {
 /// /proc/PID/stat, or None once the process is gone.
 pub fn stat(pid: i32) -> Option<procfs::process::Stat> {
     Process::new(pid).ok()?.stat().ok()
+}
+
+/// Bytes read and written by `pid` (rchar, wchar of /proc/PID/io), 0 if unreadable.
+pub fn io(pid: i32) -> (u64, u64) {
+    let text =
+        std::fs::read_to_string(format!("/proc/{pid}/io")).unwrap_or_default();
+    let field = |name: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0)
+    };
+    (field("rchar:"), field("wchar:"))
 }
 
 /// The children of every thread of `pid` (/proc/PID/task/TID/children).

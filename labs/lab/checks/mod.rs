@@ -2,10 +2,13 @@
 //! the process tree and its states sampled from /proc, and the waitpid statuses of the
 //! processes the observer reaps; what the program prints is never enough on its own.
 
+pub mod exec;
+pub mod fork;
+pub mod orphan;
 pub mod zombie;
 
 use crate::observer::Observer;
-use crate::timeline::End;
+use crate::timeline::{End, Proc};
 use proclab::{check, observe, Lab};
 use std::time::Duration;
 
@@ -62,4 +65,62 @@ pub fn ignores(pid: i32, sig: i32) -> Option<bool> {
 /// Milliseconds of a lab-time interval in ns.
 pub fn ms(ns: u64) -> u64 {
     ns / 1_000_000
+}
+
+/// The most of `procs` that were running at the same moment (from when each was first
+/// seen to when it ended).
+pub fn most_at_once(procs: &[&Proc]) -> usize {
+    let mut events: Vec<(u64, i32)> = Vec::new();
+    for p in procs {
+        events.push((p.born_ns, 1));
+        events.push((p.ended_ns().unwrap_or(u64::MAX), -1));
+    }
+    events.sort();
+    let (mut now, mut most) = (0i32, 0i32);
+    for (_, d) in events {
+        now += d;
+        most = most.max(now);
+    }
+    most as usize
+}
+
+/// The pids of `procs`, for messages.
+pub fn pids(procs: &[&Proc]) -> Vec<i32> {
+    procs.iter().map(|p| p.pid).collect()
+}
+
+/// Where each thread of `pid` waits in the kernel (`/proc/PID/task/TID/wchan`), e.g.
+/// `1234 pipe_read`; "running" for a thread on a CPU.
+pub fn wchans(pid: i32) -> Vec<String> {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for t in tasks.flatten() {
+        let w = std::fs::read_to_string(t.path().join("wchan")).unwrap_or_default();
+        let w = if w.is_empty() || w == "0" { "running".into() } else { w };
+        out.push(format!("{} {w}", t.file_name().to_string_lossy()));
+    }
+    out.sort();
+    out
+}
+
+/// The programs below the observer still running, with where they wait: `1234 S
+/// pipe_read`, for the explanation of a hang.
+pub fn running_now(obs: &Observer) -> Vec<String> {
+    let procs: Vec<(i32, char)> =
+        obs.view(|tl| tl.running().iter().map(|p| (p.pid, p.state)).collect());
+    let mut out = Vec::new();
+    for (pid, state) in procs {
+        for w in wchans(pid) {
+            let (tid, wchan) = w.split_once(' ').unwrap_or(("", ""));
+            let who = if tid == pid.to_string() {
+                pid.to_string()
+            } else {
+                format!("{pid}/{tid}")
+            };
+            out.push(format!("{who} {state} {wchan}"));
+        }
+    }
+    out
 }

@@ -1,6 +1,6 @@
 //! Checks of the zombie exercises (chapter 3).
 
-use super::{exited_cleanly, ignores, ms};
+use super::{exited_cleanly, ignores, ms, run_to_end};
 use crate::observer::Observer;
 use proclab::{check, observe, Lab};
 use std::time::Duration;
@@ -57,6 +57,77 @@ pub fn handler(lab: &mut Lab, obs: &mut Observer) {
         "statuses_kept",
         !ignored,
         "SIGCHLD is not ignored, so the exit statuses can be collected (seen: {how})"
+    );
+    exited_cleanly(lab, end);
+}
+
+/// zombie-daemon: the daemon (a grandchild) is adopted and in a session of its own; the
+/// intermediate child does not stay a zombie and is reaped by the parent.
+pub fn daemon(lab: &mut Lab, obs: &mut Observer) {
+    let (pid, end) = run_to_end(lab, obs, &[], Duration::from_secs(10));
+    let me = obs.me;
+    // The daemon is in the session its parent made with setsid: the session id is the
+    // parent's pid, even if the parent lived too briefly to be seen.
+    let facts = obs.view(|tl| {
+        let sid = tl.get(pid).map_or(0, |p| p.sid);
+        let all: Vec<_> = tl.procs.values().collect();
+        let daemon = all.iter().find(|p| p.sid != sid && p.sid != p.pid)?;
+        let child = tl.get(daemon.sid).cloned();
+        Some(((*daemon).clone(), child, sid))
+    });
+    let Some((daemon, child, sid)) = facts else {
+        lab.not_observed(
+            "daemon_adopted",
+            "no daemon was seen: no process below your program in a new session that it \
+             does not lead",
+        );
+    };
+    let c = daemon.sid;
+    let d = daemon.pid;
+    let parents = daemon.ppids.clone();
+    observe!(
+        lab,
+        "daemon",
+        "child {c}, daemon {d}: the daemon's parents were {parents:?}, its session {dsid} \
+         (your program's: {sid})",
+        c,
+        d,
+        parents,
+        dsid = daemon.sid,
+        sid
+    );
+    // The checker forked only your program: any other child of it is an adopted orphan.
+    check!(
+        lab,
+        "daemon_adopted",
+        daemon.ppid() == me,
+        "the daemon is adopted when its parent exits (seen: its parents {parents:?}; the \
+         checker, which adopts orphans, is {me})"
+    );
+    check!(
+        lab,
+        "own_session",
+        daemon.sid != sid && daemon.sid != d,
+        "the daemon is in a new session and does not lead it (seen: session {dsid}, pid \
+         {d})",
+        dsid = daemon.sid
+    );
+    // A child never seen lived for less than a sample and was reaped by the parent (a
+    // zombie left unreaped would have been seen for the parent's two seconds).
+    let z = ms(child.as_ref().map_or(0, |c| c.zombie_ns));
+    let reaped = child.as_ref().is_none_or(|c| c.reaped_by(pid));
+    check!(
+        lab,
+        "no_zombie",
+        z < 500,
+        "the child does not stay a zombie (seen: Z for {z} ms)"
+    );
+    check!(
+        lab,
+        "reaped_by_parent",
+        reaped,
+        "the child {c} is reaped by your program (seen: {by})",
+        by = if reaped { "yes" } else { "no: it was left to the checker" }
     );
     exited_cleanly(lab, end);
 }
