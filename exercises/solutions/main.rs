@@ -22,4 +22,8 @@ dispatch!(
     zombie_handler,
     zombie_daemon,
     orphan_subreaper,
+    pipe_eof,
+    pipe_sigpipe,
+    shm_counter,
+    tvp_threads,
 );

@@ -27,6 +27,10 @@ dispatch!(
     zombie_handler,
     zombie_daemon,
     orphan_subreaper,
+    pipe_eof,
+    pipe_sigpipe,
+    shm_counter,
+    tvp_threads,
 );
 
 /// Print the lines a solution printed, and exit 0.

@@ -121,6 +121,59 @@ pub const EXERCISES: &[Exercise] = &[
         wrong: ("adopted", "sets the subreaper flag in the child instead of the supervisor"),
         check: checks::orphan::subreaper,
     },
+    Exercise {
+        name: "pipe-eof",
+        lab: 5,
+        file: "pipe_eof.rs",
+        task: "close the forgotten write end, so that the reader sees end of file",
+        goal: "the reader ends by itself soon after the writer, having read every byte, \
+               and reaps the writer",
+        hint: "read returns 0 (end of file) only when no process holds a write end of the \
+               pipe any more. fork gave the parent a copy of the write end too: close it \
+               (drop(w)) before the reading loop.",
+        wrong: ("reader_sees_eof", "stops after 100 ms of silence instead of at end of file"),
+        check: checks::pipe::eof,
+    },
+    Exercise {
+        name: "pipe-sigpipe",
+        lab: 5,
+        file: "pipe_sigpipe.rs",
+        task: "make a producer exit 0 when its reader goes away, instead of dying of SIGPIPE",
+        goal: "the producer is still writing when the reader leaves, and then ends within \
+               2 s with status 0",
+        hint: "Ignore SIGPIPE (libc::signal(libc::SIGPIPE, libc::SIG_IGN)): the write then \
+               fails with EPIPE instead of killing the process. On EPIPE, exit with status \
+               0. Do not ignore the error itself.",
+        wrong: ("stopped", "ignores SIGPIPE and the write's error: writes on for 20 s"),
+        check: checks::pipe::sigpipe,
+    },
+    Exercise {
+        name: "shm-counter",
+        lab: 6,
+        file: "shm_counter.rs",
+        task: "make a counter in shared memory exact with a process-shared mutex",
+        goal: "two children increment at the same time and the shared counter is exactly \
+               2 x N",
+        hint: "The mutex in the segment was initialised with PTHREAD_PROCESS_SHARED, so it \
+               works across processes. Lock it (libc::pthread_mutex_lock(&mut \
+               (*shared).lock)) before reading the counter and unlock it after writing, in \
+               every process.",
+        wrong: ("exact", "a std::sync::Mutex: each process locks its own copy"),
+        check: checks::shm::counter,
+    },
+    Exercise {
+        name: "tvp-threads",
+        lab: 8,
+        file: "tvp_threads.rs",
+        task: "run four workers as threads, so that their results land in one memory",
+        goal: "four worker threads run at once in one process, each using the CPU, and \
+               the sum is right",
+        hint: "Forked children write into copies of `partial`. std::thread::scope(|s| { \
+               for (i, slot) in partial.iter_mut().enumerate() { s.spawn(move || ...); } }) \
+               starts threads that may borrow it, and waits for them all at the end.",
+        wrong: ("together", "joins each thread right after starting it"),
+        check: checks::tvp::threads,
+    },
 ];
 
 /// The exercise called `name`.

@@ -107,6 +107,8 @@ impl Observer {
                 let mut none: libc::sigset_t = std::mem::zeroed();
                 libc::sigemptyset(&mut none);
                 libc::sigprocmask(libc::SIG_SETMASK, &none, std::ptr::null_mut());
+                // Only stdin, stdout and stderr: no descriptor of the checker leaks in.
+                libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32);
                 libc::setpgid(0, 0);
                 libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
                 if libc::getppid() != parent {
@@ -271,7 +273,8 @@ pub fn kill_tree(me: i32) {
 fn lifeline(me: i32, held: SigSet, dir: PathBuf) {
     use nix::sys::signalfd::SignalFd;
     use std::os::fd::AsRawFd;
-    let Ok(sfd) = SignalFd::new(&held) else { return };
+    let flags = nix::sys::signalfd::SfdFlags::SFD_CLOEXEC;
+    let Ok(sfd) = SignalFd::with_flags(&held, flags) else { return };
     let piped = nix::sys::stat::fstat(std::io::stdin())
         .is_ok_and(|s| s.st_mode & libc::S_IFMT == libc::S_IFIFO);
     let mut fds = vec![libc::pollfd {

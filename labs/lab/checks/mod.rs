@@ -5,6 +5,9 @@
 pub mod exec;
 pub mod fork;
 pub mod orphan;
+pub mod pipe;
+pub mod shm;
+pub mod tvp;
 pub mod zombie;
 
 use crate::observer::Observer;
@@ -123,4 +126,49 @@ pub fn running_now(obs: &Observer) -> Vec<String> {
         }
     }
     out
+}
+
+/// How a wait for a program's end turned out.
+pub enum Outcome {
+    Ended(End),
+    /// Every process below the observer slept in the kernel without using the CPU for the
+    /// quiet period: where each thread waited.
+    Stuck(Vec<String>),
+    /// Still running at the limit.
+    Running(Vec<String>),
+}
+
+/// Wait until `pid` ends, at most `limit`; give up early when every process below the
+/// observer has been blocked (no CPU time used, none sleeping on a timer) for `quiet`.
+pub fn end_or_stuck(
+    obs: &Observer,
+    pid: i32,
+    limit: Duration,
+    quiet: Duration,
+) -> Outcome {
+    let mut last = (0u64, proclab::clock::lab_ns());
+    let found = obs.until(limit, |tl| {
+        if let Some(e) = tl.get(pid).and_then(|p| p.end) {
+            return Some(Outcome::Ended(e));
+        }
+        let running = tl.running();
+        let cpu: u64 = running.iter().map(|p| p.utime + p.stime).sum();
+        let now = proclab::clock::lab_ns();
+        let sleeping = running.iter().any(|p| {
+            p.state == 'R'
+                || wchans(p.pid)
+                    .iter()
+                    .any(|w| w.contains("nanosleep") || w.contains("running"))
+        });
+        if cpu != last.0 || sleeping {
+            last = (cpu, now);
+        }
+        (now - last.1 >= quiet.as_nanos() as u64)
+            .then(|| Outcome::Stuck(Vec::new()))
+    });
+    match found {
+        Some(Outcome::Stuck(_)) => Outcome::Stuck(running_now(obs)),
+        Some(o) => o,
+        None => Outcome::Running(running_now(obs)),
+    }
 }
