@@ -31,6 +31,14 @@ dispatch!(
     pipe_sigpipe,
     shm_counter,
     tvp_threads,
+    deadlock_order,
+    deadlock_pipes,
+    pool_retry,
+    prefork_respawn,
+    prefork_graceful,
+    pdeathsig,
+    pgroup_stop,
+    cow_read_only,
 );
 
 /// Print the lines a solution printed, and exit 0.

@@ -162,6 +162,31 @@ pub const EXERCISES: &[Exercise] = &[
         check: checks::shm::counter,
     },
     Exercise {
+        name: "deadlock-order",
+        lab: 7,
+        file: "deadlock_order.rs",
+        task: "end a deadlock between two threads by taking the locks in one order",
+        goal: "the two threads run at the same time, contend for a lock, and finish",
+        hint: "A deadlock needs a cycle of waits: A holds `a` and waits for `b` while B \
+               holds `b` and waits for `a`. If every thread takes `a` before `b`, nobody \
+               can hold `b` while waiting for `a`, and the cycle cannot close.",
+        wrong: ("together", "thread A is joined before thread B starts: no concurrency"),
+        check: checks::deadlock::order,
+    },
+    Exercise {
+        name: "deadlock-pipes",
+        lab: 7,
+        file: "deadlock_pipes.rs",
+        task: "end a deadlock of two processes that both write a full pipe first",
+        goal: "the 1 MiB request and the 1 MiB reply both cross, and the program ends by \
+               itself",
+        hint: "A pipe holds 64 KiB: a writer of 1 MiB sleeps until the other side reads. \
+               Let the child read the whole request before it writes its reply (read until \
+               you have SIZE bytes: one read returns at most what the pipe holds).",
+        wrong: ("finished", "reads the request with one read before replying"),
+        check: checks::deadlock::pipes,
+    },
+    Exercise {
         name: "tvp-threads",
         lab: 8,
         file: "tvp_threads.rs",
@@ -173,6 +198,83 @@ pub const EXERCISES: &[Exercise] = &[
                starts threads that may borrow it, and waits for them all at the end.",
         wrong: ("together", "joins each thread right after starting it"),
         check: checks::tvp::threads,
+    },
+    Exercise {
+        name: "pool-retry",
+        lab: 9,
+        file: "pool_retry.rs",
+        task: "retry a killed pool worker's task exactly once, on a replacement worker",
+        goal: "the killed worker is reaped, exactly one replacement is forked, and every \
+               result arrives once",
+        hint: "The end of file on a worker's result pipe means it died; workers[k].busy is \
+               the task it had in hand. waitpid its pid, put start_worker() in its place, \
+               and write that task to the replacement (setting its busy).",
+        wrong: ("results", "the replacement gets the next task, not the lost one"),
+        check: checks::pool::retry,
+    },
+    Exercise {
+        name: "prefork-respawn",
+        lab: 10,
+        file: "prefork_respawn.rs",
+        task: "write the prefork master's respawn loop: three workers, whatever is killed",
+        goal: "after each kill -9, three workers hold the listening socket again within \
+               1.5 s, every dead one is reaped, and every request is answered",
+        hint: "waitpid(-1) already tells which worker died. Fork a replacement from the \
+               master right there: it inherits the listening socket, like the first ones.",
+        wrong: ("restored", "polls kill(pid, 0), which succeeds on a zombie"),
+        check: checks::prefork::respawn,
+    },
+    Exercise {
+        name: "prefork-graceful",
+        lab: 10,
+        file: "prefork_graceful.rs",
+        task: "stop a prefork server on SIGTERM without losing the request in hand",
+        goal: "after SIGTERM the request in hand is answered, every worker ends and is \
+               reaped by the master, and the master exits 0",
+        hint: "Call catch_sigterm() in the master too: waitpid then returns EINTR when \
+               SIGTERM comes. Send SIGTERM (not SIGKILL) to each worker then, and go on \
+               reaping until waitpid says ECHILD.",
+        wrong: ("reply", "passes SIGKILL on instead of SIGTERM"),
+        check: checks::prefork::graceful,
+    },
+    Exercise {
+        name: "pdeathsig",
+        lab: 11,
+        file: "pdeathsig.rs",
+        task: "make children die with their parent: PDEATHSIG and the getppid re-check",
+        goal: "no child outlives its SIGKILLed parent, even one killed while the children \
+               were getting ready",
+        hint: "In each child: libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL), then \
+               compare libc::getppid() with the parent's pid saved before fork: if they \
+               differ, the parent died before the prctl and no signal will come, so \
+               _exit now.",
+        wrong: ("die_with_parent", "PR_SET_PDEATHSIG in the parent: not inherited"),
+        check: checks::parent_death::pdeathsig,
+    },
+    Exercise {
+        name: "pgroup-stop",
+        lab: 11,
+        file: "pgroup_stop.rs",
+        task: "stop a server and all its workers with one signal to their process group",
+        goal: "the server and its workers, in a group of their own, end together, and the \
+               supervisor exits 0 by itself",
+        hint: "setpgid(0, 0) in the server (and setpgid(server, server) in the supervisor, \
+               whichever runs first) makes a group whose id is the server's pid; the \
+               workers it forks join it. killpg(server, SIGTERM) reaches them all.",
+        wrong: ("supervisor_survives", "kill(0, SIGTERM): the caller's own group"),
+        check: checks::parent_death::pgroup,
+    },
+    Exercise {
+        name: "cow-read-only",
+        lab: 12,
+        file: "cow_read_only.rs",
+        task: "compute a checksum of the parent's 64 MiB in a child without copying a page",
+        goal: "the child's checksum is right and it copies next to no memory",
+        hint: "After fork every page is shared until someone writes it; the first write \
+               copies it (a page fault). Compute x & 0xffff as you add each entry, instead \
+               of storing it back into the table (or into a copy of it).",
+        wrong: ("no_copy", "masks a copy of the table: 64 MiB of new memory"),
+        check: checks::cow::read_only,
     },
 ];
 

@@ -2,10 +2,15 @@
 //! the process tree and its states sampled from /proc, and the waitpid statuses of the
 //! processes the observer reaps; what the program prints is never enough on its own.
 
+pub mod cow;
+pub mod deadlock;
 pub mod exec;
 pub mod fork;
 pub mod orphan;
+pub mod parent_death;
 pub mod pipe;
+pub mod pool;
+pub mod prefork;
 pub mod shm;
 pub mod tvp;
 pub mod zombie;
@@ -146,8 +151,20 @@ pub fn end_or_stuck(
     limit: Duration,
     quiet: Duration,
 ) -> Outcome {
+    end_or_stuck_with(obs, pid, limit, quiet, |_| {})
+}
+
+/// [`end_or_stuck`], calling `each` with the timeline at every sample.
+pub fn end_or_stuck_with(
+    obs: &Observer,
+    pid: i32,
+    limit: Duration,
+    quiet: Duration,
+    mut each: impl FnMut(&crate::timeline::Timeline),
+) -> Outcome {
     let mut last = (0u64, proclab::clock::lab_ns());
     let found = obs.until(limit, |tl| {
+        each(tl);
         if let Some(e) = tl.get(pid).and_then(|p| p.end) {
             return Some(Outcome::Ended(e));
         }
