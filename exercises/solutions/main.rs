@@ -34,4 +34,5 @@ dispatch!(
     pdeathsig,
     pgroup_stop,
     cow_read_only,
+    shm_unlink,
 );

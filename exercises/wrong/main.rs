@@ -39,6 +39,7 @@ dispatch!(
     pdeathsig,
     pgroup_stop,
     cow_read_only,
+    shm_unlink,
 );
 
 /// Print the lines a solution printed, and exit 0.

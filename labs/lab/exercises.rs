@@ -162,6 +162,19 @@ pub const EXERCISES: &[Exercise] = &[
         check: checks::shm::counter,
     },
     Exercise {
+        name: "shm-unlink",
+        lab: 6,
+        file: "shm_unlink.rs",
+        task: "unlink a shared-memory name early, so that not even SIGKILL leaves it behind",
+        goal: "two processes map the segment, and after they are SIGKILLed no name is left \
+               in /dev/shm",
+        hint: "shm_unlink removes the name, not the memory: mappings stay valid until \
+               unmapped, and a child inherits them at fork. Unlink right after mmap \
+               (before fork): from then on, nothing can leave the name behind.",
+        wrong: ("no_name_left", "unlinks at the end of main, which SIGKILL never reaches"),
+        check: checks::shm::unlink,
+    },
+    Exercise {
         name: "deadlock-order",
         lab: 7,
         file: "deadlock_order.rs",

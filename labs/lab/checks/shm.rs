@@ -62,3 +62,47 @@ pub fn counter(lab: &mut Lab, obs: &mut Observer) {
     );
     exited_cleanly(lab, end);
 }
+
+/// shm-unlink: once both processes map the segment, SIGKILL them; no name may be left.
+pub fn unlink(lab: &mut Lab, obs: &mut Observer) {
+    let name = format!("/proclab-check-{}", obs.me);
+    let path = format!("/dev/shm{name}");
+    cleanup::track_shm(&name); // whatever the program does, the check leaves nothing
+    let pid = obs.spawn(&[name.clone()]);
+    let maps = |p: i32| {
+        std::fs::read_to_string(format!("/proc/{p}/maps")).unwrap_or_default()
+    };
+    let mapped = obs.until(Duration::from_secs(5), |tl| {
+        let mut who = vec![pid];
+        who.extend(
+            tl.children_of(pid).iter().filter(|c| c.running()).map(|c| c.pid),
+        );
+        let m: Vec<i32> =
+            who.into_iter().filter(|&p| maps(p).contains(&path)).collect();
+        (m.len() >= 2).then_some(m)
+    });
+    let both = mapped.clone().unwrap_or_default();
+    let _ = nix::sys::signal::killpg(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGKILL,
+    );
+    let _ = obs.end_of(pid, Duration::from_secs(2));
+    let left = std::path::Path::new(&path).exists();
+    observe!(lab, "killed", "{both:?} mapped {path}; the checker killed them (SIGKILL); the name is {state}", both, path, state = if left { "still there" } else { "gone" });
+    check!(
+        lab,
+        "mapped",
+        mapped.is_some(),
+        "your program and its child both map the segment (seen: {both:?})"
+    );
+    check!(
+        lab,
+        "no_name_left",
+        mapped.is_some() && !left,
+        "after SIGKILL, {path} is gone (seen: {state})",
+        state = if left { "still there" } else { "gone" }
+    );
+    if shm_unlink(name.as_str()).is_ok() || !left {
+        cleanup::forget_shm(&name);
+    }
+}
