@@ -3,11 +3,40 @@
 //! filed in input order), and the record of each worker that died and was replaced.
 
 use super::wire::Frames;
-use nix::sys::wait::WaitStatus;
+use nix::sys::signal::{kill, Signal};
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
+use proclab::{cleanup, procfacts, Status};
 use std::collections::VecDeque;
 use std::os::fd::OwnedFd;
 use std::sync::atomic::AtomicU64;
+use std::time::Duration;
+
+/// `waitpid` with a deadline (lab time): how `pid` ended, or None if it still runs then.
+pub fn reap_by(pid: Pid, within: Duration) -> Option<Status> {
+    let reaped = procfacts::poll_until(within, || {
+        match waitpid(pid, Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::StillAlive) => None,
+            other => Some(Status(other)),
+        }
+    });
+    if reaped.is_some() {
+        cleanup::forget(pid);
+    }
+    reaped
+}
+
+/// [`reap_by`], and a child still running at the deadline is killed (SIGKILL) and
+/// reaped: its status, and whether it ended by itself in time.
+pub fn reap_or_kill(pid: Pid, within: Duration) -> (Status, bool) {
+    if let Some(status) = reap_by(pid, within) {
+        return (status, true);
+    }
+    let _ = kill(pid, Signal::SIGKILL);
+    let status = Status(waitpid(pid, None)); // SIGKILL cannot be ignored: this returns
+    cleanup::forget(pid);
+    (status, false)
+}
 
 pub const MAX_WORKERS: usize = 64;
 
@@ -32,7 +61,7 @@ pub type Outcome = Result<u64, u32>;
 pub struct Replacement(
     pub usize,
     pub Pid,
-    pub WaitStatus,
+    pub Status,
     pub Option<(usize, u32)>,
     pub Pid,
     pub i32,
@@ -64,6 +93,9 @@ impl MapResult {
 
     /// File the outcome of task `id` at its own index: that is what puts results in order.
     pub fn put(&mut self, id: usize, outcome: Outcome) {
+        if id >= self.results.len() {
+            return; // a stray result (of an earlier map that timed out): not ours
+        }
         if self.results[id].is_some() {
             self.duplicates += 1;
             return;
@@ -83,10 +115,7 @@ impl MapResult {
 impl Replacement {
     /// The signal that ended the old worker, if a signal did.
     pub fn signal(&self) -> Option<i32> {
-        match self.2 {
-            WaitStatus::Signaled(_, s, _) => Some(s as i32),
-            _ => None,
-        }
+        self.2.signal().map(|s| s as i32)
     }
 }
 

@@ -7,6 +7,12 @@ use std::io::Read;
 use std::process::Child;
 use std::time::Duration;
 
+/// What the lab says when python3 is missing.
+pub const MISSING: &str =
+    "python3 is not on PATH: the comparison with multiprocessing.Pool \
+    is skipped (the verdict does not depend on it); install python3 to see it \
+    (apt-get install python3, dnf install python3, brew install python3)";
+
 pub enum Py {
     Measured { per_task_us: f64, seconds: f64, checksum: u64, version: String },
     Skipped(String),

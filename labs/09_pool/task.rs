@@ -1,5 +1,5 @@
 //! The job: the same pure function in the process pool, the thread pools and Python, and the
-//! ways a task can misbehave in a worker. Also the async-signal-safe sleep and clock that the
+//! ways a task can misbehave in a worker. Also the async-signal-safe sleep that the
 //! children use after fork.
 
 use std::time::Duration;
@@ -84,12 +84,4 @@ pub fn nap(d: Duration) {
     };
     // SAFETY: nanosleep only reads `ts`.
     unsafe { libc::nanosleep(&ts, std::ptr::null_mut()) };
-}
-
-/// Monotonic clock in ns, with clock_gettime(2) (async-signal-safe).
-pub fn now_ns() -> u64 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
-    // SAFETY: clock_gettime writes into `ts`.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
