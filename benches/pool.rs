@@ -1,6 +1,6 @@
-//! The `pool` group: the same map three ways (the process pool of labs/09_pool/main.rs, a thread
-//! pool over a crossbeam channel, rayon), on tiny tasks (the hand-off cost) and on CPU-heavy
-//! tasks (the compute). One iteration maps a whole batch; the throughput is in tasks.
+//! The `pool` group: the same map three ways (the process pool of labs/09_pool/, started in
+//! start.rs and mapped in map.rs; a thread pool over a crossbeam channel; rayon), on tiny
+//! tasks (the hand-off cost) and on CPU-heavy tasks (the compute). One iteration maps a whole batch; the throughput is in tasks.
 //! The pools are started once, outside the timed loop, as a server would.
 
 use criterion::{
@@ -9,7 +9,7 @@ use criterion::{
 use std::time::Duration;
 
 // The lab's own code, so the bench measures the very pool the chapter shows.
-#[allow(dead_code)]
+#[allow(dead_code, unused_imports)] // the lab's unit tests are not built here
 #[path = "../labs/09_pool/main.rs"]
 mod lab;
 
