@@ -2,56 +2,45 @@
 //! result pipe, reaps it, forks a replacement into its slot and retries the task once.
 
 use super::map::{score, stop_if_stuck};
-use super::pool::{reap_or_kill, unpack, Board, MapResult, ProcPool, Replacement};
+use super::pool::{
+    reap_or_kill, unpack, Board, MapResult, ProcPool, Queue, Replacement,
+};
 use super::task::{hangs, Mode, Task};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::{getpid, Pid};
 use proclab::procfacts::{self, State};
 use proclab::{check, observe, Lab};
-use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
 impl ProcPool {
+    /// Worker `w` died: reap it, put its tasks back (the one it was running, read
+    /// from the board in shared memory: once) and fork a replacement into its slot.
     // ANCHOR: replace
-    /// Worker `w` died: reap it, put its tasks back (the one it was running: once),
-    /// and fork a replacement into its slot.
-    pub fn replace(
-        &mut self,
-        w: usize,
-        queue: &mut VecDeque<(usize, u32)>,
-        out: &mut MapResult,
-    ) {
+    pub fn replace(&mut self, w: usize, queue: &mut Queue, out: &mut MapResult) {
         let old = self.workers[w].pid;
         let (status, _) = reap_or_kill(old, self.deadline);
-        // What it was running, from the board in shared memory (None: idle).
         let (pid, running) = unpack(self.board.slots[w].load(Ordering::Acquire));
-        let running = running.filter(|_| pid == old.as_raw());
+        let running = running.filter(|_| pid == old.as_raw()); // None: idle
         for t in std::mem::take(&mut self.workers[w].inflight).into_iter().rev() {
             if Some(t) != running {
                 queue.push_front(t); // not started, or done but unsent: back
             }
         }
+        let retried = self.retry && running.is_some_and(|(_, a)| a == 1);
         match running {
-            Some((id, 1)) if self.retry => queue.push_front((id, 2)), // retry
-            Some((_, 1)) => {} // (tests only: forgotten, its result never comes)
-            Some((id, attempt)) => out.put(id, Err(attempt)), // given up
-            None => {}
+            Some((id, a)) if retried => queue.push_front((id, a + 1)), // first
+            Some((id, a)) if a > 1 => out.put(id, Err(a)), // again: given up
+            _ => {} // idle (or, in a test only, forgotten)
         }
-        let new = self.spawn(w);
-        let ppid = procfacts::ppid(new.pid.as_raw()).unwrap_or(0); // from /proc
-        let (slot, new_pid) = (w, new.pid);
-        self.replacements.push(Replacement {
-            slot,
-            old,
-            status,
-            running,
-            new: new_pid,
-            ppid,
-        });
-        self.workers[w] = new; // the old pipes are closed here
+        let worker = self.spawn(w); // a new process in the same slot
+        let (slot, new) = (w, worker.pid);
+        let ppid = procfacts::ppid(new.as_raw()).unwrap_or(0); // from /proc
+        let r = Replacement { slot, old, status, running, retried, new, ppid };
+        self.replacements.push(r);
+        self.workers[w] = worker; // the old pipes are closed here
     }
     // ANCHOR_END: replace
 }
@@ -64,7 +53,6 @@ struct Kill {
     state: State,
 }
 
-// ANCHOR: killer
 /// A thread of the master that watches the board, as an operator reads `ps`,
 /// and sends SIGKILL to each worker it sees running a task marked to hang.
 fn killer(
@@ -74,6 +62,7 @@ fn killer(
 ) -> JoinHandle<Vec<Kill>> {
     std::thread::spawn(move || {
         let (mut kills, mut tried) = (Vec::new(), Vec::new());
+        // ANCHOR: killer
         while !stop.load(Ordering::Acquire) {
             for word in &board.slots {
                 let (pid, Some((task, attempt))) =
@@ -93,10 +82,10 @@ fn killer(
             }
             std::thread::sleep(Duration::from_micros(200));
         }
+        // ANCHOR_END: killer
         kills
     })
 }
-// ANCHOR_END: killer
 
 /// Section 3: map 200 tasks, two of them marked to hang, with the killer on watch.
 pub fn run(lab: &mut Lab, pool: &mut ProcPool) {
@@ -124,8 +113,8 @@ pub fn run(lab: &mut Lab, pool: &mut ProcPool) {
             "EOF on slot {slot}'s result pipe; waitpid({pid}): {status}; it was running task {running}",
             slot, pid = old, status, task, attempt);
         match r.running {
-            Some((task, 1)) if pool.retry => observe!(lab, "retried",
-                "task {task} put back first in the queue for attempt {attempt}", task, attempt = 2),
+            Some((task, a)) if r.retried => observe!(lab, "retried",
+                "task {task} put back first in the queue for attempt {attempt}", task, attempt = a + 1),
             Some((task, attempts)) if attempts > 1 => observe!(lab, "gave_up",
                 "task {task} killed its worker on {attempts} attempts: given up, not retried again",
                 task, attempts),

@@ -1,24 +1,18 @@
 //! Section 2: `map` hands tasks out on demand, at most `--depth` per worker, and files
 //! each result at its task's index: one result per input, in order.
 
-use super::pool::{MapResult, ProcPool};
+use super::pool::{MapResult, ProcPool, Queue};
 use super::task::{Mode, Task, SLOW};
 use super::wire::{pollin, Frame, FRAME};
 use nix::unistd::Pid;
 use proclab::fdio::write_all;
 use proclab::measure::fmt_duration;
 use proclab::{check, observe, Deadline, Lab, Stopwatch};
-use std::collections::VecDeque;
 
 impl ProcPool {
     /// Top worker `w` up to `depth` tasks in flight, from the front of `queue`, in one
     /// write.
-    fn refill(
-        &mut self,
-        w: usize,
-        tasks: &[Task],
-        queue: &mut VecDeque<(usize, u32)>,
-    ) {
+    fn refill(&mut self, w: usize, tasks: &[Task], queue: &mut Queue) {
         let worker = &mut self.workers[w];
         let mut buf = [0u8; FRAME * 64];
         let mut len = 0;
@@ -36,8 +30,7 @@ impl ProcPool {
     /// Run every task; one outcome per task, in input order.
     pub fn map(&mut self, tasks: &[Task]) -> MapResult {
         let mut out = MapResult::new(tasks.len());
-        let mut queue: VecDeque<(usize, u32)> =
-            (0..tasks.len()).map(|id| (id, 1)).collect(); // (task, attempt)
+        let mut queue: Queue = (0..tasks.len()).map(|id| (id, 1)).collect();
         let mut quiet = Deadline::after(self.deadline); // no result by then: stuck
         while out.left > 0 {
             for w in 0..self.workers.len() {
@@ -55,6 +48,8 @@ impl ProcPool {
                     continue;
                 } // EINTR, or a pause
             }
+            // ANCHOR_END: map
+            // ANCHOR: map_read
             quiet = Deadline::after(self.deadline);
             for w in (0..fds.len()).filter(|&w| fds[w].revents != 0) {
                 let worker = &mut self.workers[w];
@@ -65,9 +60,9 @@ impl ProcPool {
                 }
             }
         }
+        // ANCHOR_END: map_read
         out
     }
-    // ANCHOR_END: map
 }
 
 /// How many outcomes equal the serial answer at their own index, and how many are missing.

@@ -28,6 +28,9 @@ pub struct ProcPool {
     pub replacements: Vec<Replacement>,
 }
 
+/// The tasks waiting to be handed out: (task, attempt), the next one first.
+pub type Queue = VecDeque<(usize, u32)>;
+
 /// Who is working on what, in shared memory: one word per worker, [`pack`]ed, so that a
 /// reader never pairs a pid with another worker's task.
 pub struct Board {
@@ -146,6 +149,8 @@ pub struct Replacement {
     pub status: Status,
     /// The (task, attempt) it was running, from the board.
     pub running: Option<(usize, u32)>,
+    /// True if that task was put back in the queue for another attempt.
+    pub retried: bool,
     pub new: Pid,
     /// The new worker's ppid, from /proc.
     pub ppid: i32,

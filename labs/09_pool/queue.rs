@@ -6,7 +6,7 @@ use super::map::share_rows;
 use super::pool::{reap_or_kill, shared};
 use super::task::work;
 use super::wire::{kind_seq, message, DATA, MSG, PILL};
-use super::worker::leave;
+use super::worker::{close_all, leave};
 use super::Args;
 use nix::fcntl::OFlag;
 use nix::unistd::{getpid, pipe2, read, ForkResult, Pid};
@@ -16,7 +16,7 @@ use proclab::lifeline::die_with_parent;
 use proclab::measure::fmt_duration;
 use proclab::procfacts::{self, State};
 use proclab::{check, cleanup, flush_stdout, observe, say, say_as, Lab, OrDie};
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::*};
 use std::time::Duration;
 
@@ -61,8 +61,9 @@ pub fn run(lab: &mut Lab, args: &Args) {
         match unsafe { cleanup::fork_tracked() } {
             ForkResult::Child => {
                 die_with_parent(lab_pid); // even if the lab is killed with SIGKILL
+                close_all(&not_mine); // not a writer: EOF means no producer left
                 let me = &board.consumers[k];
-                consumer(k, q_r.as_fd(), gate_r.as_fd(), not_mine, me)
+                consumer(k, q_r.as_fd(), gate_r.as_fd(), me)
             }
             ForkResult::Parent { child } => consumer_pids.push(child),
         }
@@ -73,6 +74,8 @@ pub fn run(lab: &mut Lab, args: &Args) {
     let producer = match unsafe { cleanup::fork_tracked() } {
         ForkResult::Child => {
             die_with_parent(lab_pid);
+            // Not a reader: EPIPE would mean the consumers are gone.
+            close_all(&[q_r.as_raw_fd(), gate_r.as_raw_fd(), gate_w.as_raw_fd()]);
             producer(q_w.as_fd(), pills, board)
         }
         ForkResult::Parent { child } => child,
@@ -112,7 +115,7 @@ pub fn run(lab: &mut Lab, args: &Args) {
     let still = board.sent.load(Acquire);
     let closed_ns = now_ns() - full_at; // how long the queue stayed full, seen from here
     let opened = write_all(&gate_w, &[1u8; MAX_CONSUMERS][..consumers]); // the gate
-    drop(gate_w);
+    drop((gate_w, q_r)); // no reader left but the consumers: EPIPE if they die
 
     let (status, _) = reap_or_kill(producer, args.deadline());
     let blocked_ns = board.longest_write_ns.load(Acquire);
@@ -177,33 +180,23 @@ fn fairness(lab: &mut Lab, counts: &[(Pid, u64)]) {
 
 // ANCHOR: producer
 /// The producer, after fork: write, clock_gettime, atomics, _exit.
-fn producer(queue: BorrowedFd, pills: usize, board: &Board) -> ! {
+fn producer(queue: BorrowedFd, pills: usize, b: &Board) -> ! {
     for seq in 0..MESSAGES {
         let t0 = now_ns();
         let _ = write_all(queue, &message(DATA, seq)); // asleep while full
-        board.longest_write_ns.fetch_max(now_ns() - t0, AcqRel);
-        board.sent.fetch_add(1, AcqRel);
+        b.longest_write_ns.fetch_max(now_ns() - t0, AcqRel);
+        b.sent.fetch_add(1, AcqRel);
     }
     for _ in 0..pills {
-        let _ = write_all(queue, &message(PILL, 0)); // one per consumer, last
+        let _ = write_all(queue, &message(PILL, 0)); // one each, at the end
     }
     leave(0)
 }
 // ANCHOR_END: producer
 
 // ANCHOR: consumer
-/// A consumer, after fork: close, read, atomics, _exit.
-fn consumer(
-    k: usize,
-    queue: BorrowedFd,
-    gate: BorrowedFd,
-    close: [RawFd; 2],
-    me: &Counts,
-) -> ! {
-    for fd in close {
-        // SAFETY: not a writer: EOF must mean the producer is gone.
-        unsafe { libc::close(fd) };
-    }
+/// A consumer, after fork: read, atomics, _exit.
+fn consumer(k: usize, queue: BorrowedFd, gate: BorrowedFd, me: &Counts) -> ! {
     let _ = read(gate, &mut [0u8; 1]); // blocks until the lab opens the gate
     let mut m = [0u8; MSG];
     loop {

@@ -2,7 +2,7 @@
 //! results; idle, each sleeps in read(2), which /proc shows.
 
 use super::pool::{shared, Board, ProcPool, Worker, MAX_WORKERS};
-use super::worker::worker_loop;
+use super::worker::{close_all, worker_loop};
 use super::Args;
 use nix::fcntl::OFlag;
 use nix::unistd::{getpid, pipe2, ForkResult};
@@ -52,11 +52,8 @@ impl ProcPool {
         match unsafe { cleanup::fork_tracked() } {
             ForkResult::Child => {
                 die_with_parent(self.master); // even if the lab is SIGKILLed
-                let mine = [task_w.as_raw_fd(), res_r.as_raw_fd()];
-                for fd in others.iter().chain(&mine) {
-                    // SAFETY: the master's ends: EOF must mean "the peer died".
-                    unsafe { libc::close(*fd) };
-                }
+                close_all(&others); // the master's ends of the others' pipes
+                close_all(&[task_w.as_raw_fd(), res_r.as_raw_fd()]); // and of mine
                 say_as!("worker", "ready in slot {slot}");
                 let board = &self.board.slots[slot];
                 worker_loop(task_r.as_fd(), res_w.as_fd(), board)

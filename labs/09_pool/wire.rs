@@ -146,11 +146,11 @@ pub fn message(kind: u32, seq: u64) -> [u8; MSG] {
     m
 }
 
-/// A queue message's kind and sequence number.
-pub fn kind_seq(m: &[u8; MSG]) -> (u32, u64) {
+/// A queue message's kind and sequence number (from its first 16 bytes).
+pub fn kind_seq(m: &[u8]) -> (u32, u64) {
     let kind = u32::from_le_bytes([m[4], m[5], m[6], m[7]]);
     let mut seq = [0u8; 8];
-    seq.copy_from_slice(&m[8..]);
+    seq.copy_from_slice(&m[8..MSG]);
     (kind, u64::from_le_bytes(seq))
 }
 

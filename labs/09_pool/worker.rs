@@ -6,7 +6,7 @@ use super::pool::pack;
 use super::task::{hangs, work, Mode, HANG, SLOW};
 use super::wire::{Frame, Frames, FRAME, STOP, TASK};
 use proclab::fdio::write_all;
-use std::os::fd::BorrowedFd;
+use std::os::fd::{BorrowedFd, RawFd};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 // ANCHOR: worker
@@ -26,21 +26,22 @@ pub fn worker_loop(tasks: BorrowedFd, out: BorrowedFd, board: &AtomicU64) -> ! {
         if f.kind != TASK {
             leave(if f.kind == STOP { 0 } else { 2 }); // STOP: the poison pill
         }
+        // ANCHOR_END: worker
+        // ANCHOR: worker_run
         if !inbox.has_frame() {
             // The last task on hand: results first, so more tasks can come.
             let results = &outbox[..std::mem::take(&mut ready)];
             write_all(out, results).unwrap_or_else(|_| leave(1));
         }
-        let busy = pack(me, Some(f.id), f.attempt);
-        board.store(busy, Ordering::Release); // on show for the master
+        board.store(pack(me, Some(f.id), f.attempt), Ordering::Release);
         let value = run_task(&f);
         board.store(pack(me, None, 0), Ordering::Release);
         let slot = &mut outbox[ready..ready + FRAME];
         Frame::result(f.id, f.attempt, value).encode(slot);
         ready += FRAME;
     }
+    // ANCHOR_END: worker_run
 }
-// ANCHOR_END: worker
 
 /// The task itself: a slow one sleeps first; a marked one sleeps (state S) until the
 /// lab's killer sends SIGKILL. `sleep` is nanosleep(2), async-signal-safe.
@@ -53,6 +54,15 @@ fn run_task(f: &Frame) -> u64 {
         std::thread::sleep(HANG);
     }
     work(f.value, f.rounds)
+}
+
+/// close(2) each of `fds`, the ends a child must not hold: EOF and EPIPE must mean
+/// that the peer is gone. Async-signal-safe.
+pub fn close_all(fds: &[RawFd]) {
+    for &fd in fds {
+        // SAFETY: close is async-signal-safe; these descriptors are not used again.
+        unsafe { libc::close(fd) };
+    }
 }
 
 /// `_exit(2)`: a forked child never returns into the master's code.
