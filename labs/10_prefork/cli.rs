@@ -19,10 +19,11 @@ pub enum Model {
 #[derive(Parser)]
 #[command(name = "prefork", version)]
 pub struct Args {
-    /// TCP port on 127.0.0.1; 0 lets the kernel pick a free one (printed) [default: 8080, 0 with --demo]
+    /// TCP port on 127.0.0.1 (0 to 65535); 0 lets the kernel pick a free one (printed)
+    /// [default: 8080, 0 with --demo]
     #[arg(long, value_parser = clap::value_parser!(u16))]
     port: Option<u16>,
-    /// Number of workers [default: 2 x cores + 1, 3 with --demo]
+    /// Number of workers (1 to 64) [default: 2 x cores + 1, 3 with --demo]
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..=64))]
     workers: Option<u32>,
     /// Workers as processes (prefork) or as threads of one process.
@@ -32,10 +33,12 @@ pub struct Args {
     /// kernel spreads connections over the sockets by a hash of the addresses.
     #[arg(long)]
     pub reuseport: bool,
-    /// A request head (or an idle keep-alive connection) slower than this is dropped, in ms.
+    /// A request head (or an idle keep-alive connection) slower than this is dropped, in ms
+    /// (100 to 60000).
     #[arg(long, default_value_t = 5000, value_parser = clap::value_parser!(u64).range(100..=60_000))]
     pub timeout_ms: u64,
-    /// Graceful stop (SIGTERM): how long workers get to finish their requests, in ms, before SIGKILL.
+    /// Graceful stop (SIGTERM): how long workers get to finish their requests before
+    /// SIGKILL, in ms (100 to 60000).
     #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(100..=60_000))]
     pub grace_ms: u64,
     /// Workers exit with code 70 as soon as they start (a broken deploy): shows the back-off.
@@ -52,13 +55,16 @@ impl Args {
     /// The command line; a bad one (or `--demo --model threads`) exits 2 with nothing started.
     pub fn get() -> Args {
         let args = Args::parse();
-        if args.demo && args.model == Model::Threads {
-            Args::command()
-                .error(
-                    clap::error::ErrorKind::ArgumentConflict,
-                    "--demo runs the process model only",
-                )
-                .exit(); // exit 2, nothing started
+        let conflict = if args.demo && args.model == Model::Threads {
+            Some("--demo runs the process model only")
+        } else if args.demo && args.workers == Some(1) {
+            Some("--demo needs at least 2 workers to show a spread")
+        } else {
+            None
+        };
+        if let Some(why) = conflict {
+            let kind = clap::error::ErrorKind::ArgumentConflict;
+            Args::command().error(kind, why).exit(); // exit 2, nothing started
         }
         args
     }

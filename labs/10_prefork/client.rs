@@ -3,7 +3,7 @@
 
 use crate::http::{connect, get, read_response, worker_of, Resp};
 use nix::unistd::Pid;
-use proclab::procfacts;
+use proclab::{clock, procfacts};
 use std::io::Write as _;
 use std::ops::RangeBounds;
 use std::os::fd::RawFd;
@@ -29,14 +29,34 @@ pub fn blocked_in(pid: Pid, nr: i64, wchan: &str) -> bool {
     }
 }
 
+/// True if `pid` sleeps waiting for a connection: in accept4, or (the test switch
+/// `epoll_exclusive`) in epoll_pwait on the listening socket.
+pub fn waiting_on_socket(pid: Pid) -> bool {
+    blocked_in(pid, libc::SYS_accept4, "accept")
+        || blocked_in(pid, libc::SYS_epoll_pwait, "ep_poll")
+}
+
+/// The descriptor `pid` sleeps in accept4 on: the first argument in /proc/PID/syscall
+/// (`288 0x3 0x0 ...` on x86-64), None unless it is blocked in accept4 now.
+pub fn accept_fd(pid: Pid) -> Option<RawFd> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/syscall")).ok()?;
+    let mut words = s.split_whitespace();
+    if words.next()?.parse::<i64>().ok()? != libc::SYS_accept4 {
+        return None;
+    }
+    let arg = words.next()?.trim_start_matches("0x");
+    RawFd::from_str_radix(arg, 16).ok()
+}
+
 /// The inode of the socket `fd` (`socket:[INODE]` in /proc/PID/fd).
 pub fn socket_inode(pid: Pid, fd: RawFd) -> Option<String> {
     let link = std::fs::read_link(format!("/proc/{pid}/fd/{fd}")).ok()?;
     Some(link.display().to_string())
 }
 
-/// Up to 10 requests on one keep-alive connection: the pids that answered, repeats merged.
-pub fn keepalive_workers(port: u16) -> Vec<i32> {
+/// Up to 10 requests on one keep-alive connection: how many were answered, and the pids
+/// that answered them, repeats merged.
+pub fn keepalive_workers(port: u16) -> (usize, Vec<i32>) {
     let mut ka = Vec::new();
     if let Ok(mut s) = connect(port) {
         for _ in 0..10 {
@@ -49,8 +69,9 @@ pub fn keepalive_workers(port: u16) -> Vec<i32> {
             }
         }
     }
+    let answered = ka.len();
     ka.dedup();
-    ka
+    (answered, ka)
 }
 
 /// What a load saw: when each request started, and its result.
@@ -79,6 +100,11 @@ impl Load {
         let (s, d, l) = (stop.clone(), done.clone(), log.clone());
         let thread = std::thread::spawn(move || {
             while !s.load(Ordering::SeqCst) && d.load(Ordering::SeqCst) < 20_000 {
+                if clock::is_paused() {
+                    // A --step prompt: no request starts while the master is paused.
+                    std::thread::sleep(Duration::from_millis(10));
+                    continue;
+                }
                 let t = Instant::now();
                 let r = get(port, "/");
                 l.lock().expect("log").push((t, r));

@@ -36,8 +36,11 @@ use crate::http::{connect, get, worker_of};
 use nix::errno::Errno;
 use nix::sys::signal::{kill, SigSet, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
-use nix::unistd::{fork, getpid, getppid, ForkResult, Pid};
-use proclab::{cleanup, die, flush_stdout, procfacts, say, say_as, Lab, OrDie};
+use nix::unistd::{getpid, getppid, ForkResult, Pid};
+use proclab::{
+    check, cleanup, die, flush_stdout, procfacts, say, say_as, Deadline, Lab,
+    OrDie, Status,
+};
 use std::collections::BTreeMap;
 use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -49,11 +52,15 @@ mod http;
 mod master;
 mod report;
 mod serve;
+mod spread;
 mod threads;
 
 use cli::{Args, Model};
-use client::{blocked_in, keepalive_workers, ok, socket_inode, started, Load};
-use master::{Death, Master, Worker};
+use client::{
+    accept_fd, blocked_in, keepalive_workers, ok, socket_inode, started,
+    waiting_on_socket, Load,
+};
+use master::{lab_now, Death, Master, Worker};
 use serve::{serve_connection, set_accept_tick, setsockopt_int, Bufs};
 
 /// A worker blocked in accept (or in recv: accepted sockets inherit the option) wakes at
@@ -74,6 +81,13 @@ struct Cfg {
     reuseport: bool,
     timeout: Duration,
     broken: bool,
+    /// Tests only: SIGTERM makes a worker leave at once, like SIGINT (no graceful stop).
+    sigterm_fast: bool,
+    /// Tests only: a worker waits in epoll_wait (EPOLLEXCLUSIVE) before accept, so the
+    /// kernel wakes the first idle worker that registered, not the one waiting longest.
+    epoll_exclusive: bool,
+    /// Tests only: every answer closes its connection (no keep-alive).
+    close_each: bool,
 }
 
 impl Cfg {
@@ -98,20 +112,32 @@ fn main() {
     };
     let mut lab = Lab::start("prefork", claim, &args.common);
     // The master takes its signals one at a time from sigtimedwait in its loop, so they must
-    // be blocked before any thread exists (threads inherit the mask).
-    let signals = master_signals();
+    // be blocked before any thread exists (threads inherit the mask). In the demo SIGINT and
+    // SIGTERM stay with the harness (clean up, die of the signal); the demo's own SIGTERM
+    // to the master (section 4) is blocked and taken by the loop only then.
+    let signals = master_signals(args.demo);
     signals.thread_block().or_die("sigprocmask"); // pending until the loop asks for them
+    let mut interrupts = SigSet::empty();
+    if args.demo {
+        interrupts.add(Signal::SIGINT);
+        interrupts.add(Signal::SIGTERM);
+    }
     let workers = args.workers();
-    let (listen_fd, port) =
-        bind_listener(args.port(), args.reuseport, !args.reuseport);
+    // Tests only: in the demo each worker opens a socket of its own (SO_REUSEPORT).
+    let reuseport =
+        args.reuseport || (args.demo && proclab::test_removes("own_socket"));
+    let (listen_fd, port) = bind_listener(args.port(), reuseport, !reuseport);
     let cfg = Cfg {
         listen_fd,
         port,
-        reuseport: args.reuseport,
+        reuseport,
         timeout: Duration::from_millis(args.timeout_ms),
         broken: args.broken_workers,
+        sigterm_fast: proclab::test_removes("sigterm_fast"),
+        epoll_exclusive: proclab::test_removes("epoll_exclusive"),
+        close_each: proclab::test_removes("close_each"),
     };
-    report::listening(&mut lab, &args, port, workers);
+    report::listening(&mut lab, &args, port, workers, reuseport);
     let grace = Duration::from_millis(args.grace_ms);
     if args.model == Model::Threads {
         let (graceful, done) =
@@ -125,10 +151,8 @@ fn main() {
         );
         lab.finish() // process exit ends any thread left
     }
-    let mut master = Master::new(cfg, workers, signals, grace);
+    let mut master = Master::new(cfg, workers, signals, interrupts, grace);
     if args.demo {
-        // Ctrl-C during the demo: the harness's handler kills and reaps the workers at once.
-        SigSet::from(Signal::SIGINT).thread_unblock().or_die("sigprocmask");
         demo(lab, master);
     }
     say!(
@@ -144,23 +168,39 @@ fn main() {
     lab.finish()
 }
 
-/// The signals the master handles in its loop.
-fn master_signals() -> SigSet {
+/// The signals the master handles in its loop (the demo leaves SIGINT and SIGTERM to the
+/// harness).
+fn master_signals(demo: bool) -> SigSet {
     use Signal::*;
-    [SIGCHLD, SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGTTIN, SIGTTOU]
-        .into_iter()
-        .collect()
+    let mut set: SigSet =
+        [SIGCHLD, SIGQUIT, SIGHUP, SIGTTIN, SIGTTOU].into_iter().collect();
+    if !demo {
+        set.add(SIGTERM);
+        set.add(SIGINT);
+    }
+    set
 }
 
-/// Wait up to `wait` for one of `set` (blocked) to be pending; take it and return it.
-fn wait_signal(set: &SigSet, wait: Duration) -> Option<Signal> {
+/// The signals every worker unblocks (whatever its master blocked).
+fn all_master_signals() -> SigSet {
+    master_signals(false)
+}
+
+/// Wait up to `wait` for one of `set` (blocked) to be pending; take it and return it with
+/// the pid of its sender.
+fn wait_signal(set: &SigSet, wait: Duration) -> Option<(Signal, i32)> {
     let ts = libc::timespec {
         tv_sec: wait.as_secs() as libc::time_t,
         tv_nsec: wait.subsec_nanos() as libc::c_long,
     };
-    // SAFETY: `set` and `ts` are valid for the call; the siginfo pointer may be null.
-    let s = unsafe { libc::sigtimedwait(set.as_ref(), std::ptr::null_mut(), &ts) }; // sleeps until a signal is pending or the time is up
-    Signal::try_from(s).ok()
+    // SAFETY: an all-zero siginfo_t is a valid value to be overwritten.
+    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+    // Sleeps until a signal of the set is pending or the time is up.
+    // SAFETY: `set`, `info` and `ts` are valid for the call.
+    let s = unsafe { libc::sigtimedwait(set.as_ref(), &mut info, &ts) };
+    // SAFETY: for a signal sent by kill(2) the kernel filled in si_pid.
+    let from = unsafe { info.si_pid() };
+    Signal::try_from(s).ok().map(|sig| (sig, from))
 }
 
 /// The listening socket on 127.0.0.1:`port`; returns it and the port it got (port 0: the
@@ -234,14 +274,15 @@ fn worker_main(cfg: &Cfg, master: Pid, bufs: &mut Bufs) -> ! {
         // SAFETY: _exit is async-signal-safe.
         unsafe { libc::_exit(0) } // the master died before prctl: nobody would tell us
     }
-    set_handler(libc::SIGTERM, on_term as *const () as usize); // graceful: finish, then stop
+    let on_sigterm = if cfg.sigterm_fast { on_fast } else { on_term }; // tests only
+    set_handler(libc::SIGTERM, on_sigterm as *const () as usize); // graceful: finish, then stop
     set_handler(libc::SIGINT, on_fast as *const () as usize); // fast: leave now
     set_handler(libc::SIGQUIT, on_fast as *const () as usize);
     for sig in [libc::SIGHUP, libc::SIGTTIN, libc::SIGTTOU] {
         set_handler(sig, libc::SIG_IGN); // the master's business, not ours
     }
-    master_signals().thread_unblock().ok(); // the mask was inherited from the master
-                                            // ANCHOR_END: worker
+    all_master_signals().thread_unblock().ok(); // the mask was inherited from the master
+                                                // ANCHOR_END: worker
     if cfg.broken {
         say_as!("worker", "broken deploy: exiting with code 70 at start");
         // SAFETY: _exit is async-signal-safe.
@@ -266,17 +307,22 @@ fn accept_loop(
     master: Option<Pid>,
 ) -> (u64, u64) {
     let (mut conns, mut reqs) = (0, 0);
+    let ep = if cfg.epoll_exclusive { exclusive_epoll(listen_fd) } else { -1 };
     // ANCHOR: accept
     while !STOP.load(Ordering::SeqCst) {
-        // SAFETY: accept4 with null address pointers; the new descriptor is ours to close.
-        let c = unsafe {
-            libc::accept4(
-                listen_fd,
-                std::ptr::null_mut(),
-                std::ptr::null_mut(),
-                libc::SOCK_CLOEXEC,
-            )
-        }; // sleep until the kernel hands us a connection
+        let c = if ep < 0 || epoll_ready(ep) {
+            // SAFETY: accept4 with null address pointers; the descriptor is ours to close.
+            unsafe {
+                libc::accept4(
+                    listen_fd,
+                    std::ptr::null_mut(),
+                    std::ptr::null_mut(),
+                    libc::SOCK_CLOEXEC,
+                )
+            } // sleep until the kernel hands us a connection
+        } else {
+            -1
+        };
         if c < 0 {
             if master.is_some_and(|m| getppid() != m) {
                 break; // the master is gone (the SIGTERM of PDEATHSIG may already be here too)
@@ -293,6 +339,27 @@ fn accept_loop(
     (conns, reqs)
 }
 
+/// Tests only (`epoll_exclusive`): an epoll instance of the worker's own that watches the
+/// listening socket with EPOLLEXCLUSIVE, so a connection wakes one worker waiting in it.
+fn exclusive_epoll(listen_fd: RawFd) -> RawFd {
+    let events = (libc::EPOLLIN | libc::EPOLLEXCLUSIVE) as u32;
+    let mut ev = libc::epoll_event { events, u64: 0 };
+    // SAFETY: plain system calls on descriptors of this process; `ev` is a live event.
+    unsafe {
+        let ep = libc::epoll_create1(libc::EPOLL_CLOEXEC);
+        libc::epoll_ctl(ep, libc::EPOLL_CTL_ADD, listen_fd, &mut ev);
+        ep
+    }
+}
+
+/// Wait (at most one tick) in epoll_pwait until the listening socket has a connection.
+fn epoll_ready(ep: RawFd) -> bool {
+    let mut ev = libc::epoll_event { events: 0, u64: 0 };
+    let null = std::ptr::null();
+    // SAFETY: one live event to fill in; no signal mask.
+    unsafe { libc::epoll_pwait(ep, &mut ev, 1, TICK_MS as i32, null) > 0 }
+}
+
 // ---------------------------------------------------------------------------------------
 // The master (process model). Its state, SIGTTIN/TTOU and SIGHUP: in 10_prefork/master.rs.
 // ---------------------------------------------------------------------------------------
@@ -304,13 +371,13 @@ impl Master {
 
         // SAFETY: the child runs worker_main: system calls and say! into buffers allocated
         // before the fork, no heap, no locks; it never returns (it ends in _exit).
-        match unsafe { fork() }.or_die("fork") {
+        match unsafe { cleanup::fork_tracked() } {
             ForkResult::Child => worker_main(&self.cfg, self.me, &mut self.bufs),
             ForkResult::Parent { child } => {
-                cleanup::track(child); // killed and reaped on every way out of the master
+                // fork_tracked recorded the child: killed and reaped on every way out
                 self.workers.push(Worker {
                     pid: child,
-                    born: Instant::now(),
+                    born: lab_now(),
                     retiring: false,
                 });
                 report::worker_started(lab, child, &why);
@@ -323,16 +390,22 @@ impl Master {
     /// One turn of the master's loop: take one signal (waiting at most `wait`), reap the
     /// dead, start the missing. Returns true once stopped with every worker reaped.
     fn tick(&mut self, lab: &mut Lab, wait: Duration) -> bool {
-        let now = Instant::now();
+        let now = lab_now();
         let mut wait = wait;
         if self.stop_by.is_none() && self.active() < self.want {
-            wait = wait.min(self.next_spawn.saturating_duration_since(now));
+            wait = wait.min(self.next_spawn.saturating_sub(now));
         }
         if let Some(by) = self.stop_by {
-            wait = wait.min(by.saturating_duration_since(now));
+            wait = wait.min(by.saturating_sub(now));
+        }
+        let taken = wait_signal(&self.signals, wait);
+        if let Some((s, from)) = taken {
+            if self.interrupts.contains(s) && from != self.me.as_raw() {
+                hand_back(s); // the demo was interrupted: clean up and die of it
+            }
         }
         // ANCHOR: tick
-        match wait_signal(&self.signals, wait) {
+        match taken.map(|(s, _)| s) {
             Some(Signal::SIGTERM) => {
                 self.stop(lab, Signal::SIGTERM, "SIGTERM: graceful stop")
             }
@@ -358,17 +431,20 @@ impl Master {
             if self.workers.is_empty() {
                 return true;
             }
-            if Instant::now() >= by {
+            if lab_now() >= by {
                 for w in &self.workers {
                     let _ = kill(w.pid, Signal::SIGKILL); // past the deadline: no more waiting
                 }
                 self.stragglers += self.workers.len();
-                self.stop_by = Some(Instant::now() + Duration::from_secs(5));
+                self.stop_by = Some(lab_now() + Duration::from_secs(5));
             }
             return false;
         }
         self.roll(lab);
-        while self.active() < self.want && Instant::now() >= self.next_spawn {
+        while !self.no_replacement
+            && self.active() < self.want
+            && lab_now() >= self.next_spawn
+        {
             let why =
                 self.reasons.pop_front().unwrap_or_else(|| "replacement".into());
             self.spawn(lab, why);
@@ -393,24 +469,12 @@ impl Master {
                 continue;
             };
             let w = self.workers.remove(i);
-            let (code, signal, cause) = match status {
-                WaitStatus::Exited(_, c) => {
-                    (Some(c), None, format!("exited with code {c}"))
-                }
-                WaitStatus::Signaled(_, s, core) => (
-                    None,
-                    Some(s),
-                    format!(
-                        "killed by {s}{}",
-                        if core { " (core dumped)" } else { "" }
-                    ),
-                ),
-                other => (None, None, format!("{other:?}")),
-            };
-            // ANCHOR_END: reap
-            // ANCHOR: backoff
-            let age = w.born.elapsed();
-            let replace = !w.retiring && self.stop_by.is_none();
+            let status = Status::from(status); // "exited, status 0", "killed by SIGKILL"
+                                               // ANCHOR_END: reap
+                                               // ANCHOR: backoff
+            let age = lab_now().saturating_sub(w.born);
+            let replace =
+                !w.retiring && self.stop_by.is_none() && !self.no_replacement;
             // Young deaths in a row are a crash loop: wait 100 ms, 200 ms, ... up to 5 s.
             self.streak = if age < YOUNG { self.streak + 1 } else { 0 };
             let delay = match self.streak {
@@ -419,12 +483,12 @@ impl Master {
                     .min(Duration::from_secs(5)),
             };
             if replace {
-                self.next_spawn = self.next_spawn.max(Instant::now() + delay);
+                self.next_spawn = self.next_spawn.max(lab_now() + delay);
                 self.reasons.push_back(format!("replaces {pid}"));
             }
             // ANCHOR_END: backoff
-            let death = Death { pid, code, signal };
-            report::worker_died(lab, &death, &cause, age, replace, delay);
+            let death = Death { pid, status };
+            report::worker_died(lab, &death, age, replace, delay);
             self.deaths.push(death);
         }
     }
@@ -436,10 +500,10 @@ impl Master {
                 return;
             }
         } else {
-            // SAFETY: the master's copy of the listening socket; workers hold their own.
-            unsafe { libc::close(self.cfg.listen_fd) }; // when the last worker exits the port closes
+            // When the last worker exits the port closes: the workers hold their own copies.
+            // SAFETY: the master's copy of the listening socket, not used again.
+            unsafe { libc::close(self.cfg.listen_fd) };
         }
-        report::stop(lab, sig, why, self.workers.len());
         for w in &self.workers {
             let _ = kill(w.pid, sig);
         }
@@ -448,7 +512,8 @@ impl Master {
         } else {
             self.grace
         };
-        self.stop_by = Some(Instant::now() + grace);
+        self.stop_by = Some(lab_now() + grace);
+        report::stop(lab, sig, why, self.workers.len()); // after the signals: a pause here delays no worker
     }
 
     /// After a stop: every worker reaped and none alive.
@@ -471,6 +536,14 @@ impl Master {
     }
 }
 
+/// A signal that interrupts the demo, taken by sigtimedwait: unblock it and raise it, so
+/// the harness's handler kills and reaps the workers and the lab dies of that signal.
+fn hand_back(sig: Signal) -> ! {
+    let _ = SigSet::from(sig).thread_unblock();
+    let _ = nix::sys::signal::raise(sig); // the handler runs now and does not return
+    unreachable!("the harness's handler for {sig} ends the process")
+}
+
 // ---------------------------------------------------------------------------------------
 // The demo: a bounded client of its own drives the scenario of the chapter.
 // ---------------------------------------------------------------------------------------
@@ -484,16 +557,17 @@ fn demo(mut lab: Lab, mut m: Master) -> ! {
     lab.show_tree(me);
     // ANCHOR: demo_start
     let master_sock = socket_inode(me, fd).unwrap_or_default();
+    let pids = m.pids();
+    procfacts::poll_until(Duration::from_secs(5), || {
+        pids.iter().all(|&p| accept_fd(p).is_some()).then_some(())
+    });
     let (mut shared, mut in_accept) = (0, 0);
-    for pid in m.pids() {
-        let sock = socket_inode(pid, fd).unwrap_or_default(); // the fd number survives fork
-        let accepting = procfacts::poll_until(Duration::from_secs(5), || {
-            blocked_in(pid, libc::SYS_accept4, "accept").then_some(())
-        })
-        .is_some();
-        report::worker_socket(&mut lab, pid, fd, &sock, accepting);
+    for &pid in &pids {
+        let on = accept_fd(pid); // the descriptor it sleeps in accept4 on
+        let sock = on.and_then(|f| socket_inode(pid, f)).unwrap_or_default();
+        report::worker_socket(&mut lab, pid, on, &sock);
         shared += (sock == master_sock && sock.starts_with("socket:")) as usize;
-        in_accept += accepting as usize;
+        in_accept += on.is_some() as usize;
     }
     // ANCHOR_END: demo_start
     let n = m.workers.len();
@@ -504,7 +578,29 @@ fn demo(mut lab: Lab, mut m: Master) -> ! {
     );
 
     lab.section("2. How the kernel spreads connections over the workers");
+    let pids = m.pids();
     // ANCHOR: spread
+    // One connection at a time, each made once every worker sleeps in accept4.
+    let mut order = Vec::new();
+    for _ in 0..10 * pids.len() {
+        let all_idle = procfacts::poll_until(Duration::from_secs(5), || {
+            pids.iter().all(|&p| waiting_on_socket(p)).then_some(())
+        });
+        if all_idle.is_none() {
+            lab.not_observed(
+                "spread",
+                "a worker did not go back to accept4 in 5 s",
+            );
+        }
+        match get(port, "/") {
+            Ok((200, body)) => order.push(worker_of(&body).unwrap_or(0)),
+            other => {
+                lab.not_observed("spread", format_args!("no answer: {other:?}"))
+            }
+        }
+    }
+    // ANCHOR_END: spread
+    spread::judge(&mut lab, &pids, &order);
     let clients: Vec<_> = (0..3)
         .map(|_| {
             std::thread::spawn(move || {
@@ -523,23 +619,17 @@ fn demo(mut lab: Lab, mut m: Master) -> ! {
             }
         }
     }
-    // ANCHOR_END: spread
-    report::spread(&mut lab, &per_worker);
-    let total: usize = per_worker.values().sum();
-    lab.check(
-        "spread",
-        per_worker.len() > 1 && failed == 0,
-        format_args!(
-            "{total} requests answered by {} different workers, {failed} failed",
-            per_worker.len()
-        ),
-    );
-    let ka = keepalive_workers(port);
-    report::keepalive(&mut lab, &ka);
-    lab.check(
+    spread::concurrent(&mut lab, &pids, &per_worker, failed);
+    let (answered, ka) = keepalive_workers(port);
+    report::keepalive(&mut lab, answered, &ka);
+    check!(
+        lab,
         "keepalive_one_worker",
-        ka.len() == 1 && ka[0] > 0,
-        "a keep-alive connection belongs to the worker that accepted it: 10 of 10 requests, same pid",
+        answered == 10 && ka.len() == 1,
+        "a keep-alive connection belongs to the worker that accepted it: \
+         {answered} of 10 requests answered, by {n} worker(s)",
+        answered,
+        n = ka.len()
     );
 
     lab.section("3. Kill one worker with SIGTERM and one with SIGKILL, under load");
@@ -547,20 +637,24 @@ fn demo(mut lab: Lab, mut m: Master) -> ! {
     load.wait_done(20);
     // Workers younger than YOUNG that die count as a crash loop; these are not young.
     procfacts::poll_until(Duration::from_secs(5), || {
-        m.workers.iter().all(|w| w.born.elapsed() > YOUNG).then_some(())
+        m.workers.iter().all(|w| lab_now() - w.born > YOUNG).then_some(())
     });
     let old = m.pids();
     // ANCHOR: kill
     let (gentle, brutal) = (old[0], old[1]);
-    kill(gentle, Signal::SIGTERM).or_die("kill"); // asks it to finish its request and exit
-    kill(brutal, Signal::SIGKILL).or_die("kill"); // no say in the matter
+    for (pid, sig) in [(gentle, Signal::SIGTERM), (brutal, Signal::SIGKILL)] {
+        if let Err(e) = kill(pid, sig) {
+            // ESRCH: the worker was already gone, so there was no death to see.
+            lab.not_observed("replaced", format_args!("kill({pid}, {sig}): {e}"));
+        }
+    }
     let killed_at = Instant::now();
-    let deadline = killed_at + Duration::from_secs(10);
-    while m.deaths.len() < 2 && Instant::now() < deadline {
+    let deadline = Deadline::after(Duration::from_secs(10));
+    while m.deaths.len() < 2 && !deadline.expired() {
         m.tick(&mut lab, Duration::from_millis(100)); // SIGCHLD -> waitpid -> fork a replacement
     }
     let dead_at = Instant::now(); // kill() returning did not mean dead; waitpid's report does
-    while m.active() < m.want && m.stop_by.is_none() && Instant::now() < deadline {
+    while m.active() < m.want && m.replacing() && !deadline.expired() {
         m.tick(&mut lab, Duration::from_millis(100)); // a crash-loop back-off may delay one
     }
     // ANCHOR_END: kill
@@ -572,8 +666,9 @@ fn demo(mut lab: Lab, mut m: Master) -> ! {
     let new: Vec<Pid> = m.pids().into_iter().filter(|p| !old.contains(p)).collect();
     report::under_load(&mut lab, &log, killed_at, dead_at, &new);
     let died = |pid: Pid| m.deaths.iter().find(|d| d.pid == pid).cloned();
-    let gentle_ok = died(gentle).is_some_and(|d| d.code == Some(0));
-    let brutal_ok = died(brutal).is_some_and(|d| d.signal == Some(Signal::SIGKILL));
+    let gentle_ok = died(gentle).is_some_and(|d| d.status.code() == Some(0));
+    let brutal_ok =
+        died(brutal).is_some_and(|d| d.status.signal() == Some(Signal::SIGKILL));
     let alive = m.pids().iter().filter(|p| procfacts::exists(p.as_raw())).count();
     lab.check(
         "replaced",
@@ -593,7 +688,7 @@ fn demo(mut lab: Lab, mut m: Master) -> ! {
     );
 
     if m.stop_by.is_some() {
-        // Someone else sent SIGTERM or SIGQUIT: stop here, honestly.
+        // Someone sent SIGQUIT: stop here, honestly.
         while !m.tick(&mut lab, Duration::from_millis(200)) {}
         m.check_stopped(&mut lab);
         lab.check(
@@ -605,6 +700,9 @@ fn demo(mut lab: Lab, mut m: Master) -> ! {
     }
 
     lab.section("4. Graceful stop: SIGTERM to the master with a request in flight");
+    // From here SIGTERM is blocked and the master's loop takes it (threads inherit the mask).
+    SigSet::from(Signal::SIGTERM).thread_block().or_die("pthread_sigmask");
+    m.signals.add(Signal::SIGTERM);
     // ANCHOR: graceful
     let in_flight = std::thread::spawn(move || get(port, "/work?ms=600"));
     let sleeper = procfacts::poll_until(Duration::from_secs(10), || {
@@ -612,7 +710,6 @@ fn demo(mut lab: Lab, mut m: Master) -> ! {
             .into_iter()
             .find(|&p| blocked_in(p, libc::SYS_clock_nanosleep, "nanosleep"))
     });
-    report::in_flight(&mut lab, sleeper);
     let stop_at = Instant::now();
     kill(me, Signal::SIGTERM).or_die("kill"); // the master signals itself; its loop takes it
     let before = m.deaths.len();
@@ -620,15 +717,21 @@ fn demo(mut lab: Lab, mut m: Master) -> ! {
     let stopped_in = stop_at.elapsed();
     let answer = in_flight.join().expect("in-flight thread");
     // ANCHOR_END: graceful
+    // A SIGTERM from anyone else from now on ends the lab (the harness's handler).
+    SigSet::from(Signal::SIGTERM).thread_unblock().or_die("pthread_sigmask");
+    report::in_flight(&mut lab, sleeper);
     report::in_flight_answer(&mut lab, &answer, stopped_in);
-    lab.check(
+    let told = matches!(&answer, Ok((200, b)) if b.contains("slept 600 ms") && b.contains("told to stop"));
+    check!(
+        lab,
         "in_flight_finished",
-        sleeper.is_some() && matches!(&answer, Ok((200, b)) if b.contains("slept 600 ms")),
-        "the request in flight when SIGTERM came was answered 200 before its worker exited",
+        sleeper.is_some() && told,
+        "the request in flight when SIGTERM came was answered 200 (and the worker \
+         says it was told to stop meanwhile) before its worker exited"
     );
     let last = &m.deaths[before..];
     let (workers, clean) =
-        (last.len(), last.iter().filter(|d| d.code == Some(0)).count());
+        (last.len(), last.iter().filter(|d| d.status.code() == Some(0)).count());
     let refused = matches!(connect(port), Err(e) if e.contains("refused"));
     report::after_stop(&mut lab, clean, workers, m.stragglers, refused);
     let clean_stop = m.check_stopped(&mut lab);

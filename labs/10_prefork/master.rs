@@ -6,13 +6,20 @@ use super::serve::Bufs;
 use super::Cfg;
 use nix::sys::signal::{kill, SigSet, Signal};
 use nix::unistd::{getpid, Pid};
-use proclab::Lab;
+use proclab::{clock, Lab, Status};
 use serde_json::json;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+/// Lab time (the monotonic clock without `--step` pauses), for the master's clocks: a
+/// pause at a prompt never makes a deadline pass or a worker look old.
+pub fn lab_now() -> Duration {
+    Duration::from_nanos(clock::lab_ns())
+}
 
 pub struct Worker {
     pub pid: Pid,
-    pub born: Instant,
+    /// When it was forked, in lab time.
+    pub born: Duration,
     /// Told to stop (SIGTTOU, SIGHUP): not replaced when it dies.
     pub retiring: bool,
 }
@@ -21,8 +28,7 @@ pub struct Worker {
 #[derive(Clone, Debug)]
 pub struct Death {
     pub pid: Pid,
-    pub code: Option<i32>,
-    pub signal: Option<Signal>,
+    pub status: Status,
 }
 
 /// The supervisor: its workers, the deaths it reaped, and the state of its loop.
@@ -33,12 +39,17 @@ pub struct Master {
     pub workers: Vec<Worker>,
     pub bufs: Bufs,
     pub signals: SigSet,
+    /// Signals that, sent by anyone but the master itself, end the lab (the demo): the
+    /// master hands them back to the harness's handler, which cleans up and dies of them.
+    pub interrupts: SigSet,
+    /// Tests only: the master does not replace a dead worker.
+    pub no_replacement: bool,
     pub grace: Duration,
     /// Consecutive deaths of young workers (a crash loop).
     pub streak: u32,
-    pub next_spawn: Instant,
-    /// When stopping: the deadline after which the rest get SIGKILL.
-    pub stop_by: Option<Instant>,
+    pub next_spawn: Duration,
+    /// When stopping: the deadline (lab time) after which the rest get SIGKILL.
+    pub stop_by: Option<Duration>,
     /// SIGHUP: old workers still to be replaced, one at a time.
     pub rolling: Vec<Pid>,
     pub deaths: Vec<Death>,
@@ -48,7 +59,13 @@ pub struct Master {
 }
 
 impl Master {
-    pub fn new(cfg: Cfg, want: usize, signals: SigSet, grace: Duration) -> Master {
+    pub fn new(
+        cfg: Cfg,
+        want: usize,
+        signals: SigSet,
+        interrupts: SigSet,
+        grace: Duration,
+    ) -> Master {
         Master {
             cfg,
             me: getpid(),
@@ -56,9 +73,11 @@ impl Master {
             workers: Vec::new(),
             bufs: Bufs::new(),
             signals,
+            interrupts,
+            no_replacement: proclab::test_removes("no_replacement"),
             grace,
             streak: 0,
-            next_spawn: Instant::now(),
+            next_spawn: lab_now(),
             stop_by: None,
             rolling: Vec::new(),
             deaths: Vec::new(),
@@ -69,6 +88,11 @@ impl Master {
 
     pub fn pids(&self) -> Vec<Pid> {
         self.workers.iter().map(|w| w.pid).collect()
+    }
+
+    /// True while a replacement is due (forked once its back-off is over).
+    pub fn replacing(&self) -> bool {
+        !self.reasons.is_empty()
     }
 
     /// Workers not told to stop.

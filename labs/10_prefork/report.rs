@@ -7,14 +7,19 @@ use super::master::Death;
 use crate::http::{worker_of, Resp};
 use nix::sys::signal::Signal;
 use nix::unistd::{getpid, Pid};
-use proclab::{plain, Lab};
+use proclab::{observe, Lab};
 use serde_json::json;
-use std::collections::BTreeMap;
 use std::os::fd::RawFd;
 use std::time::{Duration, Instant};
 
-pub fn listening(lab: &mut Lab, args: &Args, port: u16, workers: usize) {
-    let (model, reuseport) = (args.model, args.reuseport);
+pub fn listening(
+    lab: &mut Lab,
+    args: &Args,
+    port: u16,
+    workers: usize,
+    reuseport: bool,
+) {
+    let model = args.model;
     lab.observe(
         "listening",
         json!({"port": port, "workers": workers, "model": format!("{model:?}").to_lowercase(),
@@ -43,11 +48,10 @@ pub fn worker_started(lab: &mut Lab, child: Pid, why: &str) {
     );
 }
 
-/// A death as waitpid decoded it (`cause`), and what the master does about it.
+/// A death as waitpid told it, and what the master does about it.
 pub fn worker_died(
     lab: &mut Lab,
     d: &Death,
-    cause: &str,
     age: Duration,
     replace: bool,
     delay: Duration,
@@ -59,12 +63,15 @@ pub fn worker_died(
             format!("crash loop: replacement in {} ms", delay.as_millis())
         }
     };
-    let pid = d.pid;
-    lab.observe(
+    observe!(
+        lab,
         "worker_died",
-        json!({"pid": pid.as_raw(), "code": d.code, "signal": d.signal.map(|s| s.as_str()),
-               "age_ms": age.as_millis() as u64, "replaced": replace, "delay_ms": delay.as_millis() as u64}),
-        format_args!("waitpid: worker {pid} {cause} after {:.1} s; {then}", age.as_secs_f64()),
+        "waitpid: worker {pid} {status} after {age_ms} ms; {then}",
+        pid = d.pid.as_raw(),
+        status = d.status,
+        age_ms = age.as_millis() as u64,
+        replaced = replace,
+        delay_ms = delay.as_millis() as u64
     );
 }
 
@@ -76,49 +83,31 @@ pub fn stop(lab: &mut Lab, sig: Signal, why: &str, workers: usize) {
     );
 }
 
-pub fn worker_socket(
-    lab: &mut Lab,
-    pid: Pid,
-    fd: RawFd,
-    sock: &str,
-    accepting: bool,
-) {
-    lab.observe(
+pub fn worker_socket(lab: &mut Lab, pid: Pid, fd: Option<RawFd>, sock: &str) {
+    let seen = match fd {
+        Some(fd) => format!("blocked in accept4 on fd {fd} -> {sock}"),
+        None => "not seen in accept4".into(),
+    };
+    observe!(
+        lab,
         "worker_socket",
-        json!({"pid": pid.as_raw(), "fd": fd, "socket": sock, "in_accept4": accepting}),
-        format_args!(
-            "worker {pid}: fd {fd} -> {sock}; /proc/{pid}/syscall: {}",
-            if accepting {
-                "blocked in accept4"
-            } else {
-                "not seen in accept4"
-            }
-        ),
+        "worker {pid}: /proc/{pid}/syscall: {seen}",
+        pid = pid.as_raw(),
+        fd,
+        socket = sock,
+        in_accept4 = fd.is_some()
     );
 }
 
-/// The table of requests per worker.
-pub fn spread(lab: &mut Lab, per_worker: &BTreeMap<i32, usize>) {
-    let total: usize = per_worker.values().sum();
-    let rows: Vec<Vec<String>> = per_worker
-        .iter()
-        .map(|(pid, k)| {
-            vec![
-                pid.to_string(),
-                k.to_string(),
-                format!("{:.0}%", 100.0 * *k as f64 / total.max(1) as f64),
-            ]
-        })
-        .collect();
-    plain!("  3 clients x 20 requests, one connection each:");
-    lab.table("spread", &["worker", "requests", "share"], &rows);
-}
-
-pub fn keepalive(lab: &mut Lab, ka: &[i32]) {
-    lab.observe(
+pub fn keepalive(lab: &mut Lab, answered: usize, ka: &[i32]) {
+    let pids = ka.iter().map(|p| p.to_string()).collect::<Vec<_>>().join(", ");
+    observe!(
+        lab,
         "keepalive",
-        json!({"workers": ka}),
-        format_args!("10 requests on one keep-alive connection were served by worker(s) {ka:?}"),
+        "{answered} of 10 requests on one keep-alive connection were answered, \
+         by worker(s) {pids}",
+        answered,
+        workers = ka
     );
 }
 
@@ -162,20 +151,24 @@ pub fn in_flight(lab: &mut Lab, sleeper: Option<Pid>) {
         "in_flight",
         json!({"pid": sleeper.map(|p| p.as_raw())}),
         match sleeper {
-            Some(p) => format!("worker {p} is in clock_nanosleep (/proc/{p}/syscall): the request is in flight"),
+            Some(p) => format!("worker {p} was in clock_nanosleep (/proc/{p}/syscall) when SIGTERM was sent: the request was in flight"),
             None => "no worker was seen serving /work".into(),
         },
     );
 }
 
 pub fn in_flight_answer(lab: &mut Lab, answer: &Resp, stopped_in: Duration) {
-    lab.observe(
+    let text = match answer {
+        Ok((code, body)) => format!("{code} \"{}\"", body.trim_end()),
+        Err(e) => format!("no answer ({e})"),
+    };
+    observe!(
+        lab,
         "in_flight_answer",
-        json!({"ok": ok(answer), "answer": format!("{answer:?}"), "stop_ms": stopped_in.as_millis() as u64}),
-        format_args!(
-            "the in-flight request got {answer:?}; all workers gone {:.2} s after SIGTERM",
-            stopped_in.as_secs_f64()
-        ),
+        "the in-flight request got {answer}; all workers gone {stop_ms} ms after SIGTERM",
+        ok = ok(answer),
+        answer = text,
+        stop_ms = stopped_in.as_millis() as u64
     );
 }
 

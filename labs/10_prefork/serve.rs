@@ -147,7 +147,7 @@ pub fn serve_connection(fd: RawFd, bufs: &mut Bufs, cfg: &Cfg, me: i32) -> u64 {
         };
         let keep = match parse(&bufs.req[..end]) {
             Ok(req) => {
-                let conn = if STOP.load(Ordering::SeqCst) {
+                let conn = if STOP.load(Ordering::SeqCst) || cfg.close_each {
                     Conn::Close
                 } else {
                     req.conn
@@ -191,7 +191,11 @@ fn route(req: &Req, me: i32, w: &mut SliceWriter) -> u16 {
         b"/work" => match param(req.query, b"ms").filter(|&ms| ms <= 10_000) {
             Some(ms) => {
                 sleep_ms(ms); // stands for a blocking call: a database, a disk, another service
-                let _ = writeln!(w, "worker {me} slept {ms} ms");
+                let _ = write!(w, "worker {me} slept {ms} ms");
+                if STOP.load(Ordering::SeqCst) {
+                    let _ = write!(w, ", told to stop meanwhile");
+                }
+                let _ = writeln!(w);
                 200
             }
             None => {

@@ -39,7 +39,7 @@ pub fn serve(
         getpid()
     );
     let graceful = loop {
-        match wait_signal(signals, Duration::from_secs(1)) {
+        match wait_signal(signals, Duration::from_secs(1)).map(|(s, _)| s) {
             Some(Signal::SIGTERM) => break true,
             Some(Signal::SIGINT | Signal::SIGQUIT) => break false,
             Some(s @ (Signal::SIGTTIN | Signal::SIGTTOU | Signal::SIGHUP)) => {
