@@ -12,7 +12,8 @@
 //! - [`errors`]: `error: waitpid: ECHILD (No child processes)` on stderr, exit 1.
 //! - [`measure`]: a stopwatch and min / median / p99 summaries.
 //! - [`clock`]: the monotonic clock, and deadlines that `--step` pauses do not use up.
-//! - [`wait`]: how a child ended, as TLPI prints it (`exited, status 7`).
+//! - [`wait`]: how a child ended, as TLPI prints it (`exited, status 7`), and
+//!   `waitpid_by`, a waitpid with a deadline.
 //! - [`lifeline`]: descendants that end when the lab dies, even by SIGKILL.
 //! - [`cpu`]: pin to a CPU; [`bytes`]: a test pattern and a checksum.
 //!

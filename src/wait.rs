@@ -1,10 +1,12 @@
 //! How a child ended, the way a reader of TLPI expects it: `exited, status 7`,
 //! `killed by SIGKILL`, `killed by SIGSEGV (core dumped)`, `stopped by SIGSTOP`. In JSON:
 //! `{"exited": 7}`, `{"signal": "SIGKILL", "core_dumped": false}`, `{"stopped": "SIGSTOP"}`,
-//! and a failed `waitpid` as `{"error": "ECHILD"}`.
+//! and a failed `waitpid` as `{"error": "ECHILD"}`. [`waitpid_by`] waits with a deadline.
 
+use crate::clock::Deadline;
 use nix::errno::Errno;
-use nix::sys::wait::WaitStatus;
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::Pid;
 use serde::ser::{Serialize, SerializeMap, Serializer};
 use std::fmt;
 
@@ -92,6 +94,22 @@ impl Serialize for Status {
     }
 }
 
+/// `waitpid(pid, 0)` with a deadline in lab time (`--step` pauses do not count): how
+/// the child ended, or None if it was still running when `deadline` passed. `pid` -1
+/// waits for any child. A failing `waitpid` (ECHILD) is a status too. It polls with
+/// WNOHANG every millisecond: a child that does not end never hangs the lab.
+pub fn waitpid_by(pid: Pid, deadline: Deadline) -> Option<Status> {
+    loop {
+        match waitpid(pid, Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::StillAlive) if deadline.expired() => return None,
+            Ok(WaitStatus::StillAlive) | Err(Errno::EINTR) => {
+                std::thread::sleep(std::time::Duration::from_millis(1))
+            }
+            other => return Some(Status(other)),
+        }
+    }
+}
+
 /// `ECHILD (No child processes)`.
 pub fn errno_text(e: Errno) -> String {
     format!("{e:?} ({})", e.desc())
@@ -101,7 +119,6 @@ pub fn errno_text(e: Errno) -> String {
 mod tests {
     use super::*;
     use nix::sys::signal::Signal;
-    use nix::unistd::Pid;
 
     #[test]
     fn reads_like_tlpi_and_serialises_with_fields() {
@@ -127,5 +144,21 @@ mod tests {
             serde_json::to_value(failed).unwrap(),
             serde_json::json!({"error": "ECHILD"})
         );
+    }
+
+    #[test]
+    fn waitpid_by_gives_up_at_the_deadline_and_then_reaps() {
+        // SAFETY: the child calls only nanosleep and _exit (async-signal-safe).
+        let child = match unsafe { nix::unistd::fork() }.expect("fork") {
+            nix::unistd::ForkResult::Child => unsafe {
+                libc::usleep(200_000);
+                libc::_exit(7)
+            },
+            nix::unistd::ForkResult::Parent { child } => child,
+        };
+        let soon = Deadline::after(std::time::Duration::from_millis(20));
+        assert_eq!(waitpid_by(child, soon), None, "still asleep at 20 ms");
+        let later = Deadline::after(std::time::Duration::from_secs(10));
+        assert_eq!(waitpid_by(child, later).and_then(|s| s.code()), Some(7));
     }
 }
