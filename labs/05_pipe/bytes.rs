@@ -1,15 +1,13 @@
-//! Byte plumbing of the pipe lab: read/write loops, the checksum and the test pattern, the
-//! count of torn records, and the memcpy baseline. `write_all`, `read_full` and `fnv1a` are
-//! async-signal-safe and allocation-free: children use them after fork.
+//! Byte plumbing of the pipe lab: reading until EOF, the count of torn records, and the
+//! memcpy baseline. The checksum and the pattern are the harness's (`proclab::bytes`).
 
 use nix::errno::Errno;
 use nix::fcntl::{fcntl, FcntlArg, OFlag};
 use nix::unistd::read;
+use proclab::bytes::pattern;
 use proclab::{OrDie, Stopwatch};
 use std::os::fd::OwnedFd;
 use std::time::Duration;
-
-pub use proclab::fdio::{read_full, write_all};
 
 /// Read until EOF; returns the bytes read.
 pub fn drain(rx: &OwnedFd, buf: &mut [u8]) -> usize {
@@ -32,29 +30,6 @@ pub fn drain_nonblocking(rx: &OwnedFd, buf: &mut [u8]) {
             break;
         }
     }
-}
-
-pub const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
-
-/// FNV-1a, continued from `h` over `bytes` (no allocation: fine in a child).
-pub fn fnv1a(mut h: u64, bytes: &[u8]) -> u64 {
-    for &b in bytes {
-        h = (h ^ b as u64).wrapping_mul(0x0100_0000_01b3);
-    }
-    h
-}
-
-/// `len` pseudo-random bytes (xorshift), different for each `seed`.
-pub fn pattern(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = 0x9e37_79b9_7f4a_7c15u64 ^ seed;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
 }
 
 /// What the writers' race left in the pipe.

@@ -32,27 +32,40 @@ mod bytes;
 mod report;
 
 use args::Args;
-use bytes::{
-    drain, drain_nonblocking, fnv1a, memcpy_time, pattern, read_full, tally,
-    write_all, Race, FNV_OFFSET,
-};
+use bytes::{drain, drain_nonblocking, memcpy_time, tally, Race};
 use clap::Parser;
 use nix::errno::Errno;
 use nix::fcntl::{fcntl, FcntlArg, OFlag};
-use nix::sched::{sched_getaffinity, sched_setaffinity, CpuSet};
 use nix::sys::signal::{kill, Signal};
-use nix::sys::wait::{waitpid, WaitStatus};
-use nix::unistd::{pipe, read, write, ForkResult, Pid};
-use proclab::procfacts;
+use nix::sys::wait::waitpid;
+use nix::unistd::{getpid, pipe, read, write, ForkResult, Pid};
+use proclab::bytes::{fnv1a, pattern, FNV_OFFSET};
+use proclab::fdio::{read_full, write_all};
+use proclab::wait::waitpid_by;
 use proclab::{
     cleanup, flush_stdout, say, Lab, OrDie, Stopwatch, Summary, Watchdog,
 };
+use proclab::{cpu, lifeline, procfacts, Deadline, Status};
 use report::Stuck;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 const PIPE_BUF: usize = libc::PIPE_BUF; // 4096 on Linux
+
+/// The net under every scenario whose children should end by themselves: one that hangs
+/// is killed at this deadline (lab time), so every read, write and waitpid on it ends.
+const NET: Duration = Duration::from_secs(30);
+
+/// Kill `kids` at [`NET`] unless the watchdog is disarmed first.
+fn net(kids: &[Pid]) -> Watchdog {
+    let kids = kids.to_vec();
+    Watchdog::arm(NET, move || {
+        kids.iter().for_each(|&k| {
+            let _ = kill(k, Signal::SIGKILL);
+        })
+    })
+}
 
 fn main() {
     let args = Args::parse();
@@ -62,7 +75,14 @@ fn main() {
         &args.common,
     );
     let deadline = Duration::from_millis(args.deadline_ms);
-    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let cpus = cpu::allowed();
+    let me = getpid().as_raw();
+    // Tests only: each switch removes one phenomenon, and its check must turn.
+    let short_write = proclab::test_removes("short_write");
+    let no_forgotten_end = proclab::test_removes("no_forgotten_end");
+    let parent_keeps_end = proclab::test_removes("parent_keeps_write_end");
+    let exchange_fits = proclab::test_removes("exchange_fits");
+    let sigpipe_inherited = proclab::test_removes("sigpipe_inherited");
 
     lab.section("1. One-way: parent to child, unused ends closed");
     let msg = pattern(args.bytes as usize, 1);
@@ -77,6 +97,7 @@ fn main() {
     // buffer allocated before fork. fork_tracked = fork + cleanup::track, Ctrl-C-proof.
     let child = match unsafe { cleanup::fork_tracked() } {
         ForkResult::Child => {
+            lifeline::die_with_parent(me); // SIGKILL if the lab dies
             drop(tx); // close(2) our copy of the write end, or we never see EOF
             drop(back_rx);
             let (mut len, mut sum) = (0u64, FNV_OFFSET);
@@ -99,13 +120,16 @@ fn main() {
     };
     // ANCHOR_END: oneway
     // ANCHOR: oneway_parent
+    let dog = net(&[child]);
     drop(rx); // close(2) the parent's read end: only the child reads
     drop(back_tx);
-    write_all(&tx, &msg).or_die("write"); // blocks whenever the pipe is full, until the child reads
+    let sent = if short_write { &msg[..msg.len() / 2] } else { &msg[..] };
+    let wrote = write_all(&tx, sent).is_ok(); // blocks whenever the pipe is full, until the child reads
     drop(tx); // close(2) the last write end: the child's next read returns 0 (EOF)
     let mut report = [0u8; 16];
-    let got = read_full(&back_rx, &mut report).or_die("read");
-    let status = waitpid(child, None).or_die("waitpid");
+    let got = read_full(&back_rx, &mut report).unwrap_or(0);
+    let status = Status(waitpid(child, None));
+    dog.disarm();
     cleanup::forget(child);
     // ANCHOR_END: oneway_parent
     let recv_len = u64::from_le_bytes(report[..8].try_into().unwrap_or_default());
@@ -120,7 +144,7 @@ fn main() {
     );
     lab.check(
         "bytes_intact",
-        got == 16 && recv_len == sent_len && recv_sum == sent_sum && status == WaitStatus::Exited(child, 0),
+        wrote && got == 16 && recv_len == sent_len && recv_sum == sent_sum && status.code() == Some(0),
         format_args!("the {sent_len} bytes arrived intact: same length and checksum on both sides"),
     );
 
@@ -131,14 +155,24 @@ fn main() {
         flush_stdout();
         // SAFETY: the child only reads, closes, calls say! and _exits.
         let child = match unsafe { cleanup::fork_tracked() } {
-            ForkResult::Child => reader_child(rx, tx, closes_own, &mut buf),
+            ForkResult::Child => {
+                lifeline::die_with_parent(me);
+                reader_child(rx, tx, closes_own || no_forgotten_end, &mut buf)
+            }
             ForkResult::Parent { child } => child,
         };
         drop(rx);
         write_all(&tx, b"hello, then nothing more").or_die("write");
-        drop(tx); // the parent is done writing: its write end is closed
+        // The parent is done writing: it closes its write end (tests only: it forgets).
+        let kept = if parent_keeps_end {
+            Some(tx)
+        } else {
+            drop(tx);
+            None
+        };
         let (statuses, fired, stuck) =
             wait_or_break(&[child], "pipe_read", deadline);
+        drop(kept);
         let status = statuses[0];
         report::eof(
             &mut lab,
@@ -150,11 +184,9 @@ fn main() {
             args.deadline_ms,
         );
         eof_ok[i] = if closes_own {
-            stuck.is_empty() && status == WaitStatus::Exited(child, 0)
+            stuck.is_empty() && status.code() == Some(0)
         } else {
-            fired
-                && !stuck.is_empty()
-                && status == WaitStatus::Signaled(child, Signal::SIGKILL, false)
+            fired && !stuck.is_empty() && status.signal() == Some(Signal::SIGKILL)
         };
     }
     lab.check(
@@ -194,12 +226,14 @@ fn main() {
     // SAFETY: the child only writes (a buffer allocated before fork), closes and _exits.
     let writer = match unsafe { cleanup::fork_tracked() } {
         ForkResult::Child => {
+            lifeline::die_with_parent(me);
             drop(rx);
             let ok = write_all(&tx, &data).is_ok(); // blocks once the pipe is full
             unsafe { libc::_exit(if ok { 0 } else { 1 }) }
         }
         ForkResult::Parent { child } => child,
     };
+    let dog = net(&[writer]);
     drop(tx);
     let parked = procfacts::poll_until(Duration::from_secs(10), || {
         let (s, w) = (
@@ -210,13 +244,14 @@ fn main() {
     });
     let queued = bytes_queued(&rx); // FIONREAD: bytes in the pipe right now
     let drained = drain(&rx, &mut buf); // read until EOF: the writer wakes and finishes
-    let status = waitpid(writer, None).or_die("waitpid");
+    let status = Status(waitpid(writer, None));
     // ANCHOR_END: parked
+    dog.disarm();
     cleanup::forget(writer);
     report::parked(&mut lab, writer, &parked, queued, drained, total, status);
     lab.check(
         "writer_parked_until_drained",
-        parked.is_some() && queued == size && drained == total && status == WaitStatus::Exited(writer, 0),
+        parked.is_some() && queued == size && drained == total && status.code() == Some(0),
         "a blocking writer sleeps in pipe_write while the pipe is full, and finishes once the reader drains",
     );
 
@@ -268,7 +303,7 @@ fn main() {
     let races: Vec<(usize, Race)> = [PIPE_BUF, args.big as usize]
         .into_iter()
         .map(|rec| {
-            let r = race(writers, records, rec);
+            let r = race(me, writers, records, rec);
             report::race(&mut lab, args.writers, args.records, rec, &r);
             (rec, r)
         })
@@ -287,23 +322,22 @@ fn main() {
     );
 
     lab.section("5. Two-way: request and reply, and the deadlock it risks");
-    let placements: &[(&str, Option<(usize, usize)>)] = if cpus >= 2 {
-        &[
-            ("same CPU (0 and 0)", Some((0, 0))),
-            ("different CPUs (0 and 1)", Some((0, 1))),
-            ("unpinned", None),
-        ]
-    } else {
-        &[("unpinned (one CPU)", None)]
+    let placements: Vec<(String, Option<(usize, usize)>)> = match cpus[..] {
+        [a, b, ..] => vec![
+            (format!("same CPU ({a} and {a})"), Some((a, a))),
+            (format!("different CPUs ({a} and {b})"), Some((a, b))),
+            ("unpinned".to_string(), None),
+        ],
+        _ => vec![("unpinned (one CPU)".to_string(), None)],
     };
-    let rtts: Vec<(&str, Summary, usize)> = placements
-        .iter()
-        .map(|&(label, cpus_pair)| {
-            let (summary, correct) = ping_pong(args.rounds as usize, cpus_pair);
+    let rtts: Vec<(String, Summary, usize)> = placements
+        .into_iter()
+        .map(|(label, cpus_pair)| {
+            let (summary, correct) = ping_pong(me, args.rounds as usize, cpus_pair);
             (label, summary, correct)
         })
         .collect();
-    report::rtt(&mut lab, &rtts, args.rounds, cpus >= 2);
+    report::rtt(&mut lab, &rtts, args.rounds, cpus.len() >= 2);
     lab.check(
         "request_reply",
         rtts.iter().all(|&(_, _, correct)| correct == args.rounds as usize),
@@ -312,18 +346,13 @@ fn main() {
 
     let mut dl = [false; 2];
     for (i, reader_first) in [false, true].into_iter().enumerate() {
-        let (statuses, fired, stuck) = exchange(2 * size, reader_first, deadline);
-        report::exchange(
-            &mut lab,
-            2 * size,
-            reader_first,
-            fired,
-            &stuck,
-            &statuses,
-        );
+        // Twice what the pipe holds (tests only: half, which fits).
+        let message = if exchange_fits { size / 2 } else { 2 * size };
+        let (statuses, fired, stuck) =
+            exchange(me, message, reader_first, deadline);
+        report::exchange(&mut lab, message, reader_first, fired, &stuck, &statuses);
         dl[i] = if reader_first {
-            stuck.is_empty()
-                && statuses.iter().all(|s| matches!(s, WaitStatus::Exited(_, 0)))
+            stuck.is_empty() && statuses.iter().all(|s| s.code() == Some(0))
         } else {
             fired
                 && stuck.len() == 2
@@ -358,15 +387,21 @@ fn main() {
         // SAFETY: the child only calls signal, write and _exit (async-signal-safe).
         let child = match unsafe { cleanup::fork_tracked() } {
             ForkResult::Child => unsafe {
+                lifeline::die_with_parent(me);
                 let disposition =
                     if default_action { libc::SIG_DFL } else { libc::SIG_IGN };
-                libc::signal(libc::SIGPIPE, disposition); // default: the write kills us
+                if !sigpipe_inherited {
+                    libc::signal(libc::SIGPIPE, disposition); // default: the write kills us
+                }
                 let r = libc::write(tx.as_raw_fd(), b"x".as_ptr().cast(), 1); // no reader left
                 libc::_exit(if r < 0 { Errno::last_raw() } else { 0 }) // exit status = errno
             },
             ForkResult::Parent { child } => child,
         };
-        let status = waitpid(child, None).or_die("waitpid");
+        let status = waitpid_by(child, Deadline::after(NET)).unwrap_or_else(|| {
+            let _ = kill(child, Signal::SIGKILL); // it neither wrote nor died
+            Status(waitpid(child, None))
+        });
         // ANCHOR_END: sigpipe
         cleanup::forget(child);
         report::sigpipe(&mut lab, default_action, child, status);
@@ -374,12 +409,12 @@ fn main() {
     }
     lab.check(
         "sigpipe_kills",
-        matches!(results[0], WaitStatus::Signaled(_, Signal::SIGPIPE, _)),
+        results[0].signal() == Some(Signal::SIGPIPE),
         "with SIGPIPE at its default, writing to a pipe without readers kills the writer (wait status: signal SIGPIPE)",
     );
     lab.check(
         "epipe_when_ignored",
-        matches!(results[1], WaitStatus::Exited(_, c) if c == Errno::EPIPE as i32),
+        results[1].code() == Some(Errno::EPIPE as i32),
         "with SIGPIPE ignored, write fails with EPIPE (32) instead",
     );
 
@@ -387,19 +422,21 @@ fn main() {
     let total = (args.mib as usize) << 20;
     let mut rows = Vec::new();
     let mut all_bytes = true;
-    // Both processes on CPU 0 (section 5 shows why placement matters); median of 3 runs.
-    let allowed = sched_getaffinity(Pid::from_raw(0)).or_die("sched_getaffinity");
-    pin(0); // the child inherits the affinity across fork
+    // Both processes on one CPU (section 5 shows why placement matters); the fastest of
+    // 3 runs, for the pipe and for memcpy alike: other programs can only add time.
+    let _ = cpu::pin(cpus[0]); // the child inherits the affinity across fork
     for chunk in [4usize << 10, 64 << 10, 1 << 20] {
         let mut runs: Vec<(u64, Duration)> =
-            (0..3).map(|_| pipe_throughput(chunk, total)).collect();
+            (0..3).map(|_| pipe_throughput(me, chunk, total)).collect();
         runs.sort_by_key(|r| r.1);
         all_bytes &= runs.iter().all(|r| r.0 == total as u64);
-        let (moved, took) = runs[1];
-        rows.push((chunk, moved, took, memcpy_time(chunk, total)));
+        let (moved, took) = runs[0];
+        let copy =
+            (0..3).map(|_| memcpy_time(chunk, total)).min().unwrap_or_default();
+        rows.push((chunk, moved, took, copy));
     }
-    sched_setaffinity(Pid::from_raw(0), &allowed).or_die("sched_setaffinity"); // unpin
-    report::throughput(&mut lab, total, &rows);
+    let _ = cpu::unpin();
+    report::throughput(&mut lab, total, cpus[0], &rows);
     lab.check(
         "throughput_bytes_complete",
         all_bytes,
@@ -448,7 +485,7 @@ fn wait_or_break(
     kids: &[Pid],
     wchan: &'static str,
     deadline: Duration,
-) -> (Vec<WaitStatus>, bool, Vec<Stuck>) {
+) -> (Vec<Status>, bool, Vec<Stuck>) {
     let seen: Arc<Mutex<Vec<Stuck>>> = Arc::default();
     let (record, watched) = (seen.clone(), kids.to_vec());
     let dog = Watchdog::arm(deadline, move || {
@@ -472,8 +509,8 @@ fn wait_or_break(
             }
         }
     });
-    let statuses =
-        kids.iter().map(|&k| waitpid(k, None).or_die("waitpid")).collect(); // returns when each ends or is killed
+    // Returns when each ends or is killed (the watchdog kills by 5 s past the deadline).
+    let statuses = kids.iter().map(|&k| Status(waitpid(k, None))).collect();
     let fired = dog.disarm();
     // ANCHOR_END: watchdog
     kids.iter().for_each(|&k| cleanup::forget(k));
@@ -484,7 +521,7 @@ fn wait_or_break(
 /// `writers` processes each write `records` records of `size` bytes (all bytes of a record
 /// are the writer's letter) to one pipe, all released at once; the parent reads everything
 /// and counts the records whose bytes are not all from one writer.
-fn race(writers: usize, records: usize, size: usize) -> Race {
+fn race(me: i32, writers: usize, records: usize, size: usize) -> Race {
     let (rx, tx) = pipe().or_die("pipe");
     let (gate_rx, gate_tx) = pipe().or_die("pipe"); // closing gate_tx releases every writer at once
     let mut kids = Vec::new();
@@ -495,6 +532,7 @@ fn race(writers: usize, records: usize, size: usize) -> Race {
         // SAFETY: the child only reads, writes (buffers allocated before fork) and _exits.
         match unsafe { cleanup::fork_tracked() } {
             ForkResult::Child => {
+                lifeline::die_with_parent(me);
                 drop(gate_tx);
                 let _ = read(&gate_rx, &mut [0u8; 1]); // wait for the gate: EOF when it closes
                 for _ in 0..records {
@@ -511,42 +549,40 @@ fn race(writers: usize, records: usize, size: usize) -> Race {
         // ANCHOR_END: race
     }
     drop((gate_rx, tx));
+    let dog = net(&kids);
     let mut all = vec![0u8; writers * records * size];
     drop(gate_tx); // go
-    let got = read_full(&rx, &mut all).or_die("read");
+    let got = read_full(&rx, &mut all).unwrap_or(0);
     for k in kids {
-        waitpid(k, None).or_die("waitpid");
+        let _ = waitpid(k, None);
         cleanup::forget(k);
     }
+    dog.disarm();
     tally(&all[..got], writers, size)
-}
-
-/// Pin the calling process to one CPU.
-fn pin(cpu: usize) {
-    let mut set = CpuSet::new();
-    if set.set(cpu).is_ok() {
-        let _ = sched_setaffinity(Pid::from_raw(0), &set); // 0 = the calling process
-    }
 }
 
 /// `rounds` request/reply round trips (8-byte request `n`, reply `2n+1`) between the parent
 /// and a child, each side pinned to its CPU if given. Returns the round-trip summary and how
 /// many replies were correct.
-fn ping_pong(rounds: usize, cpus_pair: Option<(usize, usize)>) -> (Summary, usize) {
+fn ping_pong(
+    me: i32,
+    rounds: usize,
+    cpus_pair: Option<(usize, usize)>,
+) -> (Summary, usize) {
     let (req_rx, req_tx) = pipe().or_die("pipe");
     let (rep_rx, rep_tx) = pipe().or_die("pipe");
-    let allowed = sched_getaffinity(Pid::from_raw(0)).or_die("sched_getaffinity"); // to restore after
     if let Some((p, _)) = cpus_pair {
-        pin(p);
+        let _ = cpu::pin(p);
     }
     flush_stdout();
     // ANCHOR: twoway
     // SAFETY: the child only reads, writes, pins itself and _exits.
     let child = match unsafe { cleanup::fork_tracked() } {
         ForkResult::Child => {
+            lifeline::die_with_parent(me);
             drop((req_tx, rep_rx));
             if let Some((_, c)) = cpus_pair {
-                pin(c); // sched_setaffinity: the replier's CPU
+                let _ = cpu::pin(c); // sched_setaffinity: the replier's CPU
             }
             let mut req = [0u8; 8];
             while read_full(&req_rx, &mut req) == Ok(8) {
@@ -562,22 +598,26 @@ fn ping_pong(rounds: usize, cpus_pair: Option<(usize, usize)>) -> (Summary, usiz
     // ANCHOR_END: twoway
     // ANCHOR: twoway_loop
     drop((req_rx, rep_tx));
+    let dog = net(&[child]);
     let mut samples = Vec::with_capacity(rounds);
     let mut correct = 0;
     for n in 0..rounds as u64 {
         let sw = Stopwatch::start();
-        write_all(&req_tx, &n.to_le_bytes()).or_die("write"); // request
         let mut rep = [0u8; 8];
-        read_full(&rep_rx, &mut rep).or_die("read"); // wait for the reply
+        let sent = write_all(&req_tx, &n.to_le_bytes()).is_ok(); // request
+        if !sent || read_full(&rep_rx, &mut rep) != Ok(8) {
+            break; // the replier is gone: the missing replies are counted
+        }
         samples.push(sw.elapsed());
         correct += (u64::from_le_bytes(rep) == 2 * n + 1) as usize;
     }
     drop(req_tx); // EOF for the child
 
     // ANCHOR_END: twoway_loop
-    waitpid(child, None).or_die("waitpid");
+    let _ = waitpid(child, None);
+    dog.disarm();
     cleanup::forget(child);
-    sched_setaffinity(Pid::from_raw(0), &allowed).or_die("sched_setaffinity"); // unpin
+    let _ = cpu::unpin();
     (Summary::of(&samples), correct)
 }
 
@@ -585,10 +625,11 @@ fn ping_pong(rounds: usize, cpus_pair: Option<(usize, usize)>) -> (Summary, usiz
 /// then reads too (deadlock when `bytes` exceeds the capacity), or reads first. The watchdog
 /// records the children stuck in pipe_write and kills them.
 fn exchange(
+    me: i32,
     bytes: usize,
     b_reads_first: bool,
     deadline: Duration,
-) -> (Vec<WaitStatus>, bool, Vec<Stuck>) {
+) -> (Vec<Status>, bool, Vec<Stuck>) {
     let (a_rx, b_tx) = pipe().or_die("pipe"); // B -> A
     let (b_rx, a_tx) = pipe().or_die("pipe"); // A -> B
     let out = pattern(bytes, 4);
@@ -600,6 +641,7 @@ fn exchange(
         // SAFETY: the child only reads, writes (buffers allocated before fork) and _exits.
         match unsafe { cleanup::fork_tracked() } {
             ForkResult::Child => {
+                lifeline::die_with_parent(me); // or a killed lab leaves them stuck
                 let (rx, tx) =
                     if side == 'A' { (&a_rx, &a_tx) } else { (&b_rx, &b_tx) };
                 let ok = if side == 'B' && b_reads_first {
@@ -623,7 +665,7 @@ fn exchange(
 
 /// `total` bytes through a pipe in writes of `chunk`, child writing, parent reading.
 /// Returns the bytes received and the time from the start signal to EOF.
-fn pipe_throughput(chunk: usize, total: usize) -> (u64, Duration) {
+fn pipe_throughput(me: i32, chunk: usize, total: usize) -> (u64, Duration) {
     let src = pattern(chunk, 5);
     let mut dst = vec![0u8; chunk];
     let (rx, tx) = pipe().or_die("pipe");
@@ -632,6 +674,7 @@ fn pipe_throughput(chunk: usize, total: usize) -> (u64, Duration) {
     // SAFETY: the child only reads, writes (a buffer allocated before fork) and _exits.
     let child = match unsafe { cleanup::fork_tracked() } {
         ForkResult::Child => {
+            lifeline::die_with_parent(me);
             drop((rx, gate_tx));
             let _ = read(&gate_rx, &mut [0u8; 1]); // wait for the start
             let mut sent = 0;
@@ -646,11 +689,13 @@ fn pipe_throughput(chunk: usize, total: usize) -> (u64, Duration) {
         ForkResult::Parent { child } => child,
     };
     drop((tx, gate_rx));
+    let dog = net(&[child]);
     let sw = Stopwatch::start();
     drop(gate_tx); // start
     let moved = drain(&rx, &mut dst);
     let took = sw.elapsed();
-    waitpid(child, None).or_die("waitpid");
+    let _ = waitpid(child, None);
+    dog.disarm();
     cleanup::forget(child);
     (moved as u64, took)
 }

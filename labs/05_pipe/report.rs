@@ -3,11 +3,10 @@
 //! Nothing here runs in a forked process.
 
 use super::bytes::Race;
-use nix::sys::wait::WaitStatus;
 use nix::unistd::Pid;
 use proclab::measure::{fmt_bytes, fmt_duration, fmt_rate};
 use proclab::procfacts::{self, state_name};
-use proclab::{Lab, Summary};
+use proclab::{Lab, Status, Summary};
 use serde_json::json;
 use std::time::Duration;
 
@@ -27,15 +26,15 @@ pub fn oneway(
     sent: (u64, u64),
     received: (u64, u64),
     report_bytes: usize,
-    status: WaitStatus,
+    status: Status,
 ) {
     let ((sent_len, sent_sum), (recv_len, recv_sum)) = (sent, received);
     lab.observe(
         "oneway",
         json!({"sent_len": sent_len, "sent_sum": format!("{sent_sum:016x}"), "recv_len": recv_len,
-               "recv_sum": format!("{recv_sum:016x}"), "report_bytes": report_bytes, "status": format!("{status:?}")}),
+               "recv_sum": format!("{recv_sum:016x}"), "report_bytes": report_bytes, "status": status}),
         format_args!(
-            "parent sent {} (FNV-1a {sent_sum:016x}); child {child} counted {recv_len} bytes (FNV-1a {recv_sum:016x}); {status:?}",
+            "parent sent {} (FNV-1a {sent_sum:016x}); child {child} counted {recv_len} bytes (FNV-1a {recv_sum:016x}); it {status}",
             fmt_bytes(sent_len)
         ),
     );
@@ -47,7 +46,7 @@ pub fn eof(
     closes_own: bool,
     fired: bool,
     stuck: &[Stuck],
-    status: WaitStatus,
+    status: Status,
     deadline_ms: u64,
 ) {
     let (state, wchan) =
@@ -55,16 +54,16 @@ pub fn eof(
     lab.observe(
         "eof",
         json!({"reader_closes_write_end": closes_own, "watchdog_fired": fired, "stuck": !stuck.is_empty(), "state": state.to_string(),
-               "wchan": wchan, "status": format!("{status:?}"), "deadline_ms": deadline_ms}),
+               "wchan": wchan, "status": status, "deadline_ms": deadline_ms}),
         if !stuck.is_empty() {
             format!(
-                "reader {child} still blocked {deadline_ms} ms after the last writer closed: {}, wchan {wchan}; watchdog killed it: {status:?}",
+                "reader {child} still blocked {deadline_ms} ms after the last writer closed: {}, wchan {wchan}; the watchdog ended it: {status}",
                 state_name(state)
             )
-        } else if status == WaitStatus::Exited(child, 0) {
-            format!("reader {child} saw EOF and exited by itself: {status:?}")
+        } else if status.code() == Some(0) {
+            format!("reader {child} saw EOF and exited by itself: {status}")
         } else {
-            format!("reader {child} was not seen asleep in pipe_read; it ended {status:?}")
+            format!("reader {child} was not seen asleep in pipe_read; it {status}")
         },
     );
 }
@@ -85,15 +84,15 @@ pub fn parked(
     queued: usize,
     drained: usize,
     total: usize,
-    status: WaitStatus,
+    status: Status,
 ) {
     let (state, wchan) = seen.as_ref().map_or(('?', ""), |(s, w)| (*s, w.as_str()));
     lab.observe(
         "parked",
         json!({"state": state.to_string(), "wchan": wchan, "queued": queued, "drained": drained,
-               "total": total, "status": format!("{status:?}")}),
+               "total": total, "status": status}),
         format_args!(
-            "writer {writer} of {} sat in {} (wchan {wchan}) with {queued} bytes queued; after draining {drained} bytes: {status:?}",
+            "writer {writer} of {} sat in {} (wchan {wchan}) with {queued} bytes queued; after draining {drained} bytes it {status}",
             fmt_bytes(total as u64),
             state_name(state)
         ),
@@ -177,7 +176,7 @@ pub fn race_table(lab: &mut Lab, races: &[(usize, Race)]) {
 /// replies), and, when the first two rows are same-CPU and cross-CPU, their ratio.
 pub fn rtt(
     lab: &mut Lab,
-    rows: &[(&str, Summary, usize)],
+    rows: &[(String, Summary, usize)],
     rounds: u32,
     compare: bool,
 ) {
@@ -201,10 +200,11 @@ pub fn rtt(
     if compare {
         let (same, cross) = (rows[0].1.median, rows[1].1.median);
         let ratio = cross.as_secs_f64() / same.as_secs_f64().max(1e-12);
+        let held = cross > same;
         lab.observe(
             "rtt_ratio",
-            json!({"same_ns": same.as_nanos() as u64, "cross_ns": cross.as_nanos() as u64, "ratio": (ratio * 100.0).round() / 100.0}),
-            format_args!("a round trip across CPUs took {ratio:.1}x one on the same CPU (two wake-ups each way round)"),
+            json!({"same_ns": same.as_nanos() as u64, "cross_ns": cross.as_nanos() as u64, "ratio": (ratio * 100.0).round() / 100.0, "held": held}),
+            format_args!("a round trip across CPUs took {ratio:.1}x one on the same CPU (median; two wake-ups each way round): slower across CPUs {}", if held { "held on this run" } else { "did not hold on this run" }),
         );
     }
 }
@@ -215,14 +215,14 @@ pub fn exchange(
     reader_first: bool,
     fired: bool,
     stuck: &[Stuck],
-    statuses: &[WaitStatus],
+    statuses: &[Status],
 ) {
-    let waits: Vec<String> = statuses.iter().map(|s| format!("{s:?}")).collect();
+    let waits: Vec<String> = statuses.iter().map(|s| s.to_string()).collect();
     lab.observe(
         "exchange",
         json!({"message": message, "b_reads_first": reader_first, "watchdog_fired": fired,
                "stuck": stuck.iter().map(|(p, s, w)| json!({"pid": p, "state": s.to_string(), "wchan": w})).collect::<Vec<_>>(),
-               "statuses": waits}),
+               "statuses": statuses}),
         if !stuck.is_empty() {
             let who: Vec<String> = stuck.iter().map(|(p, s, w)| format!("{p} {s} in {w}")).collect();
             format!("both sides wrote {} before reading: stuck [{}]; watchdog killed both", fmt_bytes(message as u64), who.join(", "))
@@ -249,19 +249,12 @@ pub fn sigpipe_disposition(lab: &mut Lab, ignored: bool) {
     );
 }
 
-pub fn sigpipe(
-    lab: &mut Lab,
-    default_action: bool,
-    child: Pid,
-    status: WaitStatus,
-) {
+pub fn sigpipe(lab: &mut Lab, default_action: bool, child: Pid, status: Status) {
     lab.observe(
         "sigpipe",
-        json!({"sigpipe": if default_action { "default" } else { "ignored" }, "status": format!("{status:?}"),
-               "signal": if let WaitStatus::Signaled(_, s, _) = status { Some(s as i32) } else { None },
-               "exit": if let WaitStatus::Exited(_, c) = status { Some(c) } else { None }}),
+        json!({"sigpipe": if default_action { "default" } else { "ignored" }, "status": status}),
         format_args!(
-            "SIGPIPE {}: the writer {child} ended {status:?}",
+            "SIGPIPE {}: the writer {child} {status}",
             if default_action { "at default" } else { "ignored" }
         ),
     );
@@ -271,6 +264,7 @@ pub fn sigpipe(
 pub fn throughput(
     lab: &mut Lab,
     total: usize,
+    cpu: usize,
     rows: &[(usize, u64, Duration, Duration)],
 ) {
     let table: Vec<Vec<String>> = rows
@@ -286,9 +280,19 @@ pub fn throughput(
             ]
         })
         .collect();
+    let placed = format!("write size (both on CPU {cpu})");
     lab.table(
         "throughput",
-        &["write size (both on CPU 0)", "moved", "pipe", "memcpy", "pipe/memcpy"],
+        &[&placed, "moved", "pipe", "memcpy", "pipe/memcpy"],
         &table,
+    );
+    let held = rows.iter().all(|&(_, _, took, copy)| took > copy);
+    lab.observe(
+        "below_memcpy",
+        json!({"held": held}),
+        format_args!(
+            "the pipe slower than memcpy for every write size (fastest of 3 each): {}",
+            if held { "held on this run" } else { "did not hold on this run" }
+        ),
     );
 }

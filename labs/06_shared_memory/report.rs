@@ -1,21 +1,25 @@
 //! The shm lab's reporting: each observation as JSON fields and a human line, the tables,
 //! and the long check texts. The lab file decides what is checked; this only says it.
 
-use super::args::Args;
 use super::Method;
-use nix::sys::wait::WaitStatus;
 use nix::unistd::Pid;
 use proclab::measure::{fmt_bytes, fmt_duration, fmt_rate};
-use proclab::{say, Lab};
+use proclab::{say, Lab, Status};
 use serde_json::json;
 use std::fs::Metadata;
 use std::time::Duration;
 
-pub fn copies(lab: &mut Lab, child: Pid, private: u64, shared: u64) {
+pub fn copies(
+    lab: &mut Lab,
+    child: Pid,
+    private: u64,
+    shared: u64,
+    status: Status,
+) {
     lab.observe(
         "copies",
-        json!({"child": child.as_raw(), "private": private, "shared": shared, "written": 42}),
-        format_args!("child {child} wrote 42 to both; the parent reads private = {private}, MAP_SHARED = {shared}"),
+        json!({"child": child.as_raw(), "private": private, "shared": shared, "written": 42, "status": status}),
+        format_args!("child {child} wrote 42 to both and {status}; the parent reads private = {private}, MAP_SHARED = {shared}"),
     );
 }
 
@@ -39,20 +43,20 @@ pub fn peer(
     maps_before: u32,
     echo: &[u8],
     message: &str,
-    status: WaitStatus,
+    status: Status,
 ) {
     let echo = String::from_utf8_lossy(echo);
     lab.observe(
         "peer",
         json!({"pid": pid.as_raw(), "pid_in_segment": pid_in_segment, "maps_before": maps_before,
-               "echo": echo, "message": message, "status": format!("{status:?}")}),
+               "echo": echo, "message": message, "status": status}),
         format_args!(
-            "peer {pid} (exec'd, {maps_before} mappings of the segment in its /proc/self/maps before shm_open) read {echo:?} and wrote it back; {status:?}"
+            "peer {pid} (exec'd, {maps_before} mappings of the segment in its /proc/self/maps before shm_open) read {echo:?} and wrote it back; it {status}"
         ),
     );
 }
 
-/// Keep the segment named for `ms` milliseconds (`--linger`), so a person can look at it.
+/// Keep the segment named for `ms` milliseconds (`--linger-ms`), so a person can look at it.
 pub fn linger(ms: u64) {
     if ms > 0 {
         say!(
@@ -83,18 +87,26 @@ pub fn entry_unlinked(
 /// One counting run: its observation, and its row of the counters table.
 pub struct Count {
     pub method: Method,
-    pub procs: u32,
+    pub procs: usize,
     pub iters: u64,
     pub expected: u64,
     pub actual: u64,
     pub took: Duration,
+    /// Every counting process exited 0 (none hung or died).
+    pub all_exited: bool,
 }
 
 impl Count {
-    pub fn new(method: Method, args: &Args, actual: u64, took: Duration) -> Count {
-        let (procs, iters) = (args.procs, args.iters);
+    pub fn new(
+        method: Method,
+        procs: usize,
+        iters: u64,
+        actual: u64,
+        took: Duration,
+        all_exited: bool,
+    ) -> Count {
         let expected = procs as u64 * iters;
-        Count { method, procs, iters, expected, actual, took }
+        Count { method, procs, iters, expected, actual, took, all_exited }
     }
 
     pub fn lost(&self) -> u64 {
@@ -108,7 +120,7 @@ pub fn counter(lab: &mut Lab, c: &Count) {
     lab.observe(
         "counter",
         json!({"method": method.name(), "procs": c.procs, "iters": c.iters,
-               "expected": expected, "actual": actual, "lost": lost, "ns": c.took.as_nanos() as u64}),
+               "expected": expected, "actual": actual, "lost": lost, "ns": c.took.as_nanos() as u64, "all_exited": c.all_exited}),
         format_args!(
             "{method:?}: expected {expected}, counted {actual}, lost {lost} in {}",
             fmt_duration(c.took)
@@ -144,7 +156,7 @@ pub fn lost_text(c: &Count, cpus: usize) -> String {
         format!(
             "{} processes pinned to {} CPU(s) lost {lost} of {expected} increments ({:.1}%): load, add, store is not one step",
             c.procs,
-            cpus.min(c.procs as usize),
+            cpus.min(c.procs),
             lost as f64 * 100.0 / expected as f64
         )
     } else {
@@ -155,17 +167,17 @@ pub fn lost_text(c: &Count, cpus: usize) -> String {
 pub fn robust(
     lab: &mut Lab,
     holder: Pid,
-    status: WaitStatus,
+    status: Status,
     first: i32,
     unlocked: i32,
     second: i32,
 ) {
     lab.observe(
         "robust",
-        json!({"holder": holder.as_raw(), "status": format!("{status:?}"), "first_lock": first,
+        json!({"holder": holder.as_raw(), "status": status, "first_lock": first,
                "first_lock_name": errno_name(first), "unlock": unlocked, "second_lock": second}),
         format_args!(
-            "holder {holder} ended {status:?} holding the mutex; the next lock returned {} ({first}), after pthread_mutex_consistent the next returned {second}",
+            "holder {holder} {status} holding the mutex; the next lock returned {} ({first}), after pthread_mutex_consistent the next returned {second}",
             errno_name(first)
         ),
     );
@@ -186,6 +198,7 @@ pub fn zero_copy(
     lab: &mut Lab,
     total: usize,
     chunk: usize,
+    cpu: usize,
     shm: (usize, Duration),
     pipe: (usize, Duration),
 ) {
@@ -201,17 +214,22 @@ pub fn zero_copy(
     lab.table(
         "zero_copy_table",
         &["path", "moved", "time", "rate", "chunks verified"],
-        &[row("shared-memory ring (CPU 0)", shm), row("pipe (CPU 0)", pipe)],
+        &[
+            row(&format!("shared-memory ring (CPU {cpu})"), shm),
+            row(&format!("pipe (CPU {cpu})"), pipe),
+        ],
     );
     let ((shm_ok, shm_time), (pipe_ok, pipe_time)) = (shm, pipe);
     let speedup = pipe_time.as_secs_f64() / shm_time.as_secs_f64().max(1e-12);
+    let held = shm_time < pipe_time;
     lab.observe(
         "zero_copy",
         json!({"bytes": total, "chunk": chunk, "shm_ns": shm_time.as_nanos() as u64, "pipe_ns": pipe_time.as_nanos() as u64,
-               "shm_chunks_ok": shm_ok, "pipe_chunks_ok": pipe_ok, "speedup": (speedup * 100.0).round() / 100.0}),
+               "shm_chunks_ok": shm_ok, "pipe_chunks_ok": pipe_ok, "speedup": (speedup * 100.0).round() / 100.0, "held": held}),
         format_args!(
-            "the ring moved {} {speedup:.1}x as fast as the pipe (no copy through the kernel)",
-            fmt_bytes(total as u64)
+            "the ring moved {} {speedup:.1}x as fast as the pipe (fastest of 3 each; no copy through the kernel): ring faster {}",
+            fmt_bytes(total as u64),
+            if held { "held on this run" } else { "did not hold on this run" }
         ),
     );
 }

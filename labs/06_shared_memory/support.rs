@@ -1,12 +1,9 @@
-//! Small helpers of the shm lab: a start gate, waiting for a flag in shared memory, pinning
-//! to a CPU, and the chunks of section 6 (a pattern, stamped and verified, written and read
-//! whole). `Gate::wait`, `wait_until`, `pin`, `stamp` and `write_all` run in forked children:
-//! they neither allocate nor lock. The pipe lab and benches/ipc.rs have their own copies of
-//! some of them.
+//! Small helpers of the shm lab: a start gate, waiting for a flag in shared memory, and
+//! the chunks of section 6 (stamped and verified). `Gate::wait`, `wait_until` and `stamp`
+//! run in forked children: they neither allocate nor lock.
 
-use nix::sched::{sched_setaffinity, CpuSet};
-use nix::unistd::{pipe, read, Pid};
-use proclab::{OrDie, Stopwatch};
+use nix::unistd::{pipe, read};
+use proclab::{Deadline, OrDie, Stopwatch};
 use std::os::fd::OwnedFd;
 
 /// A start gate: children forked after `new` block in `wait` until the parent `open`s it,
@@ -38,27 +35,6 @@ impl Gate {
     }
 }
 
-/// Pin the calling process to one CPU.
-pub fn pin(cpu: usize) {
-    let mut set = CpuSet::new();
-    if set.set(cpu).is_ok() {
-        let _ = sched_setaffinity(Pid::from_raw(0), &set); // 0 = the calling process
-    }
-}
-
-/// `len` pseudo-random bytes (xorshift).
-pub fn pattern(len: usize) -> Vec<u8> {
-    let mut x = 0x9e37_79b9_7f4a_7c15u64;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
-
 /// The source chunk, with chunk number `i` stamped in its first 8 bytes.
 pub fn stamp(buf: &mut [u8], i: u64) {
     buf[..8].copy_from_slice(&i.to_le_bytes());
@@ -68,8 +44,6 @@ pub fn stamp(buf: &mut [u8], i: u64) {
 pub fn verify(got: &[u8], src: &[u8], i: u64) -> bool {
     got[..8] == i.to_le_bytes() && got[8..] == src[8..]
 }
-
-pub use proclab::fdio::{read_full, write_all};
 
 /// Spin briefly, then yield the CPU, until `ready()`.
 pub fn wait_until(mut ready: impl FnMut() -> bool) {
@@ -83,4 +57,23 @@ pub fn wait_until(mut ready: impl FnMut() -> bool) {
             unsafe { libc::sched_yield() }; // let the other side run (on one CPU it must)
         }
     }
+}
+
+/// [`wait_until`] for the parent, with a deadline (lab time): false if `ready()` did not
+/// come true by then (the other side stopped or died).
+pub fn spin_until(by: Deadline, mut ready: impl FnMut() -> bool) -> bool {
+    let mut spins = 0u32;
+    while !ready() {
+        spins = spins.wrapping_add(1);
+        if spins.is_multiple_of(1024) && by.expired() {
+            return false;
+        }
+        if spins < 200 {
+            std::hint::spin_loop();
+        } else {
+            // SAFETY: sched_yield has no preconditions.
+            unsafe { libc::sched_yield() };
+        }
+    }
+    true
 }
