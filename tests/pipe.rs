@@ -135,6 +135,11 @@ fn throughput_table_has_three_write_sizes() {
     let sizes: Vec<&str> = rows.iter().map(|r| r[0].as_str().unwrap()).collect();
     assert_eq!(sizes, ["4 KiB", "64 KiB", "1 MiB"]);
     assert!(default_run().check("throughput_bytes_complete"));
+    // A timing claim is reported as held or not, never a check a busy machine can fail.
+    let below = default_run().observation("below_memcpy");
+    assert!(below["held"].is_boolean(), "{below}");
+    let ratio = default_run().observation("rtt_ratio");
+    assert!(ratio["held"].is_boolean(), "{ratio}");
 }
 
 #[test]

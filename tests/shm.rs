@@ -74,6 +74,8 @@ fn zero_copy_chunks_all_intact() {
     let chunks = o["bytes"].as_u64().unwrap() / o["chunk"].as_u64().unwrap();
     assert_eq!(o["shm_chunks_ok"].as_u64(), Some(chunks), "{o}");
     assert_eq!(o["pipe_chunks_ok"].as_u64(), Some(chunks), "{o}");
+    // "The ring is faster" is a timing: reported as held or not, not checked.
+    assert!(o["held"].is_boolean(), "{o}");
 }
 
 #[test]

@@ -65,7 +65,7 @@ fn parked(lab: &mut Lab, size: usize) {
         ForkResult::Parent { child } => child,
     };
     drop(tx);
-    let dog = net(&[writer]);
+    let dog = net(&[writer], 0);
     let w = writer.as_raw();
     let seen = procfacts::poll_until(Duration::from_secs(10), || {
         let (s, wchan) = (procfacts::state(w)?, procfacts::wchan(w)?);

@@ -94,16 +94,11 @@ pub fn run(lab: &mut Lab, args: &Args) {
 }
 
 // ANCHOR: reader
-/// A reader child: reads until EOF, then exits 0. Without
-/// `closes_own_write_end` it is the classic bug: its own copy of the write
-/// end keeps the pipe open, so EOF never comes.
-fn reader(
-    rx: OwnedFd,
-    tx: OwnedFd,
-    closes_own_write_end: bool,
-    buf: &mut [u8],
-) -> ! {
-    if closes_own_write_end {
+/// A reader child: reads until EOF, then exits 0. Without `closes_own` it is
+/// the classic bug: its own copy of the write end keeps the pipe open, so EOF
+/// never comes.
+fn reader(rx: OwnedFd, tx: OwnedFd, closes_own: bool, buf: &mut [u8]) -> ! {
+    if closes_own {
         drop(tx); // close(2): now the parent's end is the only write end
     } else {
         std::mem::forget(tx); // the bug: the write end stays open in the reader

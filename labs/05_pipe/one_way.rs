@@ -17,18 +17,17 @@ pub fn run(lab: &mut Lab, args: &Args) {
     let parent = getpid().as_raw();
     let msg = pattern(args.bytes as usize, 1);
     let mut buf = vec![0u8; 64 << 10]; // the child's read buffer, allocated before fork
+    let mut report = [0u8; 16]; // the child's length and checksum
 
     // ANCHOR: oneway
     let (rx, tx) = pipe().or_die("pipe"); // rx = read end, tx = write end
     let (back_rx, back_tx) = pipe().or_die("pipe"); // the child reports on this one
     flush_stdout();
-    // SAFETY: the child only reads, writes, closes and _exits, into a buffer
-    // allocated before fork. fork_tracked: fork + cleanup::track, Ctrl-C-proof.
+    // SAFETY: the child only reads, writes, closes and _exits (no allocation).
     let child = match unsafe { cleanup::fork_tracked() } {
         ForkResult::Child => {
             lifeline::die_with_parent(parent); // SIGKILL if the lab dies
-            drop(tx); // close(2) our copy of the write end, or we never see EOF
-            drop(back_rx);
+            drop((tx, back_rx)); // close(2) our write end, or we never see EOF
             let (mut len, mut sum) = (0u64, FNV_OFFSET);
             loop {
                 match read(&rx, &mut buf) {
@@ -39,7 +38,6 @@ pub fn run(lab: &mut Lab, args: &Args) {
                 }
             }
             say!("read {len} bytes until EOF, checksum {sum:016x}");
-            let mut report = [0u8; 16]; // no allocation after fork
             report[..8].copy_from_slice(&len.to_le_bytes());
             report[8..].copy_from_slice(&sum.to_le_bytes());
             let ok = write_all(&back_tx, &report).is_ok(); // 16 bytes: atomic
@@ -48,15 +46,14 @@ pub fn run(lab: &mut Lab, args: &Args) {
         ForkResult::Parent { child } => child,
     };
     // ANCHOR_END: oneway
-    // A child that hangs is killed at 30 s: every wait below ends.
-    let dog = net(&[child]);
+    // A child that hangs is killed at 30 s or so: every wait below ends.
+    let dog = net(&[child], msg.len() >> 20);
     // ANCHOR: oneway_parent
     drop(rx); // close(2) the parent's read end: only the child reads
     drop(back_tx);
     let sent = if short_write { &msg[..msg.len() / 2] } else { &msg[..] };
     let wrote = write_all(&tx, sent).is_ok(); // sleeps while the pipe is full
     drop(tx); // close(2) the last write end: the child's next read returns 0
-    let mut report = [0u8; 16];
     let got = read_full(&back_rx, &mut report).unwrap_or(0);
     let status = Status(waitpid(child, None));
     // ANCHOR_END: oneway_parent

@@ -143,8 +143,8 @@ fn race(writers: usize, records: usize, size: usize) -> Vec<u8> {
         // ANCHOR_END: race
     }
     drop((gate_rx, tx));
-    let dog = net(&kids);
     let mut all = vec![0u8; writers * records * size];
+    let dog = net(&kids, all.len() >> 20);
     drop(gate_tx); // go
     let got = read_full(&rx, &mut all).unwrap_or(0);
     for k in kids {

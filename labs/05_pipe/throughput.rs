@@ -82,7 +82,7 @@ fn through_pipe(chunk: usize, total: usize) -> (usize, Duration) {
         ForkResult::Parent { child } => child,
     };
     drop((tx, gate_rx));
-    let dog = net(&[child]);
+    let dog = net(&[child], total >> 20);
     let (sw, mut moved) = (Stopwatch::start(), 0);
     drop(gate_tx); // start
     loop {

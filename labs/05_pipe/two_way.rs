@@ -10,7 +10,7 @@ use proclab::bytes::pattern;
 use proclab::fdio::{read_full, write_all};
 use proclab::measure::{fmt_bytes, fmt_duration};
 use proclab::{check, cleanup, cpu, flush_stdout, lifeline, observe, Lab, OrDie};
-use proclab::{Stopwatch, Summary};
+use proclab::{Nanos, Stopwatch, Summary};
 use std::time::Duration;
 
 pub fn run(lab: &mut Lab, args: &Args, size: usize) {
@@ -44,8 +44,8 @@ pub fn run(lab: &mut Lab, args: &Args, size: usize) {
             "rtt_ratio",
             "a round trip across CPUs took {ratio:.1}x one on the same CPU (medians; \
              two wake-ups each way round): slower across CPUs {word} on this run",
-            same_ns = same.as_nanos() as u64,
-            cross_ns = cross.as_nanos() as u64,
+            same_ns = Nanos(same),
+            cross_ns = Nanos(cross),
             ratio = (ratio * 100.0).round() / 100.0,
             held
         );
@@ -145,7 +145,7 @@ fn ping_pong(rounds: usize, cpus: Option<(usize, usize)>) -> (Summary, usize) {
         ForkResult::Parent { child } => child,
     };
     // ANCHOR_END: twoway
-    let dog = net(&[child]);
+    let dog = net(&[child], rounds);
     // ANCHOR: twoway_loop
     drop((req_rx, rep_tx));
     let (mut samples, mut correct) = (Vec::with_capacity(rounds), 0);

@@ -44,34 +44,22 @@ pub struct Waited {
     pub stuck: Vec<Stuck>,
 }
 
-// ANCHOR: watchdog
-/// Wait for `kids`; past `deadline` a watchdog looks at them in /proc and, if
+/// How long the watchdog looks at /proc before it kills anyway.
+const LOOK_FOR: Duration = Duration::from_secs(5);
+
+/// Wait for `kids`; past the deadline `d` a watchdog looks at them in /proc and, if
 /// they sleep in `wchan` (stuck, not just late), records them and kills them.
-pub fn wait_or_break(
-    kids: &[Pid],
-    wchan: &'static str,
-    deadline: Duration,
-) -> Waited {
+// ANCHOR: watchdog
+pub fn wait_or_break(kids: &[Pid], wchan: &'static str, d: Duration) -> Waited {
     let seen: Arc<Mutex<Vec<Stuck>>> = Arc::default();
     let (record, watched) = (seen.clone(), kids.to_vec());
-    let dog = Watchdog::arm(deadline, move || {
+    let dog = Watchdog::arm(d, move || {
         // A bounded look at /proc: all asleep in `wchan`, or all ended?
-        let seen = procfacts::poll_until(Duration::from_secs(5), || {
-            let now: Vec<_> = watched.iter().map(|&p| Stuck::of(p)).collect();
-            if now.iter().all(Stuck::ended) {
-                Some(Vec::new()) // they ended by themselves, only late
-            } else if now
-                .iter()
-                .all(|s| s.state.0 == 'S' && s.wchan.contains(wchan))
-            {
-                Some(now) // asleep in the pipe: stuck
-            } else {
-                None
-            }
-        });
+        let found = procfacts::poll_until(LOOK_FOR, || look(&watched, wchan));
+        let stuck = found.as_ref().is_none_or(|v| !v.is_empty());
         *record.lock().unwrap_or_else(|e| e.into_inner()) =
-            seen.clone().unwrap_or_default();
-        if seen.is_none_or(|v| !v.is_empty()) {
+            found.unwrap_or_default();
+        if stuck {
             for p in &watched {
                 let _ = kill(*p, Signal::SIGKILL); // break the hang
             }
@@ -86,14 +74,29 @@ pub fn wait_or_break(
     Waited { statuses, fired, stuck }
 }
 
+/// What /proc says of `kids`: all asleep in `wchan` (stuck: them), all ended (only
+/// late: nobody), or neither yet (None: look again).
+fn look(kids: &[Pid], wchan: &str) -> Option<Vec<Stuck>> {
+    let now: Vec<Stuck> = kids.iter().map(|&p| Stuck::of(p)).collect();
+    if now.iter().all(Stuck::ended) {
+        Some(Vec::new())
+    } else if now.iter().all(|s| s.state.0 == 'S' && s.wchan.contains(wchan)) {
+        Some(now)
+    } else {
+        None
+    }
+}
+
 /// The net under every scenario whose children should end by themselves: one that hangs
 /// is killed at this deadline (lab time), so every read, write and waitpid on it ends.
 pub const NET: Duration = Duration::from_secs(30);
 
-/// Kill `kids` at [`NET`] unless the watchdog is disarmed first.
-pub fn net(kids: &[Pid]) -> Watchdog {
+/// Kill `kids` at [`NET`], plus `work` at 1 ms a unit (a MiB to move, a round trip
+/// to make: far more than they take on a busy machine), unless disarmed first.
+pub fn net(kids: &[Pid], work: usize) -> Watchdog {
     let kids = kids.to_vec();
-    Watchdog::arm(NET, move || {
+    let by = NET + Duration::from_millis(work as u64);
+    Watchdog::arm(by, move || {
         kids.iter().for_each(|&k| {
             let _ = kill(k, Signal::SIGKILL);
         })

@@ -4,8 +4,7 @@ use clap::Parser;
 use proclab::Common;
 use std::ffi::CString;
 
-/// Shared memory: private vs shared after fork, named POSIX shm, lost updates and three
-/// fixes (atomic, robust process-shared mutex, semaphore), zero-copy throughput.
+/// Shared memory: copies vs sharing, named shm, lost updates fixed three ways, a ring.
 #[derive(Parser)]
 #[command(name = "shm", version)]
 pub struct Args {

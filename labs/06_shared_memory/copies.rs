@@ -20,10 +20,7 @@ pub fn run(lab: &mut Lab) {
     let rw = ProtFlags::PROT_READ | ProtFlags::PROT_WRITE;
     // SAFETY: a fresh anonymous mapping; nothing else refers to it.
     let shared = unsafe { mmap_anonymous(None, len, rw, flags) }.or_die("mmap");
-    // MAP_SHARED: the same pages in parent and child after fork.
-    let shared = shared.cast::<u64>();
-    // SAFETY: the mapping is 4096 bytes, aligned, and ours.
-    unsafe { shared.write_volatile(1) };
+    let shared = shared.cast::<u64>(); // zero-filled
     flush_stdout();
     // SAFETY: the child only stores to memory and _exits.
     let child = match unsafe { cleanup::fork_tracked() } {

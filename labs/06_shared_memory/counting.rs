@@ -8,8 +8,8 @@ use nix::sys::mman::{mmap_anonymous, munmap, MapFlags, ProtFlags};
 use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::waitpid;
 use nix::unistd::{getpid, ForkResult};
-use proclab::measure::fmt_duration;
 use proclab::wait::waitpid_by;
+use proclab::Nanos;
 use proclab::{
     cleanup, cpu, flush_stdout, lifeline, observe, Deadline, Lab, OrDie,
 };
@@ -127,18 +127,18 @@ pub fn count(
     let took = sw.elapsed();
     let expected = procs as u64 * iters;
     let run = Count { method, expected, actual: counted(), took, all_exited };
-    let (actual, lost, time) = (run.actual, run.lost(), fmt_duration(took));
+    let (actual, lost) = (run.actual, run.lost());
     observe!(
         lab,
         "counter",
-        "{method}: expected {expected}, counted {actual}, lost {lost} in {time}",
+        "{method}: expected {expected}, counted {actual}, lost {lost} in {ns}",
         method,
         procs,
         iters,
         expected,
         actual,
         lost,
-        ns = took.as_nanos() as u64,
+        ns = Nanos(took),
         all_exited
     );
     run

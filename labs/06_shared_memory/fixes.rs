@@ -69,14 +69,16 @@ pub fn run(lab: &mut Lab, args: &Args, c: *mut Counters, plain: Count) {
     }
 }
 
-// ANCHOR: fixes
+// ANCHOR: atomic
 /// `iters` increments, each one indivisible instruction (`lock xadd` on x86).
 unsafe fn by_atomic(c: *mut Counters, iters: u64) {
     for _ in 0..iters {
         (*c).atomic.fetch_add(1, Ordering::Relaxed);
     }
 }
+// ANCHOR_END: atomic
 
+// ANCHOR: locks
 /// `iters` plain increments, each under the process-shared mutex.
 unsafe fn by_mutex(c: *mut Counters, iters: u64) {
     let n = addr_of_mut!((*c).locked);
@@ -89,14 +91,14 @@ unsafe fn by_mutex(c: *mut Counters, iters: u64) {
 
 /// `iters` plain increments, each between P (sem_wait) and V (sem_post).
 unsafe fn by_semaphore(c: *mut Counters, iters: u64) {
-    let n = addr_of_mut!((*c).sem_counted);
+    let (n, sem) = (addr_of_mut!((*c).sem_counted), addr_of_mut!((*c).sem));
     for _ in 0..iters {
-        while libc::sem_wait(addr_of_mut!((*c).sem)) != 0 {} // again on EINTR
+        while libc::sem_wait(sem) != 0 {} // again on EINTR
         ptr::write_volatile(n, ptr::read_volatile(n) + 1);
-        libc::sem_post(addr_of_mut!((*c).sem));
+        libc::sem_post(sem);
     }
 }
-// ANCHOR_END: fixes
+// ANCHOR_END: locks
 
 /// A process-shared, robust pthread mutex, initialised in place in the shared
 /// mapping (tests only: not robust).

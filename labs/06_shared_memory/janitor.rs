@@ -13,6 +13,7 @@ pub fn start(name: &str) -> (Lifeline, Pid) {
     let line = Lifeline::new().or_die("pipe2");
     let cname = CString::new(name).expect("no NUL");
     flush_stdout();
+    // ANCHOR: janitor
     // SAFETY: the child only closes, polls, unlinks and _exits (async-signal-safe).
     let pid = match unsafe { cleanup::fork_tracked() } {
         ForkResult::Child => {
@@ -28,5 +29,6 @@ pub fn start(name: &str) -> (Lifeline, Pid) {
         }
         ForkResult::Parent { child } => child,
     };
+    // ANCHOR_END: janitor
     (line, pid)
 }

@@ -151,9 +151,9 @@ fn map_segment(fd: &OwnedFd, flags: MapFlags) -> *mut u8 {
         .as_ptr()
 }
 
-// ANCHOR: peer
 /// The exec'd peer: a fresh program that inherited no mapping. It opens the
 /// segment by name, reads the creator's message, writes it back with its pid.
+// ANCHOR: peer
 pub fn peer(name: &str, quiet: bool) -> ! {
     narrate::set_quiet(quiet);
     let maps = std::fs::read_to_string("/proc/self/maps").unwrap_or_default();

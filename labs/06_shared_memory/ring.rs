@@ -14,7 +14,7 @@ use proclab::measure::{fmt_bytes, fmt_duration, fmt_rate};
 use proclab::{
     check, cleanup, cpu, flush_stdout, lifeline, observe, Deadline, Lab,
 };
-use proclab::{OrDie, Watchdog};
+use proclab::{Nanos, OrDie, Watchdog};
 use std::num::NonZeroUsize;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -57,8 +57,8 @@ pub fn run(lab: &mut Lab, args: &Args) {
          each; no copy through the kernel): ring faster {word} on this run",
         bytes = total,
         chunk = CHUNK,
-        shm_ns = shm.as_nanos() as u64,
-        pipe_ns = piped.as_nanos() as u64,
+        shm_ns = Nanos(shm),
+        pipe_ns = Nanos(piped),
         shm_chunks_ok = shm_ok,
         pipe_chunks_ok = pipe_ok,
         speedup = (speedup * 100.0).round() / 100.0,
@@ -119,7 +119,7 @@ fn through_ring(total: usize) -> (usize, Duration) {
     // ANCHOR_END: ring
     // ANCHOR: ring_consumer
     let sw = gate.open(); // release the producer
-    let by = Some(Deadline::after(LIMIT)); // a stopped producer is not waited for
+    let by = Some(Deadline::after(limit(total))); // for a producer that stops
     let mut ok = 0;
     for i in 0..chunks as u64 {
         // SAFETY: slot i is published (head > i), not rewritten until tail > i.
@@ -167,7 +167,7 @@ fn through_pipe(total: usize) -> (usize, Duration) {
     };
     drop(tx);
     // A writer that stops would block the reads: it is killed at the limit.
-    let dog = Watchdog::arm(LIMIT, move || {
+    let dog = Watchdog::arm(limit(total), move || {
         let _ = kill(child, Signal::SIGKILL);
     });
     let sw = gate.open();
@@ -182,6 +182,12 @@ fn through_pipe(total: usize) -> (usize, Duration) {
     dog.disarm();
     reap(child);
     (ok, took)
+}
+
+/// How long a transfer of `total` bytes may take: [`LIMIT`], plus 10 ms a MiB (far
+/// more than it takes on a busy machine).
+fn limit(total: usize) -> Duration {
+    LIMIT + Duration::from_millis(10 * (total >> 20) as u64)
 }
 
 /// The source chunk, with chunk number `i` stamped in its first 8 bytes.

@@ -25,7 +25,7 @@ pub fn run(lab: &mut Lab, c: *mut Counters, repaired: u64) {
     // SAFETY: as above.
     let data = unsafe { addr_of_mut!((*c).locked) };
     flush_stdout();
-    // ANCHOR: robust
+    // ANCHOR: holder
     // SAFETY: the child only locks the shared mutex, writes, pauses and _exits.
     let holder = match unsafe { cleanup::fork_tracked() } {
         ForkResult::Child => unsafe {
@@ -40,7 +40,9 @@ pub fn run(lab: &mut Lab, c: *mut Counters, repaired: u64) {
         },
         ForkResult::Parent { child } => child,
     };
+    // ANCHOR_END: holder
     drop(ready_tx);
+    // ANCHOR: robust
     let by = Deadline::after(LIMIT);
     let held = read_full_by(&ready_rx, &mut [0u8; 1], by) == Ok(1);
     let _ = kill(holder, Signal::SIGKILL); // it dies holding the mutex
