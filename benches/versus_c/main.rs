@@ -310,13 +310,12 @@ fn main() {
     };
     let mut results = Vec::new();
     for p in &pairs {
-        let mut r = report::PairResult::new(p);
+        let (warm, iters) = (a.warm.unwrap_or(p.warm), a.iters.unwrap_or(p.iters));
+        let mut r = report::PairResult::new(p, iters);
         for round in 0..a.rounds {
             // The order rotates, so that no side always runs first or last.
             for k in 0..sides.len() {
                 let side = sides[(round + k) % sides.len()];
-                let (warm, iters) =
-                    (a.warm.unwrap_or(p.warm), a.iters.unwrap_or(p.iters));
                 let s = run_side(side, p, warm, iters, c.as_ref());
                 r.push(side, s.expect("a side that was built runs"));
             }

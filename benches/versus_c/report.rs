@@ -14,6 +14,8 @@ const BAND: f64 = 0.05;
 
 pub struct PairResult {
     pub pair: &'static Pair,
+    /// Timed iterations per round on this run.
+    pub iters: usize,
     pub rust: Vec<Sample>,
     pub c: Vec<Sample>,
     pub own: Vec<Sample>,
@@ -22,9 +24,10 @@ pub struct PairResult {
 }
 
 impl PairResult {
-    pub fn new(pair: &'static Pair) -> PairResult {
+    pub fn new(pair: &'static Pair, iters: usize) -> PairResult {
         PairResult {
             pair,
+            iters,
             rust: Vec::new(),
             c: Vec::new(),
             own: Vec::new(),
@@ -124,12 +127,15 @@ impl Report<'_> {
     }
 
     pub fn intro(&self) -> String {
-        let c = match self.c {
-            Some(_) => "benches/c/refbench.c, built with `cc -O2` and loaded into the driver",
-            None => "NOT BUILT on this run (no C compiler): the C columns are empty",
+        let who = match self.c {
+            Some(_) => "Rust (benches/common/rounds.rs) against C (benches/c/refbench.c, built \
+                        with `cc -O2`\nand loaded into the same process), the same work in \
+                        alternating rounds.",
+            None => "Rust (benches/common/rounds.rs) alone: the C reference was NOT BUILT on \
+                     this run\n(no C compiler), so the C columns are empty.",
         };
         format!(
-            "Rust (benches/common/rounds.rs) and C ({c}), the same work in alternating rounds.\n\
+            "{who}\n\
              {} rounds per pair; in each, Rust, C and C as its own process (\"C own\") run N\n\
              iterations in a rotating order. A round's figure is the median of its iterations,\n\
              each timed alone; a figure below is the median over the rounds. Rust/C is the\n\
@@ -140,6 +146,9 @@ impl Report<'_> {
     }
 
     fn time_table(&self, g: &str, title: &str) -> String {
+        if self.group(g).next().is_none() {
+            return String::new();
+        }
         let mut t = format!(
             "\n{title}\n{:<34} {:>5} {:>9} {:>9} {:>6} {:>10} {:>10} {:>9} {:>8}\n",
             "pair",
@@ -158,7 +167,7 @@ impl Report<'_> {
             let line = format!(
                 "{:<34} {:>5} {:>9} {:>9} {:>6} {:>10} {:>10} {:>9} {:>8}",
                 r.pair.name,
-                r.pair.iters,
+                r.iters,
                 time(med(&r.rust, |s| s.ns as f64)),
                 time(med(&r.c, |s| s.ns as f64)),
                 m,
@@ -174,6 +183,9 @@ impl Report<'_> {
     }
 
     fn bandwidth_table(&self) -> String {
+        if self.group("bandwidth").next().is_none() {
+            return String::new();
+        }
         let mut t = format!(
             "\nbandwidth: GiB/s of the median iteration (1 MiB moved in 64 KiB steps through\n\
              working sets of the size named: 64KiB stays in cache, 64MiB does not).\n\
@@ -194,7 +206,7 @@ impl Report<'_> {
             let line = format!(
                 "{:<36} {:>4} {:>6} {:>6} {:>6} {:>10} {:>10} {:>7} {:>6} {:>8}",
                 r.pair.name,
-                r.pair.iters,
+                r.iters,
                 gib_s(rust),
                 gib_s(med(&r.c, |s| s.ns as f64)),
                 m,
@@ -210,20 +222,33 @@ impl Report<'_> {
         t
     }
 
-    /// System calls that differ per iteration (Rust minus C), None when not counted.
-    fn call_diffs(r: &PairResult) -> Option<Vec<String>> {
+    /// System calls that differ per iteration (Rust minus C), None when not counted:
+    /// (calls of more or other work, calls whose number follows the timing). A wait on
+    /// the ring or a futex yields or sleeps as often as the other side makes it wait, and
+    /// a reader gets the same bytes in fewer or more pieces depending on when it runs.
+    fn call_diffs(r: &PairResult) -> Option<(Vec<String>, Vec<String>)> {
         let (a, b) = (r.calls_rust.as_ref()?, r.calls_c.as_ref()?);
-        let mut out = Vec::new();
+        let timing = |call: &str| {
+            matches!(call, "sched_yield" | "futex" | "poll")
+                || (r.pair.group == "bandwidth"
+                    && matches!(call, "read" | "write" | "splice" | "vmsplice"))
+        };
+        let (mut work, mut waits) = (Vec::new(), Vec::new());
         for call in a.keys().chain(b.keys().filter(|k| !a.contains_key(*k))) {
             let (x, y) = (
                 a.get(call).copied().unwrap_or(0.0),
                 b.get(call).copied().unwrap_or(0.0),
             );
             if !close(x, y, 0.25, 0.1) {
-                out.push(format!("{call} {:+.2}", x - y));
+                let d = format!("{call} {:+.2}", x - y);
+                if timing(call) {
+                    waits.push(d);
+                } else {
+                    work.push(d);
+                }
             }
         }
-        Some(out)
+        Some((work, waits))
     }
 
     /// The measured reason beside a ratio.
@@ -240,11 +265,20 @@ impl Report<'_> {
         }
         let diffs = Self::call_diffs(r);
         match &diffs {
-            Some(d) if !d.is_empty() => why.push(format!(
-                "system calls per iteration, Rust − C: {}",
-                d.join(", ")
-            )),
-            Some(_) => {}
+            Some((work, waits)) => {
+                if !work.is_empty() {
+                    why.push(format!(
+                        "the work differs: system calls per iteration, Rust − C: {}",
+                        work.join(", ")
+                    ));
+                }
+                if !waits.is_empty() {
+                    why.push(format!(
+                        "the same calls, waited or split differently (Rust − C: {})",
+                        waits.join(", ")
+                    ));
+                }
+            }
             None => why.push("system calls not counted (run with --why)".into()),
         }
         for (what, f, abs) in [
@@ -259,25 +293,26 @@ impl Report<'_> {
                 ));
             }
         }
-        let same_calls = diffs.as_ref().is_some_and(|d| d.is_empty());
-        if (s.med - 1.0).abs() <= BAND {
-            let mut v = format!("within 1.00 ± {BAND:.2}");
-            if same_calls {
-                v += "; the same system calls";
-            }
-            for w in why {
-                v += "; ";
-                v += &w;
-            }
-            return v;
-        }
-        let mut v = format!("outside 1.00 ± {BAND:.2}: ");
-        if !why.is_empty() {
-            v += &why.join("; ");
-        } else if s.q1 <= 1.0 && s.q3 >= 1.0 {
-            v += "the same system calls, faults and switches; the rounds straddle 1.00 (q1–q3)";
+        let same_calls =
+            diffs.as_ref().is_some_and(|(w, t)| w.is_empty() && t.is_empty());
+        let mut v = if (s.med - 1.0).abs() <= BAND {
+            format!("within 1.00 ± {BAND:.2}")
         } else {
-            v += "UNEXPLAINED: the same system calls, page faults and context switches";
+            format!("OUTSIDE 1.00 ± {BAND:.2}")
+        };
+        if same_calls {
+            v += "; the same system calls";
+        }
+        if (s.med - 1.0).abs() > BAND && why.is_empty() {
+            v += if s.q1 <= 1.0 && s.q3 >= 1.0 {
+                ", page faults and switches; the rounds straddle 1.00 (q1–q3)"
+            } else {
+                ", page faults and switches: UNEXPLAINED by these counts"
+            };
+        }
+        for w in why {
+            v += "; ";
+            v += &w;
         }
         v
     }
@@ -287,7 +322,9 @@ impl Report<'_> {
             "\nwhy: each ratio beside what was measured in the same rounds (page faults and\n\
              context switches per iteration, of the process and its children) and counted by\n\
              `strace -f -c` (system calls per iteration: the calls of 2K iterations minus those\n\
-             of K). A ratio outside 1.00 ± 0.05 lists what differs.\n",
+             of K). Beside each ratio: what differs between the sides. The work differs when\n\
+             other or more calls are made; waits (sched_yield, futex) and how many reads\n\
+             carry the same bytes follow the timing. OUTSIDE marks a ratio beyond 1.00 ± 0.05.\n",
         );
         for r in self.results.iter().filter(|r| groups.contains(&r.pair.group)) {
             let m = ratios(&r.rust, &r.c)
@@ -320,7 +357,9 @@ impl Report<'_> {
             let Some(rust) = &r.calls_rust else { continue };
             any = true;
             let c = match (&r.calls_c, Self::call_diffs(r)) {
-                (Some(_), Some(d)) if d.is_empty() => "C: the same".to_string(),
+                (Some(_), Some((w, t))) if w.is_empty() && t.is_empty() => {
+                    "C: the same".to_string()
+                }
                 (Some(c), _) => format!("C: {}", fmt(c)),
                 (None, _) => "C: not counted".to_string(),
             };
@@ -341,6 +380,9 @@ impl Report<'_> {
 
     /// The size of each forking process: the fork figures depend on it.
     fn images(&self) -> String {
+        if self.group("spawn").next().is_none() {
+            return String::new();
+        }
         let mut t = format!(
             "\nthe forking process at the start of each round (median): RSS and mappings (VMAs)\n\
              {:<34} {:>16} {:>16} {:>16}\n",

@@ -17,7 +17,7 @@ pub fn count_all(results: &mut [PairResult], with_c: bool) {
         return;
     }
     for r in results.iter_mut() {
-        let k = (r.pair.iters / 4).max(4);
+        let k = (r.iters / 4).max(4);
         r.calls_rust = per_iteration("rust", r.pair.name, k);
         if with_c {
             r.calls_c = per_iteration("c", r.pair.name, k);
