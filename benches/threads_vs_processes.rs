@@ -92,6 +92,7 @@ fn total(name: &str, iters: u64) -> Duration {
 // ---------------------------------------------------------------- spawn
 
 fn spawn(c: &mut Criterion) {
+    common::plain_environment();
     let mut g = c.benchmark_group("spawn");
     tune(&mut g, 300, 1200, 30);
     for name in [

@@ -40,6 +40,14 @@ impl TrueProgram {
     }
 }
 
+/// cargo runs a bench with LD_LIBRARY_PATH set to its build directories and the
+/// toolchain's libraries: every exec of /bin/true would then search them all (some fifty
+/// failed `openat`s) before finding libc. Call first thing, before any thread starts,
+/// so that an exec costs what it costs from a shell.
+pub fn plain_environment() {
+    std::env::remove_var("LD_LIBRARY_PATH");
+}
+
 pub fn fork_or_panic() -> libc::pid_t {
     // SAFETY: the callers' children only use async-signal-safe calls and leave with _exit.
     let pid = unsafe { libc::fork() };

@@ -266,6 +266,7 @@ fn selected(a: &Args, p: &Pair) -> bool {
 }
 
 fn main() {
+    common::plain_environment();
     let mut a = parse_args(std::env::args().skip(1));
     if !a.bench && a.side.is_none() && !a.list {
         println!("versus_c: test mode (no --bench): one short round per pair");

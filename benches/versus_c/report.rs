@@ -104,6 +104,21 @@ fn close(a: f64, b: f64, abs: f64, rel: f64) -> bool {
     (a - b).abs() <= abs.max(rel * a.abs().max(b.abs()))
 }
 
+/// The size of CPU 0's highest-level cache, as sysfs gives it (`32768K`).
+fn last_level_cache() -> String {
+    let dir = "/sys/devices/system/cpu/cpu0/cache";
+    let read =
+        |p: String| std::fs::read_to_string(p).ok().map(|s| s.trim().to_string());
+    (0..8)
+        .filter_map(|i| {
+            let level: u32 = read(format!("{dir}/index{i}/level"))?.parse().ok()?;
+            Some((level, read(format!("{dir}/index{i}/size"))?))
+        })
+        .max_by_key(|(level, _)| *level)
+        .map(|(level, size)| format!("L{level}, {size}"))
+        .unwrap_or_else(|| "unknown (no sysfs cache information)".into())
+}
+
 pub struct Report<'a> {
     pub results: &'a [PairResult],
     pub rounds: usize,
@@ -340,7 +355,7 @@ impl Report<'_> {
         let fmt = |c: &Calls| {
             let v: Vec<String> = c
                 .iter()
-                .filter(|(_, n)| n.abs() >= 0.05)
+                .filter(|(_, n)| n.abs() >= 0.25)
                 .map(|(k, n)| format!("{k} {n:.2}"))
                 .collect();
             if v.is_empty() {
@@ -350,7 +365,9 @@ impl Report<'_> {
             }
         };
         let mut t = String::from(
-            "\nsystem calls per iteration (strace -f -c; children included)\n",
+            "\nsystem calls per iteration (strace -f -c, children included; counts under 0.25\n\
+             left out). A count that follows the timing (sched_yield, futex, partial reads)\n\
+             varies between the two counting runs and can even come out negative.\n",
         );
         let mut any = false;
         for r in self.results.iter().filter(|r| groups.contains(&r.pair.group)) {
@@ -466,11 +483,13 @@ impl Report<'_> {
                 };
                 format!(
                     "compiler: {}\n$ {}\n$ {}\n\
+                     last-level cache of CPU 0: {}\n\
                      the driver (Rust and the loaded C), at the start of a round: {}\n\
                      the C reference as its own process, at the start of a round: {}\n",
                     c.compiler,
                     c.commands[0],
                     c.commands[1],
+                    last_level_cache(),
                     img(&drv),
                     img(&own)
                 )
