@@ -86,7 +86,9 @@ impl CRef {
         if sym.is_null() {
             return Err(format!("{lib_s} has no refbench_round"));
         }
-        let show = |a: &[&str]| format!("cc {}", a.join(" "));
+        // Paths from the repository's root: the record is the same on every machine.
+        let root = concat!(env!("CARGO_MANIFEST_DIR"), "/");
+        let show = |a: &[&str]| format!("cc {}", a.join(" ").replace(root, ""));
         Ok(CRef {
             // SAFETY: refbench_round has this signature (benches/c/refbench.c).
             round: unsafe {

@@ -318,12 +318,13 @@ impl Report<'_> {
         if same_calls {
             v += "; the same system calls";
         }
-        if (s.med - 1.0).abs() > BAND && why.is_empty() {
-            v += if s.q1 <= 1.0 && s.q3 >= 1.0 {
-                ", page faults and switches; the rounds straddle 1.00 (q1–q3)"
-            } else {
-                ", page faults and switches: UNEXPLAINED by these counts"
-            };
+        let outside = (s.med - 1.0).abs() > BAND;
+        let straddle = s.q1 <= 1.0 && s.q3 >= 1.0;
+        if outside && why.is_empty() && !straddle {
+            v += ", page faults and switches: UNEXPLAINED by these counts";
+        }
+        if outside && straddle {
+            v += "; the rounds straddle 1.00 (q1–q3)";
         }
         for w in why {
             v += "; ";
