@@ -473,12 +473,15 @@ static long vma_count(void) {
     return n;
 }
 
-static long faults_and_switches(long *csw) {
+/* Page faults, voluntary switches (waits) and involuntary ones (preemptions), of the
+ * process and its reaped children, as the driver's `usage`. */
+static void usage(long u[3]) {
     struct rusage s, c;
     getrusage(RUSAGE_SELF, &s);
     getrusage(RUSAGE_CHILDREN, &c);
-    *csw = s.ru_nvcsw + s.ru_nivcsw + c.ru_nvcsw + c.ru_nivcsw;
-    return s.ru_minflt + c.ru_minflt + s.ru_majflt + c.ru_majflt;
+    u[0] = s.ru_minflt + c.ru_minflt + s.ru_majflt + c.ru_majflt;
+    u[1] = s.ru_nvcsw + c.ru_nvcsw;
+    u[2] = s.ru_nivcsw + c.ru_nivcsw;
 }
 
 static int cmp_u64(const void *a, const void *b) {
@@ -490,15 +493,15 @@ int main(int argc, char **argv) {
     if (argc == 5 && !strcmp(argv[1], "--round")) {
         int warm = atoi(argv[3]), iters = atoi(argv[4]);
         u64 *out = calloc(iters > 0 ? iters : 1, sizeof *out);
-        long csw0, csw1, rss = status_kib("VmRSS"), vmas = vma_count();
-        long flt0 = faults_and_switches(&csw0);
+        long u0[3], u1[3], rss = status_kib("VmRSS"), vmas = vma_count();
+        usage(u0);
         if (!out || iters <= 0 || refbench_round(argv[2], warm, iters, out)) {
             fprintf(stderr, "refbench: cannot run %s\n", argv[2]);
             return 2;
         }
-        long flt1 = faults_and_switches(&csw1);
-        printf("facts rss_kib=%ld vmas=%ld faults=%ld switches=%ld\n", rss, vmas,
-               flt1 - flt0, csw1 - csw0);
+        usage(u1);
+        printf("facts rss_kib=%ld vmas=%ld faults=%ld switches=%ld preempted=%ld\n", rss,
+               vmas, u1[0] - u0[0], u1[1] - u0[1], u1[2] - u0[2]);
         for (int i = 0; i < iters; i++) printf("%llu\n", (unsigned long long)out[i]);
         return 0;
     }

@@ -155,6 +155,7 @@ impl CRef {
             vmas: fact("vmas")?,
             faults: fact("faults")? as f64 / n,
             switches: fact("switches")? as f64 / n,
+            preempted: fact("preempted")? as f64,
         })
     }
 }

@@ -96,9 +96,12 @@ pub struct Sample {
     /// The running process's RSS (KiB) and number of mappings at the start of the round.
     pub rss_kib: u64,
     pub vmas: u64,
-    /// Page faults and context switches (its own and its reaped children's) per iteration.
+    /// Page faults and voluntary context switches (waits), its own and its reaped
+    /// children's, per iteration.
     pub faults: f64,
     pub switches: f64,
+    /// Involuntary context switches in the round: another program took the CPU.
+    pub preempted: f64,
 }
 
 pub fn median(v: &mut [u64]) -> u64 {
@@ -114,8 +117,9 @@ pub fn image() -> (u64, u64) {
     (rss, maps.lines().count() as u64)
 }
 
-/// Page faults and context switches so far, of this process and its reaped children.
-pub fn usage() -> (u64, u64) {
+/// Page faults, voluntary and involuntary context switches so far, of this process and
+/// its reaped children.
+pub fn usage() -> (u64, u64, u64) {
     let get = |who| {
         // SAFETY: a zeroed rusage is a valid value for getrusage to fill.
         let mut u: libc::rusage = unsafe { std::mem::zeroed() };
@@ -125,17 +129,17 @@ pub fn usage() -> (u64, u64) {
     };
     let (s, c) = (get(libc::RUSAGE_SELF), get(libc::RUSAGE_CHILDREN));
     let faults = s.ru_minflt + s.ru_majflt + c.ru_minflt + c.ru_majflt;
-    let switches = s.ru_nvcsw + s.ru_nivcsw + c.ru_nvcsw + c.ru_nivcsw;
-    (faults as u64, switches as u64)
+    let (waits, preempted) = (s.ru_nvcsw + c.ru_nvcsw, s.ru_nivcsw + c.ru_nivcsw);
+    (faults as u64, waits as u64, preempted as u64)
 }
 
 /// One round in this process, by `run` (the Rust code or the loaded C).
 fn in_process(warm: usize, iters: usize, run: impl FnOnce(&mut [u64])) -> Sample {
     let mut out = vec![0u64; iters];
     let (rss_kib, vmas) = image();
-    let (f0, s0) = usage();
+    let (f0, s0, p0) = usage();
     run(&mut out);
-    let (f1, s1) = usage();
+    let (f1, s1, p1) = usage();
     let n = (warm + iters) as f64;
     Sample {
         ns: median(&mut out),
@@ -143,6 +147,7 @@ fn in_process(warm: usize, iters: usize, run: impl FnOnce(&mut [u64])) -> Sample
         vmas,
         faults: (f1 - f0) as f64 / n,
         switches: (s1 - s0) as f64 / n,
+        preempted: (p1 - p0) as f64,
     }
 }
 

@@ -1,5 +1,5 @@
 //! The tables of a run: figures and per-round ratios, then the measured reasons (page
-//! faults, context switches, system calls, process sizes) beside each ratio.
+//! faults, waits, preemptions, system calls, process sizes) beside each ratio.
 
 use crate::common::rounds::BLOCK;
 use crate::cref::CRef;
@@ -298,7 +298,7 @@ impl Report<'_> {
         }
         for (what, f, abs) in [
             ("page faults", (|s: &Sample| s.faults) as fn(&Sample) -> f64, 0.5),
-            ("context switches", |s: &Sample| s.switches, 0.5),
+            ("waits (voluntary switches)", |s: &Sample| s.switches, 0.5),
         ] {
             let (a, b) =
                 (med(&r.rust, f).unwrap_or(0.0), med(&r.c, f).unwrap_or(0.0));
@@ -307,6 +307,15 @@ impl Report<'_> {
                     "{what} per iteration {a:.2} (Rust) vs {b:.2} (C)"
                 ));
             }
+        }
+        let (a, b) = (
+            med(&r.rust, |s| s.preempted).unwrap_or(0.0),
+            med(&r.c, |s| s.preempted).unwrap_or(0.0),
+        );
+        if !close(a, b, 2.0, 0.25) {
+            why.push(format!(
+                "preemptions (involuntary switches) per round {a:.0} (Rust) vs {b:.0} (C)"
+            ));
         }
         let same_calls =
             diffs.as_ref().is_some_and(|(w, t)| w.is_empty() && t.is_empty());
@@ -321,7 +330,7 @@ impl Report<'_> {
         let outside = (s.med - 1.0).abs() > BAND;
         let straddle = s.q1 <= 1.0 && s.q3 >= 1.0;
         if outside && why.is_empty() && !straddle {
-            v += ", page faults and switches: UNEXPLAINED by these counts";
+            v += ", page faults and waits: UNEXPLAINED by these counts";
         }
         if outside && straddle {
             v += "; the rounds straddle 1.00 (q1–q3)";
@@ -335,12 +344,15 @@ impl Report<'_> {
 
     fn verdicts(&self, groups: &[&str]) -> String {
         let mut t = String::from(
-            "\nwhy: each ratio beside what was measured in the same rounds (page faults and\n\
-             context switches per iteration, of the process and its children) and counted by\n\
-             `strace -f -c` (system calls per iteration: the calls of 2K iterations minus those\n\
-             of K). Beside each ratio: what differs between the sides. The work differs when\n\
-             other or more calls are made; waits (sched_yield, futex) and how many reads\n\
-             carry the same bytes follow the timing. OUTSIDE marks a ratio beyond 1.00 ± 0.05.\n",
+            "\nwhy: each ratio beside what was measured in the same rounds (page faults and waits,\n\
+             i.e. voluntary context switches, per iteration; preemptions, i.e. involuntary ones,\n\
+             per round; of the process and its children) and counted by `strace -f -c`\n\
+             (system calls per iteration: the calls of 2K iterations minus those of K). Beside\n\
+             each ratio: what differs between the sides. The work differs when other or more\n\
+             calls are made; waits (sched_yield, futex) and how many reads carry the same\n\
+             bytes follow the timing; so do preemptions (another program, or the other side\n\
+             waking on the same CPU), of which only a difference between the sides is shown.\n\
+             OUTSIDE marks a ratio beyond 1.00 ± 0.05.\n",
         );
         for r in self.results.iter().filter(|r| groups.contains(&r.pair.group)) {
             let m = ratios(&r.rust, &r.c)
@@ -500,19 +512,20 @@ impl Report<'_> {
 
     /// Every round of every side, for whoever wants to look again.
     pub fn tsv(&self) -> String {
-        let mut t = String::from("pair\tside\tround\tmedian_ns\trss_kib\tvmas\tfaults_per_iter\tswitches_per_iter\n");
+        let mut t = String::from("pair\tside\tround\tmedian_ns\trss_kib\tvmas\tfaults_per_iter\twaits_per_iter\tpreempted\n");
         for r in self.results {
             for (side, v) in [("rust", &r.rust), ("c", &r.c), ("own", &r.own)] {
                 for (i, s) in v.iter().enumerate() {
                     let _ = writeln!(
                         t,
-                        "{}\t{side}\t{i}\t{}\t{}\t{}\t{:.3}\t{:.3}",
+                        "{}\t{side}\t{i}\t{}\t{}\t{}\t{:.3}\t{:.3}\t{}",
                         r.pair.id(),
                         s.ns,
                         s.rss_kib,
                         s.vmas,
                         s.faults,
-                        s.switches
+                        s.switches,
+                        s.preempted
                     );
                 }
             }
