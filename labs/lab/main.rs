@@ -43,7 +43,7 @@ enum Cmd {
     /// Run the criterion groups and the rounds against the C reference (or only the
     /// groups named), then write the figures into book/src/measured/ (bench-*.txt).
     Benchmarks {
-        /// Only these groups (spawn roundtrip bulk compute pool versus-c); all when empty.
+        /// Only these groups (spawn roundtrip bulk compute pool versus-c; ipc = versus-c); all when empty.
         groups: Vec<String>,
         /// Do not run anything: only summarise what target/criterion already holds.
         #[arg(long)]
