@@ -19,6 +19,11 @@ const PID_SLOTS: usize = 1024;
 const SHM_SLOTS: usize = 64;
 
 static PIDS: [AtomicI32; PID_SLOTS] = [const { AtomicI32::new(0) }; PID_SLOTS];
+/// For each name in SHM: its janitor's lifeline (write end) and pid, or 0.
+static JANITOR_FD: [AtomicI32; SHM_SLOTS] =
+    [const { AtomicI32::new(0) }; SHM_SLOTS];
+static JANITOR_PID: [AtomicI32; SHM_SLOTS] =
+    [const { AtomicI32::new(0) }; SHM_SLOTS];
 static SHM: [AtomicPtr<libc::c_char>; SHM_SLOTS] =
     [const { AtomicPtr::new(ptr::null_mut()) }; SHM_SLOTS];
 static INSTALLED: AtomicBool = AtomicBool::new(false);
@@ -105,11 +110,13 @@ fn shm_path(name: &str) -> CString {
         .expect("shm name has no NUL")
 }
 
-/// Own the POSIX shared-memory name `name` (as given to `shm_open`, e.g. `/proclab-shm-42`):
-/// it is unlinked on every way out until [`forget_shm`].
+/// Own the POSIX shared-memory name `name` (as given to `shm_open`, e.g. `/proclab-shm-42`),
+/// or a file `name` in /dev/shm: it is unlinked on every way out until [`forget_shm`],
+/// even after a SIGKILL of the lab (a janitor, `src/janitor.rs`, does it then). Call it
+/// *before* creating the name, so that no instant is uncovered.
 pub fn track_shm(name: &str) {
     let path = shm_path(name).into_raw();
-    for slot in &SHM {
+    for (i, slot) in SHM.iter().enumerate() {
         if slot
             .compare_exchange(
                 ptr::null_mut(),
@@ -119,6 +126,14 @@ pub fn track_shm(name: &str) {
             )
             .is_ok()
         {
+            if narrate::is_owner() {
+                // SAFETY: `path` is the valid C string just stored in the table.
+                let c = unsafe { std::ffi::CStr::from_ptr(path) };
+                if let Some((fd, pid)) = crate::janitor::start(c) {
+                    JANITOR_FD[i].store(fd, Ordering::SeqCst);
+                    JANITOR_PID[i].store(pid.as_raw(), Ordering::SeqCst);
+                }
+            }
             return;
         }
     }
@@ -133,7 +148,7 @@ pub fn track_shm(name: &str) {
 /// `name` has been unlinked: stop owning it.
 pub fn forget_shm(name: &str) {
     let want = shm_path(name);
-    for slot in &SHM {
+    for (i, slot) in SHM.iter().enumerate() {
         let p = slot.load(Ordering::SeqCst);
         if p.is_null() {
             continue;
@@ -152,8 +167,26 @@ pub fn forget_shm(name: &str) {
         {
             // SAFETY: we took the pointer out of the table, so nobody else frees it.
             drop(unsafe { CString::from_raw(p) });
+            release_janitor(i);
             return;
         }
+    }
+}
+
+/// Close the lifeline of slot `i`'s janitor: it unlinks (the name is already gone) and
+/// exits; reap it (bounded: a janitor that does not end is killed).
+fn release_janitor(i: usize) {
+    let fd = JANITOR_FD[i].swap(0, Ordering::SeqCst);
+    let pid = JANITOR_PID[i].swap(0, Ordering::SeqCst);
+    if fd > 0 {
+        // SAFETY: the descriptor came from janitor::start and is closed once.
+        unsafe { libc::close(fd) };
+    }
+    if pid > 0 {
+        crate::wait::reap_or_kill(
+            nix::unistd::Pid::from_raw(pid),
+            std::time::Duration::from_secs(2),
+        );
     }
 }
 
