@@ -322,8 +322,12 @@ impl Progress {
     }
 }
 
-/// target/exercises-progress.txt, beside the binaries' profile directories.
+/// target/exercises-progress.txt, beside the binaries' profile directories (or the file
+/// named by PROCLAB_EXERCISES_PROGRESS).
 pub fn progress_file() -> PathBuf {
+    if let Some(p) = std::env::var_os("PROCLAB_EXERCISES_PROGRESS") {
+        return PathBuf::from(p); // the tests keep their own
+    }
     let me = std::env::current_exe().unwrap_or_default();
     let target = me.parent().and_then(|d| d.parent()).map(|d| d.to_path_buf());
     target.unwrap_or_else(|| PathBuf::from("target")).join("exercises-progress.txt")
@@ -376,8 +380,18 @@ pub fn chapter(n: u32) -> String {
 }
 
 /// `lab exercises`: every exercise with its progress.
-pub fn list() {
+pub fn list(json: bool) {
     let done = progress();
+    if json {
+        for e in EXERCISES {
+            let p = done.get(e.name).map_or("-", |p| p.word());
+            let v = serde_json::json!({"name": e.name, "lab": e.lab, "file": e.file,
+                "task": e.task, "goal": e.goal, "progress": p,
+                "wrong_fails": e.wrong.0, "wrong": e.wrong.1});
+            println!("{v}");
+        }
+        return;
+    }
     let n = EXERCISES
         .iter()
         .filter(|e| done.get(e.name) == Some(&Progress::Done))

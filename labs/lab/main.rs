@@ -57,7 +57,11 @@ enum Cmd {
         no_run: bool,
     },
     /// List the exercises (exercises/) and your progress.
-    Exercises,
+    Exercises {
+        /// One JSON object per exercise instead.
+        #[arg(long)]
+        json: bool,
+    },
     /// Build your exercise and judge it from the kernel's accounting.
     Check(check::CheckArgs),
     /// A hint for an exercise.
@@ -77,7 +81,7 @@ fn main() {
         Cmd::Benchmarks { groups, no_run } => {
             benchmarks::benchmarks(&groups, no_run)
         }
-        Cmd::Exercises => exercises::list(),
+        Cmd::Exercises { json } => exercises::list(json),
         Cmd::Check(a) => check::check(&a),
         Cmd::Hint { name } => exercises::hint(&name),
         Cmd::Watch { name } => watch::watch(name.as_deref()),

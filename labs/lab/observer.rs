@@ -8,7 +8,7 @@ use nix::errno::Errno;
 use nix::sys::signal::{kill, SigSet, SigmaskHow, Signal};
 use nix::sys::wait::{waitid, waitpid, Id, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
-use proclab::{clock, Deadline, OrDie, Status};
+use proclab::{Deadline, OrDie, Status};
 use std::collections::HashSet;
 use std::io::{BufRead, BufReader};
 use std::os::unix::process::CommandExt;
@@ -329,9 +329,4 @@ fn lifeline(me: i32, held: SigSet, dir: PathBuf) {
         }
         None => std::process::exit(1),
     }
-}
-
-/// Lab time now, for a check's own timings.
-pub fn now_ns() -> u64 {
-    clock::lab_ns()
 }

@@ -41,10 +41,10 @@ pub struct Proc {
 pub struct End {
     pub status: Status,
     pub at_ns: u64,
-    /// The zombie's own CPU ticks and faults, and those of the children it reaped.
+    /// The zombie's own CPU ticks, and the CPU ticks and page faults of the children it
+    /// reaped.
     pub utime: u64,
     pub cutime: u64,
-    pub minflt: u64,
     pub cminflt: u64,
     /// Bytes read and written (/proc/PID/io), its own and those of the children it reaped.
     pub rchar: u64,
@@ -75,17 +75,12 @@ impl Proc {
 /// Every process seen below the observer, by pid.
 pub struct Timeline {
     pub me: i32,
-    pub t0: u64,
     pub procs: BTreeMap<i32, Proc>,
 }
 
 impl Timeline {
     pub fn new(me: i32) -> Timeline {
-        Timeline { me, t0: clock::lab_ns(), procs: BTreeMap::new() }
-    }
-    /// Milliseconds since the observer started, for messages.
-    pub fn ms(&self, ns: u64) -> u64 {
-        ns.saturating_sub(self.t0) / 1_000_000
+        Timeline { me, procs: BTreeMap::new() }
     }
     pub fn get(&self, pid: i32) -> Option<&Proc> {
         self.procs.get(&pid)
@@ -149,6 +144,9 @@ impl Timeline {
     fn update(&mut self, pid: i32, now: u64) {
         let Some(s) = stat(pid) else { return };
         let me = self.me;
+        if s.ppid == me && s.comm == "shm-janitor" {
+            return; // the checker's own (proclab::cleanup::track_shm), not the program's
+        }
         let p = self.procs.entry(pid).or_insert_with(|| {
             proclab::cleanup::track(nix::unistd::Pid::from_raw(pid));
             Proc {
@@ -207,16 +205,15 @@ impl Timeline {
         let now = clock::lab_ns();
         self.update(pid, now);
         if let Some(p) = self.procs.get_mut(&pid) {
-            let (utime, cutime, minflt, cminflt) = last
-                .map(|s| (s.utime, s.cutime.max(0) as u64, s.minflt, s.cminflt))
-                .unwrap_or((p.utime, 0, p.minflt, 0));
+            let (utime, cutime, cminflt) = last
+                .map(|s| (s.utime, s.cutime.max(0) as u64, s.cminflt))
+                .unwrap_or((p.utime, 0, 0));
             let (rchar, wchar) = io;
             p.end = Some(End {
                 status,
                 at_ns: now,
                 utime,
                 cutime,
-                minflt,
                 cminflt,
                 rchar,
                 wchar,

@@ -92,11 +92,6 @@ pub fn most_at_once(procs: &[&Proc]) -> usize {
     most as usize
 }
 
-/// The pids of `procs`, for messages.
-pub fn pids(procs: &[&Proc]) -> Vec<i32> {
-    procs.iter().map(|p| p.pid).collect()
-}
-
 /// Where each thread of `pid` waits in the kernel (`/proc/PID/task/TID/wchan`), e.g.
 /// `1234 pipe_read`; "running" for a thread on a CPU.
 pub fn wchans(pid: i32) -> Vec<String> {
