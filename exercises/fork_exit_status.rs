@@ -13,7 +13,8 @@ use nix::unistd::{fork, ForkResult};
 use proclab::say_as;
 
 fn count_primes(n: u32) -> u32 {
-    let is_prime = |k: u32| (2..).take_while(|d| d * d <= k).all(|d| k % d != 0);
+    let is_prime =
+        |k: u32| (2..).take_while(|d| d * d <= k).all(|d| !k.is_multiple_of(d));
     (2..n).filter(|&k| is_prime(k)).count() as u32
 }
 

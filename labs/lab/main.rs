@@ -11,10 +11,12 @@ mod benchmarks;
 mod benchsum;
 mod check;
 mod checks;
+mod exercise_list;
 mod exercises;
 mod observer;
 mod record;
 mod roster;
+mod teardown;
 mod timeline;
 mod watch;
 

@@ -29,7 +29,7 @@ pub fn cloexec(lab: &mut Lab, obs: &mut Observer) {
     std::fs::write(&secret, "the key to everything\n")
         .or_die("write the secret file");
     let secret = secret.display().to_string();
-    let pid = obs.spawn(&[secret.clone()]);
+    let pid = obs.spawn(std::slice::from_ref(&secret));
     let (mut held, mut execd, mut leaked) = (false, Vec::new(), Vec::new());
     let end = obs.until(Duration::from_secs(10), |tl| {
         held |= fds(pid).iter().any(|(_, to)| *to == secret);

@@ -48,8 +48,9 @@ fn primes_below(n: usize) -> usize {
 /// counting was done in the child (its CPU time is in the parent's cutime).
 pub fn exit_status(lab: &mut Lab, obs: &mut Observer) {
     let seed = (proclab::clock::now_ns() / 1000 % 40_000) as usize;
-    let n =
-        (250_000 + seed..).find(|&n| primes_below(n) % 256 != 0).unwrap_or(250_000);
+    let n = (250_000 + seed..)
+        .find(|&n| !primes_below(n).is_multiple_of(256))
+        .unwrap_or(250_000);
     let expected = (primes_below(n) % 256) as i32;
     let (pid, end) =
         run_to_end(lab, obs, &[&n.to_string()], Duration::from_secs(20));

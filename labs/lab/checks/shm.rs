@@ -68,7 +68,7 @@ pub fn unlink(lab: &mut Lab, obs: &mut Observer) {
     let name = format!("/proclab-check-{}", obs.me);
     let path = format!("/dev/shm{name}");
     cleanup::track_shm(&name); // whatever the program does, the check leaves nothing
-    let pid = obs.spawn(&[name.clone()]);
+    let pid = obs.spawn(std::slice::from_ref(&name));
     let maps = |p: i32| {
         std::fs::read_to_string(format!("/proc/{p}/maps")).unwrap_or_default()
     };
