@@ -200,6 +200,9 @@ pub fn observe(a: &ObserveArgs) -> ! {
     let mut obs = Observer::start(a.program.clone(), &a.arg0, a.json);
     lab.section(&format!("{}: {}", ex.name, ex.task));
     (ex.check)(&mut lab, &mut obs);
+    if !lab.all_ok() {
+        obs.explain(&mut lab);
+    }
     let left = obs.stop();
     if !left.is_empty() {
         observe!(

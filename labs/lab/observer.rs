@@ -34,6 +34,10 @@ pub struct Observer {
     readers: Vec<JoinHandle<()>>,
     /// What the program printed on stdout (stderr is only shown).
     lines: Arc<Mutex<Vec<String>>>,
+    /// The last lines it printed on either, for a verdict that did not hold.
+    tail: Arc<Mutex<Vec<String>>>,
+    /// The programs started, in order.
+    tops: Vec<i32>,
     json: bool,
 }
 
@@ -79,6 +83,8 @@ impl Observer {
             sampler,
             readers: vec![],
             lines: Arc::new(Mutex::new(Vec::new())),
+            tail: Arc::new(Mutex::new(Vec::new())),
+            tops: Vec::new(),
             json,
         }
     }
@@ -120,6 +126,7 @@ impl Observer {
         #[allow(clippy::zombie_processes)]
         let mut child = cmd.spawn().or_die("spawn the exercise");
         let pid = child.id() as i32;
+        self.tops.push(pid);
         tick(&self.tl);
         let out = child.stdout.take();
         if let Some(err) = child.stderr.take() {
@@ -135,9 +142,16 @@ impl Observer {
     }
 
     fn show(&mut self, from: impl std::io::Read + Send + 'static, keep: bool) {
-        let (json, lines) = (self.json, self.lines.clone());
+        let (json, lines, tail) =
+            (self.json, self.lines.clone(), self.tail.clone());
         self.readers.push(std::thread::spawn(move || {
             for line in BufReader::new(from).lines().map_while(Result::ok) {
+                let mut t = tail.lock().unwrap_or_else(|p| p.into_inner());
+                if t.len() == 20 {
+                    t.remove(0);
+                }
+                t.push(line.clone());
+                drop(t);
                 if !json {
                     let shown = format!("   | {line}\n");
                     proclab::narrate::write_all_fd(1, shown.as_bytes());
@@ -147,6 +161,31 @@ impl Observer {
                 }
             }
         }));
+    }
+
+    /// For a verdict that did not hold: how each program started ended, and (with
+    /// `--json`, where its output is not shown) the last lines it printed.
+    pub fn explain(&self, lab: &mut proclab::Lab) {
+        for &pid in &self.tops {
+            let how = self.view(|tl| match tl.get(pid) {
+                Some(p) => match p.end {
+                    Some(e) => e.status.to_string(),
+                    None => format!("still running ({})", proclab::State(p.state)),
+                },
+                None => "never seen".to_string(),
+            });
+            proclab::observe!(
+                lab,
+                "program",
+                "your program {pid}: {how}",
+                pid,
+                how
+            );
+        }
+        if self.json {
+            let tail = self.tail.lock().unwrap_or_else(|p| p.into_inner()).clone();
+            proclab::observe!(lab, "output", "its last lines: {tail:?}", tail);
+        }
     }
 
     /// The lines the program printed on stdout so far.

@@ -33,12 +33,17 @@ pub fn cloexec(lab: &mut Lab, obs: &mut Observer) {
     let (mut held, mut execd, mut leaked) = (false, Vec::new(), Vec::new());
     let end = obs.until(Duration::from_secs(10), |tl| {
         held |= fds(pid).iter().any(|(_, to)| *to == secret);
-        let ours = tl.get(pid).and_then(|p| p.exes.first().cloned());
-        let other = |p: &&&Proc| p.running() && p.exes.last() != ours.as_ref();
+        let Some(ours) = tl.get(pid).and_then(|p| p.exes.first().cloned()) else {
+            return None;
+        };
+        let other = |p: &&&Proc| p.running() && p.exes.last() != Some(&ours);
         for p in tl.descendants_of(pid).iter().filter(other) {
             let program = p.exes.last().cloned().unwrap_or_default();
             if !execd.contains(&(p.pid, program.clone())) {
+                // The kernel closes close-on-exec descriptors late in execve, after the
+                // new program is in place: look at its descriptors from the next sample.
                 execd.push((p.pid, program));
+                continue;
             }
             for (fd, to) in fds(p.pid) {
                 if to == secret && !leaked.contains(&(p.pid, fd.clone())) {
