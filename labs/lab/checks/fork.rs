@@ -1,6 +1,6 @@
 //! Checks of the fork exercises (chapter 1).
 
-use super::{exited_cleanly, most_at_once, run_to_end};
+use super::{exited_cleanly, most_at_once, reaped_text, run_to_end};
 use crate::observer::Observer;
 use proclab::{check, observe, Lab};
 use std::time::Duration;
@@ -25,8 +25,8 @@ pub fn wait_all(lab: &mut Lab, obs: &mut Observer) {
         lab,
         "reaped_by_parent",
         n > 0 && reaped == n,
-        "every child is reaped by your program (seen: {reaped} of {n}; any other was \
-         still unreaped when your program ended, and the checker reaped it)"
+        "every child is reaped by your program (seen: {seen})",
+        seen = reaped_text(reaped, n)
     );
     exited_cleanly(lab, end);
 }

@@ -184,3 +184,16 @@ pub fn end_or_stuck_with(
         None => Outcome::Running(running_now(obs)),
     }
 }
+
+/// "`k` of `n`", and when some are missing, that the checker reaped them: the children a
+/// program leaves unreaped are its zombies when it exits, adopted and reaped by the checker.
+pub fn reaped_text(k: usize, n: usize) -> String {
+    if k < n {
+        format!(
+            "{k} of {n}; the others were still unreaped when your program ended, and the \
+             checker, which adopts orphans, reaped them"
+        )
+    } else {
+        format!("{k} of {n}")
+    }
+}
