@@ -86,9 +86,11 @@ pub fn run(ex: &Exercise, variant: Option<&str>, json: bool, build: bool) -> i32
         o.wait()
     });
     let code = match status {
-        Ok(s) => s.code().unwrap_or_else(|| {
-            128 + std::os::unix::process::ExitStatusExt::signal(&s).unwrap_or(0)
-        }),
+        Ok(s) => match std::os::unix::process::ExitStatusExt::signal(&s) {
+            // Interrupted (Ctrl-C): no verdict, and the progress is left as it was.
+            Some(sig) => return 128 + sig,
+            None => s.code().unwrap_or(proclab::EXIT_ERROR),
+        },
         Err(e) => {
             eprintln!("error: cannot start the observer {}: {e}", me.display());
             proclab::EXIT_ERROR
