@@ -8,7 +8,7 @@
 //!
 //! Check: `cargo run --bin lab -- check cow-read-only`. The checker knows the checksum
 //! (the table comes from a seed it passes), reads your exit status, and from /proc the
-//! child's private memory (smaps_rollup) and page faults: the child must copy almost none.
+//! child's memory (RssAnon) and page faults: the child must copy almost nothing.
 
 use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::{fork, ForkResult};

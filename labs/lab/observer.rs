@@ -193,6 +193,13 @@ impl Observer {
         self.lines.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
+    /// The program under test, as /proc/PID/exe names it.
+    pub fn program(&self) -> String {
+        let p =
+            std::fs::canonicalize(&self.program).unwrap_or(self.program.clone());
+        p.display().to_string()
+    }
+
     /// Look at what was seen so far.
     pub fn view<T>(&self, f: impl FnOnce(&Timeline) -> T) -> T {
         f(&self.tl.lock().unwrap_or_else(|p| p.into_inner()))

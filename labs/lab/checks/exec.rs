@@ -31,12 +31,16 @@ pub fn cloexec(lab: &mut Lab, obs: &mut Observer) {
     let secret = secret.display().to_string();
     let pid = obs.spawn(std::slice::from_ref(&secret));
     let (mut held, mut execd, mut leaked) = (false, Vec::new(), Vec::new());
+    // Before its exec, a process runs the observer's program, then the exercise's.
+    let ours = [
+        obs.program(),
+        std::env::current_exe().unwrap_or_default().display().to_string(),
+    ];
     let end = obs.until(Duration::from_secs(10), |tl| {
         held |= fds(pid).iter().any(|(_, to)| *to == secret);
-        let Some(ours) = tl.get(pid).and_then(|p| p.exes.first().cloned()) else {
-            return None;
+        let other = |p: &&&Proc| {
+            p.running() && p.exes.last().is_some_and(|e| !ours.contains(e))
         };
-        let other = |p: &&&Proc| p.running() && p.exes.last() != Some(&ours);
         for p in tl.descendants_of(pid).iter().filter(other) {
             let program = p.exes.last().cloned().unwrap_or_default();
             if !execd.contains(&(p.pid, program.clone())) {
