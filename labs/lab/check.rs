@@ -142,7 +142,7 @@ fn cargo_build(bin: &str, json: bool) -> Result<(), String> {
         c.arg("--release");
     }
     if !json {
-        println!("  building {bin} ...");
+        println!("  building {bin} (the first build takes a minute) ...");
     }
     let out = c.stdin(Stdio::null()).stdout(Stdio::null()).output();
     let out = out.map_err(|e| format!("cannot run cargo: {e}"))?;
