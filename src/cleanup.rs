@@ -6,7 +6,9 @@
 //! The registry is a fixed table of atomics, so the signal handler can read it without a
 //! lock or the heap. Record a child with [`track`] right after `fork`, and [`forget`] it once
 //! it has been reaped (so that a reused pid is never killed). Named segments likewise:
-//! [`track_shm`] after `shm_open`, [`forget_shm`] after `shm_unlink`.
+//! [`track_shm`] after `shm_open`, [`forget_shm`] after `shm_unlink`; and directories that
+//! must go once the children are gone (a cgroup): [`track_dir`] after `mkdir`,
+//! [`forget_dir`] after `rmdir`.
 
 use crate::narrate;
 use std::ffi::CString;
@@ -17,10 +19,13 @@ use std::sync::atomic::{
 
 const PID_SLOTS: usize = 1024;
 const SHM_SLOTS: usize = 64;
+const DIR_SLOTS: usize = 8;
 
 static PIDS: [AtomicI32; PID_SLOTS] = [const { AtomicI32::new(0) }; PID_SLOTS];
 static SHM: [AtomicPtr<libc::c_char>; SHM_SLOTS] =
     [const { AtomicPtr::new(ptr::null_mut()) }; SHM_SLOTS];
+static DIRS: [AtomicPtr<libc::c_char>; DIR_SLOTS] =
+    [const { AtomicPtr::new(ptr::null_mut()) }; DIR_SLOTS];
 static INSTALLED: AtomicBool = AtomicBool::new(false);
 
 /// The `interrupted` verdict lines (JSON) for SIGINT and SIGTERM, rendered before any
@@ -108,15 +113,37 @@ fn shm_path(name: &str) -> CString {
 /// Own the POSIX shared-memory name `name` (as given to `shm_open`, e.g. `/proclab-shm-42`):
 /// it is unlinked on every way out until [`forget_shm`].
 pub fn track_shm(name: &str) {
-    let path = shm_path(name).into_raw();
-    for slot in &SHM {
+    hold(&SHM, shm_path(name), "cleanup::track_shm (more than 64 names)");
+}
+
+/// `name` has been unlinked: stop owning it.
+pub fn forget_shm(name: &str) {
+    release(&SHM, &shm_path(name));
+}
+
+/// Own the directory `path` (a cgroup the lab made): it is removed with `rmdir` on every
+/// way out, after the owned children have been killed and reaped (a cgroup can only be
+/// removed once no process is left in it), until [`forget_dir`].
+pub fn track_dir(path: &str) {
+    let path = CString::new(path).expect("directory path has no NUL");
+    hold(&DIRS, path, "cleanup::track_dir (more than 8 directories)");
+}
+
+/// `path` has been removed: stop owning it.
+pub fn forget_dir(path: &str) {
+    if let Ok(want) = CString::new(path) {
+        release(&DIRS, &want);
+    }
+}
+
+/// Put `path` into the first free slot of `table` (leaked until released, so that the
+/// signal handler can read it); end the lab if the table is full.
+fn hold(table: &[AtomicPtr<libc::c_char>], path: CString, what: &str) {
+    let path = path.into_raw();
+    for slot in table {
+        let free = ptr::null_mut();
         if slot
-            .compare_exchange(
-                ptr::null_mut(),
-                path,
-                Ordering::SeqCst,
-                Ordering::SeqCst,
-            )
+            .compare_exchange(free, path, Ordering::SeqCst, Ordering::SeqCst)
             .is_ok()
         {
             return;
@@ -124,30 +151,22 @@ pub fn track_shm(name: &str) {
     }
     // SAFETY: `path` came from CString::into_raw above and was not stored.
     drop(unsafe { CString::from_raw(path) });
-    crate::die(
-        "cleanup::track_shm (more than 64 names)",
-        nix::errno::Errno::EAGAIN,
-    );
+    crate::die(what, nix::errno::Errno::EAGAIN);
 }
 
-/// `name` has been unlinked: stop owning it.
-pub fn forget_shm(name: &str) {
-    let want = shm_path(name);
-    for slot in &SHM {
+/// Take `want` out of `table` and free it.
+fn release(table: &[AtomicPtr<libc::c_char>], want: &std::ffi::CStr) {
+    for slot in table {
         let p = slot.load(Ordering::SeqCst);
         if p.is_null() {
             continue;
         }
-        // SAFETY: non-null pointers in SHM are valid CStrings made by track_shm.
+        // SAFETY: non-null pointers in the tables are valid CStrings made by hold.
         let name = unsafe { std::ffi::CStr::from_ptr(p) };
-        if name == want.as_c_str()
+        let null = ptr::null_mut();
+        if name == want
             && slot
-                .compare_exchange(
-                    p,
-                    ptr::null_mut(),
-                    Ordering::SeqCst,
-                    Ordering::SeqCst,
-                )
+                .compare_exchange(p, null, Ordering::SeqCst, Ordering::SeqCst)
                 .is_ok()
         {
             // SAFETY: we took the pointer out of the table, so nobody else frees it.
@@ -157,8 +176,8 @@ pub fn forget_shm(name: &str) {
     }
 }
 
-/// Kill (SIGKILL) and reap every owned child, unlink every owned name. Async-signal-safe
-/// (kill, waitpid, unlink and atomics only). Does nothing in a forked child, so a child that
+/// Kill (SIGKILL) and reap every owned child, unlink every owned name, remove every owned
+/// directory. Async-signal-safe (kill, waitpid, unlink, rmdir, nanosleep and atomics only). Does nothing in a forked child, so a child that
 /// inherited the table never kills its siblings.
 pub fn cleanup() {
     if !narrate::is_owner() {
@@ -185,15 +204,34 @@ pub fn cleanup() {
             unsafe { libc::unlink(p) };
         }
     }
+    for slot in &DIRS {
+        let p = slot.swap(ptr::null_mut(), Ordering::SeqCst);
+        if p.is_null() {
+            continue;
+        }
+        // A cgroup stays busy for a moment after its last process was reaped: retry
+        // EBUSY for up to 200 ms.
+        let pause = libc::timespec { tv_sec: 0, tv_nsec: 1_000_000 };
+        for _ in 0..200 {
+            // SAFETY: p is a valid NUL-terminated path (leaked, as above); rmdir,
+            // nanosleep and errno are async-signal-safe.
+            unsafe {
+                if libc::rmdir(p) == 0 || *libc::__errno_location() != libc::EBUSY {
+                    break;
+                }
+                libc::nanosleep(&pause, ptr::null_mut());
+            }
+        }
+    }
 }
 
 extern "C" fn on_signal(sig: libc::c_int) {
     if narrate::is_owner() {
         cleanup();
         let msg: &[u8] = if sig == libc::SIGINT {
-            b"\nproclab: interrupted (SIGINT): children killed and reaped, shared memory unlinked\n"
+            b"\nproclab: interrupted (SIGINT): children killed and reaped, shared memory and cgroups removed\n"
         } else {
-            b"\nproclab: terminated (SIGTERM): children killed and reaped, shared memory unlinked\n"
+            b"\nproclab: terminated (SIGTERM): children killed and reaped, shared memory and cgroups removed\n"
         };
         narrate::write_all_fd(2, msg);
         write_interrupted_line(sig);
