@@ -42,12 +42,16 @@ pub fn run(lab: &mut Lab, rows: &[Row], limit: Option<&Limit>) {
     };
     let (scan0, scan1) = (fmt_duration(base.scan), fmt_duration(top.scan));
     let (fork0, fork1) = (fmt_duration(base.fork), fmt_duration(top.fork));
+    let noise = match n < 1000 {
+        true => " (with fewer than 1000 zombies these are mostly noise)",
+        false => "",
+    };
     observe!(
         lab,
         "seed_claim",
         "\"little memory\": {per_zombie_kib:.1} KiB of unreclaimable kernel memory \
          per zombie, {n} zombies {total_kib} KiB = {share:.2}% of this machine's \
-         memory (held: {little_memory}). \"Slows the system\": with {n} zombies a \
+         memory{noise} (held: {little_memory}). \"Slows the system\": with {n} zombies a \
          /proc scan took {scan_x:.1}x as long ({scan0} -> {scan1}; held: \
          {scan_slower}), a fork {fork_x:.2}x ({fork0} -> {fork1}; held: \
          {fork_slower}). What runs out is pids: {n} of pid_max {pid_max}, and \
@@ -56,6 +60,7 @@ pub fn run(lab: &mut Lab, rows: &[Row], limit: Option<&Limit>) {
         per_zombie_kib,
         total_kib,
         share,
+        noise,
         little_memory,
         scan_x,
         scan0,

@@ -86,6 +86,14 @@ fn fork_time(rounds: usize) -> Duration {
     Summary::of(&samples).min
 }
 
+/// Wait (up to 5 s) until the maker's `n` children have all exited: a fork
+/// returns before its child has run, let alone exited.
+fn settle(n: usize, maker: i32) {
+    procfacts::poll_until(Duration::from_secs(5), || {
+        (scan(maker).2 >= n).then_some(())
+    });
+}
+
 fn measure(n: usize, maker: i32) -> Row {
     let meminfo = |f| procfacts::meminfo_field(f).unwrap_or(0);
     let (unreclaimable_kib, stack_kib) =
@@ -134,6 +142,7 @@ pub fn run(lab: &mut Lab, ctx: &Ctx, args: &Args) -> Vec<Row> {
                 format_args!("no answer to MAKE {more}"),
             );
         };
+        settle(n, pid); // the last ones may still be exiting
         let row = measure(n, pid); // memory, a fork, a /proc scan
                                    // ANCHOR_END: hold
         let took = fmt_duration(Duration::from_nanos(ns as u64));

@@ -9,7 +9,8 @@ use crate::orphans::zombies_below;
 use crate::privileges::Ctx;
 use crate::Args;
 use nix::errno::Errno;
-use proclab::{check, die, observe, Lab, OrDie};
+use proclab::{check, die, observe, procfacts, say, Lab, OrDie};
+use std::time::Duration;
 
 /// What part 8 found: the limit, how many forks it allowed, and the errno of the one
 /// that failed (0: none failed).
@@ -59,6 +60,9 @@ pub fn run(lab: &mut Lab, ctx: &Ctx, args: &Args) -> Option<Limit> {
     let Some([MADE, made, errno, _]) = made else {
         lab.not_observed("eagain_at_limit", "the maker did not answer");
     };
+    // A fork returns before its child has exited: wait (bounded) for the last.
+    let all = || (zombies_below(maker.pid) >= made as usize).then_some(());
+    procfacts::poll_until(Duration::from_secs(2), all);
     let zombies = zombies_below(maker.pid);
     let then = outcome(errno);
     observe!(
@@ -85,6 +89,11 @@ pub fn run(lab: &mut Lab, ctx: &Ctx, args: &Args) -> Option<Limit> {
         "with {made} unreaped zombies and the maker itself holding all {max} pids, \
          fork failed with EAGAIN"
     );
+    if !lab.stepping() && args.linger_ms > 0 {
+        let ms = args.linger_ms;
+        say!("the cgroup stays full {ms} ms: look at {path} now (or use --step)");
+        std::thread::sleep(Duration::from_millis(ms)); // only so a person can look
+    }
     let reap_first = !proclab::test_removes("no_reap_before_retry"); // tests only
                                                                      // ANCHOR: reap
     let reaped = match reap_first && maker.tell(REAP, 0) {

@@ -23,11 +23,12 @@ pub struct Switches {
 /// A NULL-terminated argv or envp, built before clone.
 type Argv = [*const c_char];
 
-/// The signals the init collects: all but the faults (SIGSEGV...), which are left
-/// to kill the init itself, as in tini.
+/// The signals the init collects: all but those a fault of its own raises
+/// (SIGSEGV...), which are left to act on the init itself, as tini leaves them.
 fn collected() -> SigSet {
+    use Signal::{SIGABRT, SIGBUS, SIGFPE, SIGILL, SIGSEGV, SIGSYS, SIGTRAP};
     let mut wanted = SigSet::all();
-    for fault in [Signal::SIGFPE, Signal::SIGILL, Signal::SIGSEGV, Signal::SIGBUS] {
+    for fault in [SIGFPE, SIGILL, SIGSEGV, SIGBUS, SIGABRT, SIGTRAP, SIGSYS] {
         wanted.remove(fault);
     }
     wanted

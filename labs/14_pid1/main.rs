@@ -41,6 +41,10 @@ pub struct Args {
     /// The limit of part 8's pids cgroup, pids.max (2 to 1000).
     #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(2..=1000))]
     pids_max: u32,
+    /// How long part 8 keeps its cgroup full of zombies, in ms (0 to 60000), to look
+    /// at it (`cat /sys/fs/cgroup/pids/proclab-pid1-*/pids.current`, `ps`).
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=60_000))]
+    linger_ms: u64,
     /// Skip part 8, which needs a pids cgroup of its own (root); run the rest.
     #[arg(long)]
     skip_cgroup: bool,
@@ -59,15 +63,19 @@ fn main() {
     if args.role.is_some() {
         program::run(&args); // re-executed under an init: never returns
     }
-    let mut lab = Lab::start(
-        "pid1",
-        "PID 1 of a PID namespace ignores SIGTERM and SIGINT without a handler and \
-         SIGKILL from inside, dies of SIGKILL from outside with its whole namespace, \
-         adopts orphans and keeps them as zombies unless it waits; a minimal init \
-         forwards, reaps and passes the status on; zombies hold pids until fork \
-         fails with EAGAIN, and work again once reaped",
-        &args.common,
-    );
+    let limit = match args.skip_cgroup {
+        true => "; part 8 (fork failing at a pids limit) is skipped",
+        false => {
+            "; zombies hold pids until fork fails with EAGAIN at a pids limit, \
+                  and fork works again once they are reaped"
+        }
+    };
+    let claim = "PID 1 of a PID namespace ignores SIGTERM and SIGINT without a \
+                 handler and SIGKILL from inside, dies of SIGKILL from outside with \
+                 its whole namespace, adopts orphans and keeps them as zombies \
+                 unless it waits; a minimal init forwards, reaps and passes the \
+                 status on, as tini and dumb-init do";
+    let mut lab = Lab::start("pid1", format!("{claim}{limit}"), &args.common);
     // Whatever is orphaned outside a namespace comes to the lab, never to the
     // machine's init.
     nix::sys::prctl::set_child_subreaper(true)
