@@ -29,16 +29,22 @@ pub struct Row {
     pub stack_kib: u64,
 }
 
-/// Bytes in use in the slab caches of CACHES.
-fn slab_bytes() -> Option<u64> {
+/// The caches of CACHES in /proc/slabinfo (root's only): name, objects in use,
+/// bytes per object.
+fn caches() -> Option<Vec<(String, u64, u64)>> {
     let text = std::fs::read_to_string("/proc/slabinfo").ok()?;
-    let used = |l: &str| {
+    let row = |l: &str| {
         let f: Vec<&str> = l.split_whitespace().collect();
-        let n =
-            |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
-        (f.first().is_some_and(|name| CACHES.contains(name))).then(|| n(1) * n(3))
+        let n = |i: usize| f.get(i).and_then(|v| v.parse().ok()).unwrap_or(0);
+        let name = f.first().filter(|name| CACHES.contains(name))?;
+        Some((name.to_string(), n(1), n(3)))
     };
-    Some(text.lines().filter_map(used).sum())
+    Some(text.lines().filter_map(row).collect())
+}
+
+/// Bytes in use in the caches of CACHES.
+fn slab_bytes() -> Option<u64> {
+    Some(caches()?.iter().map(|(_, used, size)| used * size).sum())
 }
 
 // ANCHOR: scan
@@ -124,6 +130,19 @@ pub fn run(lab: &mut Lab, ctx: &Ctx, args: &Args) -> Vec<Row> {
     let reaps = proclab::test_removes("maker_reaps");
     let maker = ns::spawn(ctx, ctx.newpid, |ends| maker::maker(ends, reaps));
     let pid = maker.pid.as_raw();
+    if let Some(found) = caches() {
+        let sizes: Vec<String> =
+            found.iter().map(|(n, _, b)| format!("{n} {b} B")).collect();
+        let sizes = sizes.join(", ");
+        observe!(
+            lab,
+            "slab_caches",
+            "what a zombie keeps, by /proc/slabinfo: one object in each of {sizes}",
+            sizes
+        );
+    } else {
+        say!("/proc/slabinfo is root's only: the slab column stays empty");
+    }
     let mut rows = vec![measure(0, pid)];
     let free = headroom();
     for &n in &steps {
@@ -142,11 +161,12 @@ pub fn run(lab: &mut Lab, ctx: &Ctx, args: &Args) -> Vec<Row> {
                 format_args!("no answer to MAKE {more}"),
             );
         };
-        settle(n, pid); // the last ones may still be exiting
-        let row = measure(n, pid); // memory, a fork, a /proc scan
-                                   // ANCHOR_END: hold
+        // Wait for the last ones to exit; then memory, a fork, a /proc scan.
+        settle(n, pid);
+        let row = measure(n, pid);
+        // ANCHOR_END: hold
         let took = fmt_duration(Duration::from_nanos(ns as u64));
-        say!("{more} more zombies made in {took}");
+        say!("{more} more made in {took}");
         show(lab, &row, &rows[0]);
         rows.push(row);
     }

@@ -54,9 +54,9 @@ pub fn run(lab: &mut Lab, ctx: &Ctx, args: &Args) -> Option<Limit> {
     maker.tell(MAKE, 2 * max as i64); // forks until one fails (or 2 x max)
     let made = maker.next(10_000); // [MADE, made, errno, ns]
     let current = cg.number("pids.current"); // the maker and its zombies
-    let refused = cg.number("pids.events"); // forks refused at the limit so far
-                                            // ANCHOR_END: cgroup
+    let refused = cg.number("pids.events"); // forks refused at the limit
     let (path, version) = (cg.path.clone(), cg.version.name());
+    // ANCHOR_END: cgroup
     let Some([MADE, made, errno, _]) = made else {
         lab.not_observed("eagain_at_limit", "the maker did not answer");
     };
@@ -94,16 +94,18 @@ pub fn run(lab: &mut Lab, ctx: &Ctx, args: &Args) -> Option<Limit> {
         say!("the cgroup stays full {ms} ms: look at {path} now (or use --step)");
         std::thread::sleep(Duration::from_millis(ms)); // only so a person can look
     }
-    let reap_first = !proclab::test_removes("no_reap_before_retry"); // tests only
-                                                                     // ANCHOR: reap
+    // Tests only: retry without reaping first.
+    let reap_first = !proclab::test_removes("no_reap_before_retry");
+    // ANCHOR: reap
     let reaped = match reap_first && maker.tell(REAP, 0) {
         true => maker.next(10_000), // [REAPED, how many, ..]
         false => None,
     };
     let current = cg.number("pids.current"); // the maker alone, once reaped
     maker.tell(FORK_ONE, 0);
-    let forked = maker.next(10_000); // [FORKED, 0 or errno, ..]
-                                     // ANCHOR_END: reap
+    // [FORKED, 0 or errno, ..]:
+    let forked = maker.next(10_000);
+    // ANCHOR_END: reap
     let reaped = match reaped {
         Some([REAPED, n, ..]) => n,
         _ => 0,
