@@ -2,8 +2,8 @@
 //! slow the system down", judged by the figures of parts 7 and 8 (an observation, not
 //! a check: timings are not verdicts). Chapter: book/src/14-pid1.md
 
-use crate::cost::Row;
 use crate::exhaustion::Limit;
+use crate::figures::Row;
 use proclab::measure::fmt_duration;
 use proclab::{observe, procfacts, Lab};
 

@@ -12,6 +12,7 @@ mod cgroup;
 mod claim;
 mod cost;
 mod exhaustion;
+mod figures;
 mod init;
 mod inits;
 mod maker;
