@@ -24,6 +24,7 @@ mod program;
 mod sigkill;
 mod signals;
 mod trial;
+mod wire;
 
 use clap::Parser;
 use proclab::{Common, Lab, OrDie};

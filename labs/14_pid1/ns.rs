@@ -1,55 +1,16 @@
 //! Plumbing: a child cloned into a new PID namespace (PID 1 there) that dies with the
-//! lab, the pipes between them (records of four numbers), and what /proc says of it
-//! from outside (NSpid, signal masks).
+//! lab, the pipes between them (records of four numbers, in `wire.rs`), and what
+//! /proc says of it from outside (NSpid, signal masks).
 
 use crate::privileges::Ctx;
+pub use crate::wire::{command, recv, send, Record};
 use nix::errno::Errno;
 use nix::sys::signal::{kill, sigprocmask, SigSet, SigmaskHow, Signal};
 use nix::unistd::Pid;
 use proclab::wait::waitpid_by;
 use proclab::{cleanup, fdio, flush_stdout, Deadline, OrDie, Status};
-use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::time::Duration;
-
-/// A record on a pipe: a kind and three numbers. 32 bytes, less than PIPE_BUF, so
-/// each is one write(2) and never interleaved with another writer's.
-pub type Record = [i64; 4];
-
-/// Write `rec` to `fd` (a raw descriptor: the child's end). Async-signal-safe.
-pub fn send(fd: RawFd, rec: Record) {
-    let mut bytes = [0u8; 32];
-    for (chunk, v) in bytes.chunks_exact_mut(8).zip(rec) {
-        chunk.copy_from_slice(&v.to_ne_bytes());
-    }
-    // SAFETY: fd is open for as long as this call (the caller's end of a pipe).
-    let fd = unsafe { BorrowedFd::borrow_raw(fd) };
-    let _ = fdio::write_all(fd, &bytes); // EPIPE: the reader is gone, nobody to tell
-}
-
-fn decode(bytes: &[u8; 32]) -> Record {
-    let mut rec = [0i64; 4];
-    for (v, chunk) in rec.iter_mut().zip(bytes.chunks_exact(8)) {
-        *v = i64::from_ne_bytes(chunk.try_into().unwrap_or([0; 8]));
-    }
-    rec
-}
-
-/// In a child: the next command from the lab (blocking), or None at end of file (the
-/// lab is gone). Async-signal-safe.
-pub fn command(fd: RawFd) -> Option<Record> {
-    let mut bytes = [0u8; 32];
-    // SAFETY: as in send.
-    let fd = unsafe { BorrowedFd::borrow_raw(fd) };
-    let n = fdio::read_full(fd, &mut bytes).unwrap_or(0);
-    (n == 32).then(|| decode(&bytes))
-}
-
-/// In the lab: the next record, or None at end of file or at the deadline.
-pub fn recv(fd: &OwnedFd, by: Deadline) -> Option<Record> {
-    let mut bytes = [0u8; 32];
-    let n = fdio::read_full_by(fd, &mut bytes, by).unwrap_or(0);
-    (n == 32).then(|| decode(&bytes))
-}
 
 /// The child's ends of its pipes, for the function it runs after clone.
 pub struct Ends {
@@ -159,6 +120,7 @@ pub unsafe fn clone_tracked(flags: libc::c_int) -> nix::Result<Option<Pid>> {
     sigprocmask(SigmaskHow::SIG_BLOCK, Some(&held), Some(&mut before))
         .or_die("sigprocmask");
     flush_stdout();
+    // ANCHOR: raw_clone
     let flags = (flags | libc::SIGCHLD) as libc::c_ulong;
     // SAFETY: no new stack (0): like fork, the child goes on from here on a copy of
     // this stack; the caller keeps it to async-signal-safe calls.
@@ -172,6 +134,7 @@ pub unsafe fn clone_tracked(flags: libc::c_int) -> nix::Result<Option<Pid>> {
             Ok(Some(pid))
         }
     };
+    // ANCHOR_END: raw_clone
     let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&before), None);
     out
 }
@@ -188,7 +151,8 @@ pub fn spawn(ctx: &Ctx, flags: libc::c_int, run: impl FnOnce(&Ends)) -> Child {
         nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).or_die("pipe2");
     let (release_r, release) =
         nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).or_die("pipe2");
-    // SAFETY: the child calls prctl, poll, dup2, close, then `run` (async-signal-safe).
+    // ANCHOR: tie
+    // SAFETY: the child calls prctl, poll, dup2, close, then `run`.
     match unsafe { clone_tracked(flags) }.or_die("clone") {
         None => {
             ctx.lifeline.hold();
@@ -200,6 +164,7 @@ pub fn spawn(ctx: &Ctx, flags: libc::c_int, run: impl FnOnce(&Ends)) -> Child {
                 // SAFETY: as above.
                 unsafe { libc::_exit(1) }
             }
+            // ANCHOR_END: tie
             // SAFETY: as above; stdin becomes /dev/null (no init may take the tty),
             // and the lab's own ends are closed (they are not used again here).
             unsafe {
@@ -262,15 +227,5 @@ mod tests {
         assert_eq!(status_numbers(text, "Tgid:"), Vec::<i64>::new());
         assert_eq!(status_mask(text, "SigIgn:"), 1 << 12); // SIGPIPE is 13
         assert_eq!(status_mask(text, "SigCgt:"), (1 << 14) | (1 << 1));
-    }
-
-    #[test]
-    fn a_record_survives_the_pipe() {
-        let (r, w) = nix::unistd::pipe().expect("pipe");
-        send(w.as_raw_fd(), [7, -1, i64::MAX, 0]);
-        let by = Deadline::after(Duration::from_secs(1));
-        assert_eq!(recv(&r, by), Some([7, -1, i64::MAX, 0]));
-        drop(w);
-        assert_eq!(recv(&r, by), None, "end of file");
     }
 }
