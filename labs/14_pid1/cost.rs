@@ -54,6 +54,19 @@ fn measure(n: usize, maker: i32) -> Row {
     Row { n, seen, entries, scan, fork, slab, unreclaimable_kib, stack_kib }
 }
 
+/// A fork of the maker failed before `n` zombies were held: a limit on this user
+/// or this cgroup, or pid_max. Said, and the steps stop there.
+fn limited(lab: &mut Lab, n: usize, short: i64, errno: i64) {
+    let err = nix::errno::Errno::from_raw(errno as i32);
+    let why = format!(
+        "{short} short of {n} zombies a fork failed with {err:?} ({}): a limit \
+         (RLIMIT_NPROC, a pids cgroup above the lab, pid_max) holds this user \
+         below {n}; the larger steps are skipped",
+        err.desc()
+    );
+    observe!(lab, "skipped", "{why}", n, errno, why);
+}
+
 pub fn run(lab: &mut Lab, ctx: &Ctx, args: &Args) -> Vec<Row> {
     let mut steps: Vec<usize> = args.zombies.iter().map(|&n| n as usize).collect();
     steps.sort();
@@ -87,12 +100,16 @@ pub fn run(lab: &mut Lab, ctx: &Ctx, args: &Args) -> Vec<Row> {
         // ANCHOR: hold
         let more = n - rows[rows.len() - 1].n; // more than held so far
         maker.tell(MAKE, more as i64); // the maker forks them (see below)
-        let Some([MADE, _, _, ns]) = maker.next(60_000) else {
+        let Some([MADE, made, errno, ns]) = maker.next(60_000) else {
             lab.not_observed(
                 "zombies_held",
                 format_args!("no answer to MAKE {more}"),
             );
         };
+        if made < more as i64 {
+            limited(lab, n, more as i64 - made, errno); // a limit came first
+            break;
+        }
         // Wait for the last ones to exit; then memory, a fork, a /proc scan.
         settle(n, pid);
         let row = measure(n, pid);
