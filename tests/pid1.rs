@@ -66,6 +66,15 @@ fn sigterm_and_sigint_do_nothing_to_a_pid_1_without_handlers() {
 }
 
 #[test]
+fn the_same_program_in_a_namespace_of_its_own_does_not_die_and_the_verdict_turns() {
+    let run = removed("ordinary_in_namespace");
+    run.assert_not_observed("ordinary_dies");
+    for o in run.observations("ordinary") {
+        assert!(o["ended"].is_null(), "still running at the deadline: {o}");
+    }
+}
+
+#[test]
 fn sigkill_from_inside_does_nothing_and_from_outside_ends_the_namespace() {
     let run = verified();
     let inside = run.observation("kill_inside");
@@ -245,6 +254,14 @@ fn without_reaping_fork_fails_again_and_the_verdict_turns() {
     let run = removed("no_reap_before_retry");
     run.assert_not_observed("fork_after_reaping");
     assert_eq!(run.observation("after_reap")["fork_errno"], libc::EAGAIN as i64);
+    cgroup_is_gone(run.observation("pids_limit"));
+}
+
+#[test]
+fn a_panic_while_the_cgroup_is_full_removes_it() {
+    let run = run_removed("pid1", &["--zombies", "10"], "panic_at_the_limit");
+    assert_eq!(run.code, Some(1), "{}", run.stderr);
+    assert_eq!(run.verdict()["outcome"], "could_not_run");
     cgroup_is_gone(run.observation("pids_limit"));
 }
 

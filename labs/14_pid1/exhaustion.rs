@@ -89,6 +89,9 @@ pub fn run(lab: &mut Lab, ctx: &Ctx, args: &Args) -> Option<Limit> {
         "with {made} unreaped zombies and the maker itself holding all {max} pids, \
          fork failed with EAGAIN"
     );
+    if proclab::test_removes("panic_at_the_limit") {
+        panic!("tests only: a panic while the cgroup is full"); // cleanup removes it
+    }
     if !lab.stepping() && args.linger_ms > 0 {
         let ms = args.linger_ms;
         say!("the cgroup stays full {ms} ms: look at {path} now (or use --step)");

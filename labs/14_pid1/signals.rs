@@ -14,7 +14,13 @@ pub fn run(lab: &mut Lab, ctx: &Ctx) {
     let flags = if proclab::test_removes("no_newpid") { 0 } else { ctx.newpid };
     let start = |flags| ns::spawn(ctx, flags, |e| app::app(e, ctx, How::default()));
     let pid1 = start(flags);
-    let mut plain: Vec<Child> = SIGNALS.iter().map(|_| start(0)).collect();
+    // Tests only: the "ordinary" children are PID 1 of namespaces of their own too.
+    let plain_flags = match proclab::test_removes("ordinary_in_namespace") {
+        true => ctx.newpid,
+        false => 0,
+    };
+    let mut plain: Vec<Child> =
+        SIGNALS.iter().map(|_| start(plain_flags)).collect();
     // ANCHOR: sigterm
     for sig in SIGNALS {
         // From the parent namespace, as `docker stop` sends it: kill() returns 0.
@@ -37,7 +43,7 @@ pub fn run(lab: &mut Lab, ctx: &Ctx) {
     let status = ns::status_of(pid1.pid);
     let handled = ns::status_mask(&status, "SigCgt:"); // bits of handled signals
     let ignored = ns::status_mask(&status, "SigIgn:");
-    let ends: Vec<Ended> = plain.iter_mut().map(|c| c.wait_ms(5000)).collect();
+    let ends: Vec<Ended> = plain.iter_mut().map(|c| c.wait_ms(2000)).collect();
     // ANCHOR_END: sigterm
     let bits = SIGNALS.iter().map(|s| 1u64 << (*s as i32 - 1)).sum::<u64>();
     let pid = pid1.pid.as_raw();
