@@ -10,7 +10,8 @@
 //! - [`watchdog`]: breaks a hang after a deadline and says that it did.
 //! - [`fdio`]: whole reads and writes on a descriptor (async-signal-safe).
 //! - [`errors`]: `error: waitpid: ECHILD (No child processes)` on stderr, exit 1.
-//! - [`measure`]: a stopwatch and min / median / p99 summaries.
+//! - [`measure`]: a stopwatch, min / median / p99 summaries, and [`Nanos`], a duration
+//!   as a fact (`55.6 µs`, JSON in ns).
 //! - [`clock`]: the monotonic clock, and deadlines that `--step` pauses do not use up.
 //! - [`wait`]: how a child ended, as TLPI prints it (`exited, status 7`), and
 //!   `waitpid_by`, a waitpid with a deadline.
@@ -26,6 +27,7 @@ pub mod clock;
 pub mod cpu;
 pub mod errors;
 pub mod fdio;
+mod janitor;
 pub mod lifeline;
 pub mod measure;
 pub mod narrate;
@@ -36,7 +38,7 @@ pub mod watchdog;
 
 pub use clock::Deadline;
 pub use errors::{die, OrDie};
-pub use measure::{Stopwatch, Summary};
+pub use measure::{Nanos, Stopwatch, Summary};
 pub use procfacts::State;
 pub use report::{Common, Lab};
 pub use wait::Status;

@@ -39,7 +39,9 @@ impl Lifeline {
     }
 
     /// In a forked child, first thing: close the inherited write end, so that only the
-    /// lab holds one. Async-signal-safe.
+    /// lab holds one. Call it once, in the first process forked from the lab: its own
+    /// children inherit the closed state, and a second call could close an unrelated
+    /// descriptor that has reused the number. Async-signal-safe.
     pub fn hold(&self) {
         // SAFETY: close is async-signal-safe; this process's copy of the write end is not
         // used again (the OwnedFd is never dropped in a child that leaves with _exit).

@@ -71,6 +71,24 @@ impl fmt::Display for Summary {
     }
 }
 
+/// A duration as a fact for `observe!` and `check!`: it shows as [`fmt_duration`] does
+/// (`55.6 µs`) and serialises as whole nanoseconds, so name the fact with its unit:
+/// `observe!(lab, "spawn", "median {median_ns}", median_ns = Nanos(s.median))`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Nanos(pub Duration);
+
+impl fmt::Display for Nanos {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&fmt_duration(self.0))
+    }
+}
+
+impl serde::Serialize for Nanos {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(self.0.as_nanos().min(u64::MAX as u128) as u64)
+    }
+}
+
 /// `850 ns`, `12.3 µs`, `4.56 ms`, `1.23 s`.
 pub fn fmt_duration(d: Duration) -> String {
     let ns = d.as_nanos() as f64;
@@ -129,5 +147,8 @@ mod tests {
         assert_eq!(fmt_duration(Duration::from_micros(1500)), "1.50 ms");
         assert_eq!(fmt_bytes(64 << 20), "64 MiB");
         assert_eq!(fmt_rate(1 << 30, Duration::from_secs(1)), "1.00 GiB/s");
+        let d = Nanos(Duration::from_nanos(55_600));
+        assert_eq!(d.to_string(), "55.6 µs");
+        assert_eq!(serde_json::to_value(d).unwrap(), serde_json::json!(55_600));
     }
 }

@@ -78,6 +78,66 @@ fn writing_k_pages_costs_k_faults_and_k_private_pages() {
 }
 
 #[test]
+fn a_child_that_writes_nothing_turns_the_fault_count() {
+    // One thing changed: the child is told to write K pages and writes none.
+    let run = run_removed("cow", QUICK, "child_writes_nothing");
+    run.assert_not_observed("faults_match_pages_written");
+    run.assert_not_observed("shared_portion_shrinks");
+    assert!(run.check("parent_data_unchanged"));
+}
+
+#[test]
+fn a_map_shared_region_is_not_copied_on_write() {
+    // One thing changed: the region is MAP_SHARED. fork gives the child no copy of its
+    // page-table entries, the child's writes reach the parent, and nothing turns private.
+    let run = run_removed("cow", QUICK, "region_shared");
+    run.assert_not_observed("pss_is_half_rss_after_fork");
+    run.assert_not_observed("shared_portion_shrinks");
+    run.assert_not_observed("parent_data_unchanged");
+}
+
+#[test]
+fn an_untouched_region_makes_fork_flat() {
+    // One thing changed: part 1's regions are mapped but never written, so they have no
+    // page-table entries to copy, and fork does not grow with their size.
+    // Ten runs a size: the fastest of ten forks of the same cost are far closer than
+    // the four times the check asks for, even on a loaded machine.
+    let args = ["--max-mib", "1024", "--runs", "10", "--region-mib", "16"];
+    let run = run_removed("cow", &args, "region_untouched");
+    run.assert_not_observed("fork_grows_with_memory");
+}
+
+/// Two busy loops, killed when dropped (also when the test fails).
+struct Hogs(Vec<std::process::Child>);
+
+impl Drop for Hogs {
+    fn drop(&mut self) {
+        for h in &mut self.0 {
+            let _ = h.kill();
+            let _ = h.wait();
+        }
+    }
+}
+
+#[test]
+fn a_busy_machine_does_not_turn_the_verdict() {
+    // The timing checks compare fastest runs, which load (it only adds time) cannot
+    // invert: the lab verifies under two busy loops, one per CPU of a two-CPU machine.
+    let hog = || {
+        std::process::Command::new("sh")
+            .args(["-c", "while :; do :; done"])
+            .spawn()
+            .expect("start a busy loop")
+    };
+    let _hogs = Hogs(vec![hog(), hog()]);
+    let run = run_json(
+        "cow",
+        &["--max-mib", "1024", "--region-mib", "16", "--write-pages", "256"],
+    );
+    run.assert_verified();
+}
+
+#[test]
 fn sigint_in_the_middle_leaves_no_child() {
     // A large region written page by page keeps the child alive long enough to interrupt.
     let mut s = start_json(

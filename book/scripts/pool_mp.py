@@ -54,10 +54,11 @@ def main():
         ap.error("--tasks 1..1000000, --workers 1..64")
 
     # ANCHOR: map
-    ctx = multiprocessing.get_context("fork")  # the Linux default before Python 3.14
+    ctx = multiprocessing.get_context("fork")  # Linux's default before 3.14
     inputs = list(range(a.tasks))
-    with ctx.Pool(a.workers, initializer=die_with_parent, initargs=(os.getpid(),)) as pool:
-        pool.map(tiny, range(4 * a.workers), chunksize=1)  # warm up: every worker has started
+    dies = dict(initializer=die_with_parent, initargs=(os.getpid(),))
+    with ctx.Pool(a.workers, **dies) as pool:
+        pool.map(tiny, range(4 * a.workers), chunksize=1)  # warm up: all started
         t0 = time.perf_counter()
         out = pool.map(tiny, inputs, chunksize=1)
         secs = time.perf_counter() - t0

@@ -1,17 +1,55 @@
-//! The Python side of section 5: wait (bounded) for `book/scripts/pool_mp.py` and read the
-//! figure it prints as its last JSON line.
+//! The Python side of section 5: start `book/scripts/pool_mp.py` (it dies with the lab),
+//! wait for it (bounded) and read the figure it prints as its last JSON line.
 
 use nix::unistd::Pid;
+use proclab::lifeline::die_with_parent;
 use proclab::{cleanup, procfacts};
 use std::io::Read;
-use std::process::Child;
+use std::os::unix::process::CommandExt;
+use std::process::{Child, Command, Stdio};
 use std::time::Duration;
+
+/// What the lab says when python3 is missing.
+pub const MISSING: &str =
+    "python3 is not on PATH: the comparison with multiprocessing.Pool \
+    is skipped (the verdict does not depend on it); install python3 to see it \
+    (apt-get install python3, dnf install python3, brew install python3)";
+
+const SCRIPT: &str =
+    concat!(env!("CARGO_MANIFEST_DIR"), "/book/scripts/pool_mp.py");
 
 pub enum Py {
     Measured { per_task_us: f64, seconds: f64, checksum: u64, version: String },
     Skipped(String),
     Failed(String),
 }
+
+// ANCHOR: python
+/// Start the script on `tasks` tiny tasks with `workers` processes.
+pub fn spawn(tasks: usize, workers: usize) -> Result<Child, Py> {
+    let (tasks, workers) = (tasks.to_string(), workers.to_string());
+    let mut cmd = Command::new("python3");
+    cmd.arg(SCRIPT)
+        .args(["--tasks", &tasks, "--workers", &workers])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let lab = nix::unistd::getpid().as_raw();
+    // SAFETY: runs in the child between fork and exec: prctl, getppid, _exit.
+    unsafe {
+        cmd.pre_exec(move || {
+            die_with_parent(lab); // python3 dies with the lab, even by SIGKILL
+            Ok(())
+        })
+    };
+    let child = cmd.spawn().map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => Py::Skipped(MISSING.into()),
+        _ => Py::Failed(format!("cannot run python3: {e}")),
+    })?;
+    // Killed on every way out; its Pool workers follow by their own PDEATHSIG.
+    cleanup::track(Pid::from_raw(child.id() as i32));
+    Ok(child)
+}
+// ANCHOR_END: python
 
 /// Wait up to 60 s for the script (killed after that), then parse what it printed.
 pub fn collect(mut child: Child) -> Py {

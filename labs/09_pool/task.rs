@@ -1,6 +1,5 @@
-//! The job: the same pure function in the process pool, the thread pools and Python, and the
-//! ways a task can misbehave in a worker. Also the async-signal-safe sleep and clock that the
-//! children use after fork.
+//! The job: the same pure function in the process pool, the thread pools and Python, and
+//! the ways a task can misbehave in a worker.
 
 use std::time::Duration;
 
@@ -74,22 +73,4 @@ impl Task {
 /// True when a task in `mode` hangs on attempt `attempt` (the worker decides; the killer agrees).
 pub fn hangs(mode: Mode, attempt: u32) -> bool {
     mode == Mode::CrashAlways || (mode == Mode::CrashOnce && attempt == 1)
-}
-
-/// Sleep with nanosleep(2) (async-signal-safe, unlike anything that may allocate).
-pub fn nap(d: Duration) {
-    let ts = libc::timespec {
-        tv_sec: d.as_secs() as libc::time_t,
-        tv_nsec: d.subsec_nanos() as libc::c_long,
-    };
-    // SAFETY: nanosleep only reads `ts`.
-    unsafe { libc::nanosleep(&ts, std::ptr::null_mut()) };
-}
-
-/// Monotonic clock in ns, with clock_gettime(2) (async-signal-safe).
-pub fn now_ns() -> u64 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
-    // SAFETY: clock_gettime writes into `ts`.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }

@@ -1,5 +1,5 @@
-//! The same job with threads, for section 5 and the bench: the thread pool's plumbing (its
-//! `start`, the part the chapter shows, is in the lab file) and rayon.
+//! The same job with threads, for section 5 and the bench: the thread pool's `map` and
+//! drop (its `start`, which the chapter shows, is in three_ways.rs), and rayon.
 
 use super::task::{work, Task};
 use crossbeam::channel::{Receiver, Sender};

@@ -3,7 +3,8 @@
 //! Everything here is async-signal-safe and allocation-free: a worker uses it after fork.
 
 use super::task::Task;
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use nix::errno::Errno;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 
 pub const TASK: u32 = 1;
 pub const RESULT: u32 = 2;
@@ -70,24 +71,21 @@ impl Frames {
     }
 
     /// One read(2) from `fd` into the free space: bytes read, 0 at EOF, -1 on error.
-    pub fn fill(&mut self, fd: RawFd) -> isize {
+    pub fn fill(&mut self, fd: impl AsFd) -> isize {
         if self.start > 0 {
             self.buf.copy_within(self.start..self.end, 0);
             self.end -= self.start;
             self.start = 0;
         }
         loop {
-            let free = &mut self.buf[self.end..];
-            // SAFETY: the pointer and length describe the free part of our buffer.
-            let n = unsafe { libc::read(fd, free.as_mut_ptr().cast(), free.len()) };
-            // SAFETY: reading errno is async-signal-safe.
-            if n < 0 && unsafe { *libc::__errno_location() } == libc::EINTR {
-                continue;
+            match nix::unistd::read(fd.as_fd(), &mut self.buf[self.end..]) {
+                Err(Errno::EINTR) => continue,
+                Err(_) => return -1,
+                Ok(n) => {
+                    self.end += n;
+                    return n as isize;
+                }
             }
-            if n > 0 {
-                self.end += n as usize;
-            }
-            return n;
         }
     }
 
@@ -129,23 +127,6 @@ impl Default for Frames {
     }
 }
 
-/// write(2) all of `bytes`, retrying on EINTR and short writes. Async-signal-safe.
-pub fn write_all(fd: RawFd, mut bytes: &[u8]) -> bool {
-    while !bytes.is_empty() {
-        // SAFETY: the pointer and length describe a live slice.
-        let n = unsafe { libc::write(fd, bytes.as_ptr().cast(), bytes.len()) };
-        if n < 0 {
-            // SAFETY: reading errno is async-signal-safe.
-            if unsafe { *libc::__errno_location() } == libc::EINTR {
-                continue;
-            }
-            return false;
-        }
-        bytes = &bytes[n as usize..];
-    }
-    true
-}
-
 /// Wake up when `fd` has something to read (or hit EOF): one entry of poll(2)'s set.
 pub fn pollin(fd: &OwnedFd) -> libc::pollfd {
     libc::pollfd { fd: fd.as_raw_fd(), events: libc::POLLIN, revents: 0 }
@@ -163,4 +144,56 @@ pub fn message(kind: u32, seq: u64) -> [u8; MSG] {
     m[4..8].copy_from_slice(&kind.to_le_bytes());
     m[8..16].copy_from_slice(&seq.to_le_bytes());
     m
+}
+
+/// A queue message's kind and sequence number (from its first 16 bytes).
+pub fn kind_seq(m: &[u8]) -> (u32, u64) {
+    let kind = u32::from_le_bytes([m[4], m[5], m[6], m[7]]);
+    let mut seq = [0u8; 8];
+    seq.copy_from_slice(&m[8..MSG]);
+    (kind, u64::from_le_bytes(seq))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proclab::fdio::write_all;
+
+    #[test]
+    fn frames_come_out_whole_however_the_bytes_were_split() {
+        let (r, w) = nix::unistd::pipe().expect("pipe");
+        let mut bytes = [0u8; 2 * FRAME];
+        let t = Task { x: 5, rounds: 1, mode: super::super::task::Mode::Slow };
+        Frame::task(3, 1, &t).encode(&mut bytes[..FRAME]);
+        Frame::stop().encode(&mut bytes[FRAME..]);
+        let mut inbox = Frames::new();
+        write_all(&w, &bytes[..FRAME - 5]).unwrap(); // a frame cut short
+        assert_eq!(inbox.fill(&r), (FRAME - 5) as isize);
+        assert!(!inbox.has_frame() && inbox.pop().is_none());
+        write_all(&w, &bytes[FRAME - 5..]).unwrap(); // its end and a whole one
+        assert!(inbox.fill(&r) > 0 && inbox.has_frame());
+        let f = inbox.pop().unwrap();
+        assert_eq!((f.kind, f.id, f.attempt, f.value, f.mode), (TASK, 3, 1, 5, 1));
+        assert_eq!(inbox.pop().map(|f| f.kind), Some(STOP));
+        assert!(inbox.pop().is_none());
+        drop(w);
+        assert_eq!(inbox.fill(&r), 0, "end of file");
+    }
+
+    #[test]
+    fn a_bad_length_is_a_bad_frame() {
+        let mut inbox = Frames::new();
+        let (r, w) = nix::unistd::pipe().expect("pipe");
+        write_all(&w, &7u32.to_ne_bytes()).unwrap();
+        inbox.fill(&r);
+        assert_eq!(inbox.pop().map(|f| f.kind), Some(0));
+    }
+
+    #[test]
+    fn a_queue_message_is_16_bytes_length_kind_sequence() {
+        let m = message(PILL, 0x0102);
+        assert_eq!(m.len(), MSG);
+        assert_eq!(&m[..4], &12u32.to_le_bytes());
+        assert_eq!(kind_seq(&m), (PILL, 0x0102));
+    }
 }

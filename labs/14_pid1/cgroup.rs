@@ -1,7 +1,8 @@
 //! Plumbing: the pids cgroup of part 8. Where the hierarchy is (cgroup v1 with the
 //! pids controller, or cgroup v2 with pids enabled for the children of its root), one
 //! cgroup of the lab's own with a limit, its counters, and its removal on every way
-//! out (the harness's `track_dir`), stale ones of SIGKILLed labs included.
+//! out (the harness's `track_dir`, whose janitor covers a SIGKILL of the lab), and of
+//! stale ones that a lab left anyway (its janitor killed with it).
 
 use nix::errno::Errno;
 use nix::sys::signal::{kill, Signal};
@@ -86,16 +87,18 @@ pub struct Cgroup {
 }
 
 impl Cgroup {
-    /// mkdir the lab's cgroup, owned by the cleanup guard from now on.
+    /// mkdir the lab's cgroup, owned by the cleanup guard (and its janitor) from just
+    /// before, so that no instant is uncovered.
     pub fn create(place: &Place) -> nix::Result<Cgroup> {
         let me = std::process::id() as i32;
         let start = start_time(me).unwrap_or(0);
         let path = format!("{}/{PREFIX}{me}-{start}", place.dir);
-        nix::unistd::mkdir(
-            path.as_str(),
-            nix::sys::stat::Mode::from_bits_truncate(0o755),
-        )?;
         cleanup::track_dir(&path);
+        let mode = nix::sys::stat::Mode::from_bits_truncate(0o755);
+        if let Err(e) = nix::unistd::mkdir(path.as_str(), mode) {
+            cleanup::forget_dir(&path);
+            return Err(e);
+        }
         Ok(Cgroup { path, version: place.version })
     }
 

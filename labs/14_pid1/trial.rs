@@ -28,7 +28,7 @@ pub enum Init {
 pub struct Trial {
     /// Each orphan's getppid() once its parent had exited.
     pub adopted: Vec<i64>,
-    /// Zombies left below PID 1 500 ms after the last orphan exited.
+    /// Zombies left below PID 1 1 s after the last orphan exited.
     pub zombies: usize,
     /// How PID 1 ended within 3 s of SIGTERM (not waited for when the program was
     /// PID 1 itself: then `answered` says whether it still answered a ping).
@@ -87,7 +87,7 @@ fn launch(ctx: &Ctx, init: &Init, orphans: u32) -> Child {
 }
 
 /// Wait until every orphan of `inside` has exited (they do right after reporting),
-/// then up to 500 ms for PID 1 to reap them; the zombies left.
+/// then up to 1 s for PID 1 to reap them; the zombies left.
 fn settle(pid1: &Child, inside: &[i64]) -> usize {
     let alive = || {
         procfacts::tree(pid1.pid.as_raw()).iter().skip(1).any(|r| {
@@ -97,7 +97,7 @@ fn settle(pid1: &Child, inside: &[i64]) -> usize {
     };
     procfacts::poll_until(Duration::from_secs(2), || (!alive()).then_some(()));
     let none = || (zombies_below(pid1.pid) == 0).then_some(());
-    procfacts::poll_until(Duration::from_millis(500), none);
+    procfacts::poll_until(Duration::from_millis(1000), none);
     zombies_below(pid1.pid)
 }
 

@@ -1,0 +1,173 @@
+//! Section 2: idle workers, asleep in read(2) on one pipe, and what each costs in
+//! memory: the growth of RSS, PSS (/proc/PID/smaps_rollup) and page tables (VmPTE),
+//! summed over the parent and, for processes, every child.
+
+use crate::claims::{times, Table};
+use crate::memory::{memory_of, sleeping_threads, Mem};
+use crate::wait::{reap, JoinOrDie};
+use nix::unistd::{getpid, pipe, read, ForkResult, Pid};
+use proclab::lifeline::die_with_parent;
+use proclab::{check, cleanup, flush_stdout, observe, procfacts, say, Lab, OrDie};
+use std::os::fd::{AsFd, AsRawFd};
+use std::time::Duration;
+
+/// `n` idle threads: how much the process grew, and how many threads were seen asleep.
+fn idle_threads(lab: &mut Lab, n: u32) -> (Mem, usize) {
+    let me = getpid().as_raw();
+    let before = memory_of(&[me]);
+    let (wake_r, wake_w) = pipe().or_die("pipe"); // they sleep until EOF on it
+                                                  // ANCHOR: idle_threads
+    let idle: Vec<_> = (0..n)
+        .map(|_| {
+            let fd = wake_r.as_raw_fd();
+            std::thread::spawn(move || {
+                let mut b = [0u8; 1];
+                // SAFETY: reads into a local buffer; 0 once wake_w is closed.
+                unsafe { libc::read(fd, b.as_mut_ptr().cast(), 1) }
+            })
+        })
+        .collect();
+    let want = n as usize;
+    let seen = procfacts::poll_until(Duration::from_secs(10), || {
+        (sleeping_threads(me) == want).then_some(want)
+    });
+    let grew = memory_of(&[me]).minus(&before);
+    // ANCHOR_END: idle_threads
+    let asleep = seen.unwrap_or_else(|| sleeping_threads(me));
+    observe!(
+        lab,
+        "memory",
+        "{n} idle threads ({asleep} seen asleep): the process grew by RSS \
+         {rss_kib} KiB, PSS {pss_kib} KiB, page tables {pte_kib} KiB",
+        way = "thread",
+        workers = n,
+        asleep,
+        rss_kib = grew.rss,
+        pss_kib = grew.pss,
+        pte_kib = grew.pte
+    );
+    drop(wake_w); // EOF: every thread's read returns 0
+    for t in idle {
+        t.join().or_die_thread();
+    }
+    (grew, asleep)
+}
+
+/// `n` idle forked children: how much the parent and the children grew, summed, and how
+/// many children were seen asleep. `way` names them in the observation.
+fn idle_processes(lab: &mut Lab, n: u32, way: &str) -> (Mem, usize) {
+    let me = getpid().as_raw();
+    let before = memory_of(&[me]);
+    let (wake_r, wake_w) = pipe().or_die("pipe");
+    // ANCHOR: idle_processes
+    let mut kids: Vec<Pid> = Vec::new();
+    for _ in 0..n {
+        flush_stdout();
+        // SAFETY: the child only calls prctl, getppid, close, read and _exit.
+        match unsafe { cleanup::fork_tracked() } {
+            ForkResult::Child => {
+                die_with_parent(me);
+                unsafe { libc::close(wake_w.as_raw_fd()) }; // or EOF never comes
+                let _ = read(wake_r.as_fd(), &mut [0u8; 1]); // until EOF
+                unsafe { libc::_exit(0) }
+            }
+            ForkResult::Parent { child } => kids.push(child), // and tracked
+        }
+    }
+    let s = Duration::from_secs(10);
+    let asleep = kids
+        .iter()
+        .filter(|k| procfacts::wait_for_state(k.as_raw(), &['S'], s).is_some())
+        .count();
+    let mut group: Vec<i32> = kids.iter().map(|k| k.as_raw()).collect();
+    group.push(me);
+    let grew = memory_of(&group).minus(&before); // the parent and every child
+                                                 // ANCHOR_END: idle_processes
+    observe!(
+        lab,
+        "memory",
+        "{n} idle processes ({asleep} seen asleep): RSS summed over them grew by \
+         {rss_kib} KiB, PSS by {pss_kib} KiB, page tables by {pte_kib} KiB",
+        way,
+        workers = n,
+        asleep,
+        pids = &group[..group.len() - 1],
+        rss_kib = grew.rss,
+        pss_kib = grew.pss,
+        pte_kib = grew.pte
+    );
+    drop((wake_r, wake_w)); // EOF: every child's read returns 0
+    for k in kids {
+        reap(k);
+    }
+    (grew, asleep)
+}
+
+pub fn run(lab: &mut Lab, table: &mut Table, n: u32, as_processes: bool) {
+    say!(
+        "{n} threads, then {n} processes, each asleep in read(2) on the same pipe"
+    );
+    let (thread, threads_asleep) = if as_processes {
+        idle_processes(lab, n, "thread") // tests only: the "threads" are processes
+    } else {
+        idle_threads(lab, n)
+    };
+    let (process, asleep) = idle_processes(lab, n, "process");
+    let per = |kib: i64| kib as f64 / n as f64;
+    let thread_kib = per(thread.pss + thread.pte);
+    let process_kib = per(process.pss + process.pte);
+    let (t, p) = (format!("{thread_kib:.0} KiB"), format!("{process_kib:.0} KiB"));
+    let more = times(process_kib, thread_kib);
+    table.compare("memory per idle worker (PSS + page tables)", &t, &p, more);
+    let (rt, rp) = (per(thread.rss), per(process.rss));
+    let by_rss = (format!("{rt:.0} KiB"), format!("{rp:.0} KiB"));
+    table.compare(
+        "  the same, by RSS summed as `ps` would",
+        by_rss.0,
+        by_rss.1,
+        times(rp, rt),
+    );
+    let mem_more = more >= 2.0;
+    let rss_overstates = process.rss > 2 * process.pss.max(1);
+    table.claim(
+        "an idle process costs over twice the memory of an idle thread",
+        format!("{thread_kib:.0} vs {process_kib:.0} KiB"),
+        mem_more,
+        true,
+    );
+    table.claim(
+        "summing RSS over processes counts shared pages N times",
+        format!("RSS {} vs PSS {} KiB", process.rss, process.pss),
+        rss_overstates,
+        true,
+    );
+    let n = n as usize;
+    check!(
+        lab,
+        "idle_workers_asleep",
+        threads_asleep == n && asleep == n,
+        "every idle worker was seen asleep in read(2) before its memory was read \
+         ({threads_asleep} of {n} threads, {asleep} of {n} processes)",
+        threads_asleep,
+        asleep,
+        n
+    );
+    check!(
+        lab,
+        "process_costs_more_memory",
+        mem_more,
+        "an idle process costs over twice an idle thread in PSS + page tables \
+         ({process_kib:.0} vs {thread_kib:.0} KiB per worker)",
+        process_kib,
+        thread_kib
+    );
+    check!(
+        lab,
+        "rss_overstates_processes",
+        rss_overstates,
+        "RSS summed over the processes ({rss_kib} KiB) is more than twice their PSS \
+         ({pss_kib} KiB): fork shares pages",
+        rss_kib = process.rss,
+        pss_kib = process.pss
+    );
+}
