@@ -35,4 +35,5 @@ dispatch!(
     pgroup_stop,
     cow_read_only,
     shm_unlink,
+    pid1_init,
 );

@@ -40,6 +40,7 @@ dispatch!(
     pgroup_stop,
     cow_read_only,
     shm_unlink,
+    pid1_init,
 );
 
 /// Print the lines a solution printed, and exit 0.

@@ -4,27 +4,7 @@
 //! (tests/exercises.rs).
 
 use crate::checks;
-use crate::observer::Observer;
-use proclab::Lab;
-
-/// One exercise.
-pub struct Exercise {
-    /// `lab check NAME`; the bin is `ex-NAME`.
-    pub name: &'static str,
-    /// The lab (and chapter) it belongs to.
-    pub lab: u32,
-    /// The file under exercises/ (the reference solution and the wrong solution have the
-    /// same name under exercises/solutions/ and exercises/wrong/).
-    pub file: &'static str,
-    /// What to do, in one line.
-    pub task: &'static str,
-    /// What the check verifies (the claim of its verdict).
-    pub goal: &'static str,
-    pub hint: &'static str,
-    /// The check that the wrong solution fails, and what that solution gets wrong.
-    pub wrong: (&'static str, &'static str),
-    pub check: fn(&mut Lab, &mut Observer),
-}
+use crate::exercises::Exercise;
 
 pub const EXERCISES: &[Exercise] = &[
     Exercise {
@@ -286,5 +266,19 @@ pub const EXERCISES: &[Exercise] = &[
                of storing it back into the table (or into a copy of it).",
         wrong: ("no_copy", "masks a copy of the table: 64 MiB of new memory"),
         check: checks::cow::read_only,
+    },
+    Exercise {
+        name: "pid1-init",
+        lab: 14,
+        file: "pid1_init.rs",
+        task: "write a minimal init: forward SIGTERM, reap every orphan, exit as the app",
+        goal: "the app ends soon after the init gets SIGTERM, no process stays a zombie, \
+               and the init exits 143",
+        hint: "Catch SIGTERM with a handler (sigaction without SA_RESTART, so waitpid \
+               returns EINTR) and kill(app, SIGTERM) then. Reap with waitpid(-1) in a loop \
+               until ECHILD, not waitpid(app): orphans are your children too. Keep the \
+               app's status: 128 + the signal that killed it.",
+        wrong: ("no_zombie", "waits for the app only: the adopted orphan stays a zombie"),
+        check: checks::pid1::init,
     },
 ];

@@ -2,9 +2,30 @@
 //! with your progress, `lab hint NAME` gives a hint, `lab check NAME` (check.rs) judges
 //! your file. The progress is kept in target/exercises-progress.txt.
 
-pub use crate::exercise_list::{Exercise, EXERCISES};
+pub use crate::exercise_list::EXERCISES;
+use crate::observer::Observer;
+use proclab::Lab;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+
+/// One exercise.
+pub struct Exercise {
+    /// `lab check NAME`; the bin is `ex-NAME`.
+    pub name: &'static str,
+    /// The lab (and chapter) it belongs to.
+    pub lab: u32,
+    /// The file under exercises/ (the reference solution and the wrong solution have the
+    /// same name under exercises/solutions/ and exercises/wrong/).
+    pub file: &'static str,
+    /// What to do, in one line.
+    pub task: &'static str,
+    /// What the check verifies (the claim of its verdict).
+    pub goal: &'static str,
+    pub hint: &'static str,
+    /// The check that the wrong solution fails, and what that solution gets wrong.
+    pub wrong: (&'static str, &'static str),
+    pub check: fn(&mut Lab, &mut Observer),
+}
 
 /// The exercise called `name`.
 pub fn find(name: &str) -> Option<&'static Exercise> {

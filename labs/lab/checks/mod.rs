@@ -8,6 +8,7 @@ pub mod exec;
 pub mod fork;
 pub mod orphan;
 pub mod parent_death;
+pub mod pid1;
 pub mod pipe;
 pub mod pool;
 pub mod prefork;
