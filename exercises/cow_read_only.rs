@@ -12,6 +12,7 @@
 
 use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::{fork, ForkResult};
+use proclab::_exit;
 use proclab::say_as;
 
 const ENTRIES: u64 = 8 << 20; // 8 Mi entries of 8 bytes: 64 MiB
@@ -29,7 +30,7 @@ fn main() {
             table.iter_mut().for_each(|x| *x &= 0xffff);
             let sum = table.iter().fold(0u64, |s, &x| s.wrapping_add(x));
             say_as!("child", "checksum {sum}");
-            unsafe { libc::_exit((sum % 256) as i32) }
+            _exit((sum % 256) as i32)
         }
         ForkResult::Parent { child } => {
             match waitpid(child, None).expect("waitpid") {

@@ -12,6 +12,7 @@
 use nix::errno::Errno;
 use nix::sys::wait::waitpid;
 use nix::unistd::{fork, pipe, read, write, ForkResult};
+use proclab::_exit;
 use proclab::say_as;
 use std::os::fd::AsFd;
 
@@ -53,7 +54,7 @@ fn main() {
             // TODO: this reply is written while the parent is still writing its request.
             send(&rep_w, &reply);
             let got = receive(&req_r, &mut request);
-            unsafe { libc::_exit(if got == SIZE { 0 } else { 1 }) }
+            _exit(if got == SIZE { 0 } else { 1 })
         }
         ForkResult::Parent { child } => {
             drop((req_r, rep_w));

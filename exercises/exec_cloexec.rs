@@ -12,6 +12,7 @@ use nix::fcntl::{open, OFlag};
 use nix::sys::stat::Mode;
 use nix::sys::wait::waitpid;
 use nix::unistd::{execvp, fork, ForkResult};
+use proclab::_exit;
 use proclab::say_as;
 use std::ffi::CString;
 use std::os::fd::AsRawFd;
@@ -26,7 +27,7 @@ fn main() {
     match unsafe { fork() }.expect("fork") {
         ForkResult::Child => {
             let _ = execvp(&argv[0], &argv);
-            unsafe { libc::_exit(127) }
+            _exit(127)
         }
         ForkResult::Parent { child } => {
             let status = waitpid(child, None).expect("waitpid");

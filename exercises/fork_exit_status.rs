@@ -10,6 +10,7 @@
 
 use nix::sys::wait::waitpid;
 use nix::unistd::{fork, ForkResult};
+use proclab::_exit;
 use proclab::say_as;
 
 fn count_primes(n: u32) -> u32 {
@@ -27,7 +28,7 @@ fn main() {
         ForkResult::Child => {
             primes = count_primes(n);
             say_as!("child", "{primes} primes below {n}");
-            unsafe { libc::_exit((primes % 256) as i32) }
+            _exit((primes % 256) as i32)
         }
         ForkResult::Parent { child } => {
             // TODO: the child's count comes back in its exit status; `primes` here is

@@ -10,6 +10,7 @@
 
 use nix::sys::wait::waitpid;
 use nix::unistd::{fork, ForkResult};
+use proclab::_exit;
 use proclab::say_as;
 use std::time::Duration;
 
@@ -20,7 +21,7 @@ fn main() {
             ForkResult::Child => {
                 std::thread::sleep(Duration::from_millis(400)); // the child's work
                 say_as!("child", "worker {i} done");
-                unsafe { libc::_exit(i) }
+                _exit(i)
             }
             ForkResult::Parent { child } => {
                 // TODO: the four children should work at the same time, and every

@@ -11,6 +11,7 @@
 
 use nix::sys::wait::wait;
 use nix::unistd::{fork, getpid, ForkResult};
+use proclab::_exit;
 use proclab::say_as;
 use std::time::Duration;
 
@@ -25,7 +26,7 @@ fn main() {
             for _ in 0..200 {
                 std::thread::sleep(Duration::from_millis(100)); // the work
             }
-            unsafe { libc::_exit(0) }
+            _exit(0)
         }
     }
     while wait().is_ok() {}

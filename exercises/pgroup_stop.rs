@@ -12,6 +12,7 @@
 use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::waitpid;
 use nix::unistd::{fork, ForkResult};
+use proclab::_exit;
 use proclab::say_as;
 use std::time::Duration;
 
@@ -20,7 +21,7 @@ fn linger() -> ! {
     for _ in 0..200 {
         std::thread::sleep(Duration::from_millis(100));
     }
-    unsafe { libc::_exit(0) }
+    _exit(0)
 }
 
 fn main() {

@@ -14,6 +14,7 @@
 use nix::sys::prctl;
 use nix::sys::wait::waitpid;
 use nix::unistd::{fork, ForkResult};
+use proclab::_exit;
 use proclab::say_as;
 use std::time::Duration;
 
@@ -28,15 +29,15 @@ fn app() -> ! {
             // SAFETY: as above.
             if let Ok(ForkResult::Child) = unsafe { fork() } {
                 std::thread::sleep(Duration::from_millis(300));
-                unsafe { libc::_exit(0) } // an orphan's end: a zombie of the init
+                _exit(0) // an orphan's end: a zombie of the init
             }
-            unsafe { libc::_exit(0) }
+            _exit(0)
         }
         Ok(ForkResult::Parent { child }) => drop(waitpid(child, None)),
         Err(_) => {}
     }
     std::thread::sleep(Duration::from_secs(20));
-    unsafe { libc::_exit(0) }
+    _exit(0)
 }
 
 fn main() {

@@ -12,6 +12,7 @@
 use nix::errno::Errno;
 use nix::sys::wait::waitpid;
 use nix::unistd::{fork, pipe, read, write, ForkResult};
+use proclab::_exit;
 use proclab::say_as;
 use std::time::Duration;
 
@@ -29,10 +30,10 @@ fn main() {
                     std::thread::sleep(Duration::from_millis(300)); // a pause
                 }
                 if write(&w, &chunk).is_err() {
-                    unsafe { libc::_exit(1) }
+                    _exit(1)
                 }
             }
-            unsafe { libc::_exit(0) } // its write end is closed as it exits
+            _exit(0) // its write end is closed as it exits
         }
         ForkResult::Parent { child } => {
             // TODO: a reader sees end of file only once every write end is closed.

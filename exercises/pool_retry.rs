@@ -13,6 +13,7 @@
 use nix::poll::{poll, PollFd, PollFlags};
 use nix::sys::wait::waitpid;
 use nix::unistd::{fork, pipe, read, write, ForkResult, Pid};
+use proclab::_exit;
 use proclab::say_as;
 use std::collections::{BTreeMap, VecDeque};
 use std::os::fd::{AsFd, OwnedFd};
@@ -37,7 +38,7 @@ fn work(tasks: OwnedFd, results: OwnedFd) -> ! {
         msg[4..].copy_from_slice(&(i * 7919 % 1000).to_le_bytes());
         let _ = write(&results, &msg);
     }
-    unsafe { libc::_exit(0) }
+    _exit(0)
 }
 
 fn start_worker() -> Worker {

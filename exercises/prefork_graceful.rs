@@ -14,6 +14,7 @@ use nix::poll::{poll, PollFd, PollFlags};
 use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
 use nix::sys::wait::waitpid;
 use nix::unistd::{fork, getpid, ForkResult, Pid};
+use proclab::_exit;
 use proclab::say_as;
 use std::io::{Read, Write};
 use std::net::TcpListener;
@@ -56,7 +57,7 @@ fn start_worker(listener: &TcpListener, master: Pid) -> Pid {
                 std::thread::sleep(Duration::from_millis(500)); // the work
                 let _ = conn.write_all(b"done\n");
             }
-            unsafe { libc::_exit(0) }
+            _exit(0)
         }
         ForkResult::Parent { child } => child,
     }

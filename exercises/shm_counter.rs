@@ -15,6 +15,7 @@ use nix::sys::mman::{mmap, shm_open, MapFlags, ProtFlags};
 use nix::sys::stat::Mode;
 use nix::sys::wait::waitpid;
 use nix::unistd::{fork, pipe, read, ForkResult};
+use proclab::_exit;
 use proclab::say_as;
 use std::num::NonZeroUsize;
 
@@ -65,7 +66,7 @@ fn main() {
                 for _ in 0..n {
                     increment(shared);
                 }
-                unsafe { libc::_exit(0) }
+                _exit(0)
             }
             ForkResult::Parent { child } => kids.push(child),
         }

@@ -16,6 +16,7 @@ use nix::sys::mman::{mmap, shm_open, MapFlags, ProtFlags};
 use nix::sys::stat::Mode;
 use nix::sys::wait::waitpid;
 use nix::unistd::{fork, ftruncate, ForkResult};
+use proclab::_exit;
 use proclab::say_as;
 use std::num::NonZeroUsize;
 use std::time::Duration;
@@ -44,7 +45,7 @@ fn main() {
                 std::ptr::copy_nonoverlapping(hello.as_ptr(), page, hello.len())
             };
             std::thread::sleep(Duration::from_secs(2));
-            unsafe { libc::_exit(0) }
+            _exit(0)
         }
         ForkResult::Parent { child } => {
             std::thread::sleep(Duration::from_millis(100));

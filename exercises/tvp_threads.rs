@@ -11,6 +11,7 @@
 
 use nix::sys::wait::waitpid;
 use nix::unistd::{fork, ForkResult};
+use proclab::_exit;
 use proclab::say_as;
 use std::hint::black_box;
 
@@ -33,7 +34,7 @@ fn main() {
         match unsafe { fork() }.expect("fork") {
             ForkResult::Child => {
                 *slot = quarter(n, i as u64);
-                unsafe { libc::_exit(0) }
+                _exit(0)
             }
             ForkResult::Parent { child } => kids.push(child),
         }

@@ -10,6 +10,7 @@
 //! stay a zombie (Z) and must be reaped by the parent.
 
 use nix::unistd::{fork, getsid, setsid, ForkResult};
+use proclab::_exit;
 use proclab::say_as;
 use std::time::Duration;
 
@@ -23,9 +24,9 @@ fn main() {
                 let sid = getsid(None).map(|s| s.as_raw()).unwrap_or(0);
                 say_as!("daemon", "working in session {sid}");
                 std::thread::sleep(Duration::from_secs(1));
-                unsafe { libc::_exit(0) }
+                _exit(0)
             }
-            unsafe { libc::_exit(0) } // the daemon's parent leaves at once
+            _exit(0) // the daemon's parent leaves at once
         }
         ForkResult::Parent { child } => {
             say_as!("parent", "forked {child}, which starts the daemon");

@@ -10,6 +10,7 @@
 
 use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
 use nix::unistd::{fork, pipe, read, ForkResult};
+use proclab::_exit;
 use proclab::say_as;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -42,7 +43,7 @@ fn main() {
         if let ForkResult::Child = unsafe { fork() }.expect("fork") {
             drop(gun_w);
             let _ = read(&gun_r, &mut [0u8; 1]); // end of file: the start signal
-            unsafe { libc::_exit(10 + i as i32) }
+            _exit(10 + i as i32)
         }
     }
     say_as!("parent", "forked {CHILDREN} children; they all exit now");

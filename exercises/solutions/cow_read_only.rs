@@ -4,6 +4,7 @@
 use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::{fork, ForkResult};
 use proclab::say_as;
+use proclab::_exit;
 
 const ENTRIES: u64 = 8 << 20; // 8 Mi entries of 8 bytes: 64 MiB
 
@@ -16,7 +17,7 @@ pub fn main() {
             // Read only: the pages stay shared with the parent.
             let sum = table.iter().fold(0u64, |s, &x| s.wrapping_add(x & 0xffff));
             say_as!("child", "checksum {sum}");
-            unsafe { libc::_exit((sum % 256) as i32) }
+            _exit((sum % 256) as i32)
         }
         ForkResult::Parent { child } => match waitpid(child, None).expect("waitpid") {
             WaitStatus::Exited(_, code) => std::process::exit(code),

@@ -6,6 +6,7 @@ use nix::sys::wait::waitpid;
 use nix::unistd::{fork, pipe, read, write, ForkResult};
 use proclab::say_as;
 use std::os::fd::AsFd;
+use proclab::_exit;
 
 const SIZE: usize = 1 << 20;
 
@@ -45,7 +46,7 @@ pub fn main() {
             // The whole request first (the parent is writing it), then the reply.
             let got = receive(&req_r, &mut request);
             send(&rep_w, &reply);
-            unsafe { libc::_exit(if got == SIZE { 0 } else { 1 }) }
+            _exit(if got == SIZE { 0 } else { 1 })
         }
         ForkResult::Parent { child } => {
             drop((req_r, rep_w));

@@ -3,6 +3,7 @@
 use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::{fork, ForkResult};
 use proclab::say_as;
+use proclab::_exit;
 
 fn count_primes(n: u32) -> u32 {
     let is_prime = |k: u32| (2..).take_while(|d| d * d <= k).all(|d| !k.is_multiple_of(d));
@@ -17,7 +18,7 @@ pub fn main() {
         ForkResult::Child => {
             primes = count_primes(n);
             say_as!("child", "{primes} primes below {n}");
-            unsafe { libc::_exit((primes % 256) as i32) }
+            _exit((primes % 256) as i32)
         }
         ForkResult::Parent { child } => {
             // The child's count comes back in its exit status (its low 8 bits).

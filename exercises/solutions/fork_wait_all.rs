@@ -4,6 +4,7 @@ use nix::sys::wait::waitpid;
 use nix::unistd::{fork, ForkResult};
 use proclab::say_as;
 use std::time::Duration;
+use proclab::_exit;
 
 pub fn main() {
     let mut kids = Vec::new();
@@ -13,7 +14,7 @@ pub fn main() {
             ForkResult::Child => {
                 std::thread::sleep(Duration::from_millis(400)); // the child's work
                 say_as!("child", "worker {i} done");
-                unsafe { libc::_exit(i) }
+                _exit(i)
             }
             ForkResult::Parent { child } => {
                 kids.push(child); // waited for below, once all four run

@@ -7,13 +7,14 @@ use nix::sys::wait::waitpid;
 use nix::unistd::{fork, setpgid, ForkResult, Pid};
 use proclab::say_as;
 use std::time::Duration;
+use proclab::_exit;
 
 /// Sleep 20 s, in steps, then leave.
 fn linger() -> ! {
     for _ in 0..200 {
         std::thread::sleep(Duration::from_millis(100));
     }
-    unsafe { libc::_exit(0) }
+    _exit(0)
 }
 
 pub fn main() {

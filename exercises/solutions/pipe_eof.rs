@@ -5,6 +5,7 @@ use nix::sys::wait::waitpid;
 use nix::unistd::{fork, pipe, read, write, ForkResult};
 use proclab::say_as;
 use std::time::Duration;
+use proclab::_exit;
 
 const SIZE: usize = 1 << 20;
 
@@ -20,10 +21,10 @@ pub fn main() {
                     std::thread::sleep(Duration::from_millis(300)); // a pause
                 }
                 if write(&w, &chunk).is_err() {
-                    unsafe { libc::_exit(1) }
+                    _exit(1)
                 }
             }
-            unsafe { libc::_exit(0) } // its write end is closed as it exits
+            _exit(0) // its write end is closed as it exits
         }
         ForkResult::Parent { child } => {
             drop(w); // the reader's own write end: else it waits for itself

@@ -8,6 +8,7 @@ use proclab::say_as;
 use std::collections::{BTreeMap, VecDeque};
 use std::os::fd::{AsFd, OwnedFd};
 use std::time::Duration;
+use proclab::_exit;
 
 struct Worker {
     pid: Pid,
@@ -28,7 +29,7 @@ fn work(tasks: OwnedFd, results: OwnedFd) -> ! {
         msg[4..].copy_from_slice(&(i * 7919 % 1000).to_le_bytes());
         let _ = write(&results, &msg);
     }
-    unsafe { libc::_exit(0) }
+    _exit(0)
 }
 
 fn start_worker() -> Worker {

@@ -7,6 +7,7 @@ use nix::sys::wait::waitpid;
 use nix::unistd::{fork, pipe, read, ForkResult};
 use proclab::say_as;
 use std::num::NonZeroUsize;
+use proclab::_exit;
 
 /// The segment's layout: the checker reads `counter` (the first 8 bytes).
 #[repr(C)]
@@ -57,7 +58,7 @@ pub fn main() {
                 for _ in 0..n {
                     increment(shared);
                 }
-                unsafe { libc::_exit(0) }
+                _exit(0)
             }
             ForkResult::Parent { child } => kids.push(child),
         }

@@ -9,6 +9,7 @@ use nix::unistd::{fork, ftruncate, ForkResult};
 use proclab::say_as;
 use std::num::NonZeroUsize;
 use std::time::Duration;
+use proclab::_exit;
 
 pub fn main() {
     let name = std::env::args().nth(1).expect("usage: ex-shm-unlink /NAME");
@@ -28,7 +29,7 @@ pub fn main() {
             // SAFETY: the page is 4096 bytes long, mapped in this process too.
             unsafe { std::ptr::copy_nonoverlapping(hello.as_ptr(), page, hello.len()) };
             std::thread::sleep(Duration::from_secs(2));
-            unsafe { libc::_exit(0) }
+            _exit(0)
         }
         ForkResult::Parent { child } => {
             std::thread::sleep(Duration::from_millis(100));

@@ -5,6 +5,7 @@ use nix::sys::wait::waitpid;
 use nix::unistd::{fork, getsid, setsid, ForkResult};
 use proclab::say_as;
 use std::time::Duration;
+use proclab::_exit;
 
 pub fn main() {
     // SAFETY: the child calls only setsid, fork and _exit.
@@ -16,9 +17,9 @@ pub fn main() {
                 let sid = getsid(None).map(|s| s.as_raw()).unwrap_or(0);
                 say_as!("daemon", "working in session {sid}");
                 std::thread::sleep(Duration::from_secs(1));
-                unsafe { libc::_exit(0) }
+                _exit(0)
             }
-            unsafe { libc::_exit(0) } // the daemon's parent leaves at once
+            _exit(0) // the daemon's parent leaves at once
         }
         ForkResult::Parent { child } => {
             say_as!("parent", "forked {child}, which starts the daemon");

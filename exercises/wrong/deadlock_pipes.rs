@@ -7,6 +7,7 @@ use nix::sys::wait::waitpid;
 use nix::unistd::{fork, pipe, read, write, ForkResult};
 use proclab::say_as;
 use std::os::fd::AsFd;
+use proclab::_exit;
 
 const SIZE: usize = 1 << 20;
 
@@ -47,7 +48,7 @@ pub fn main() {
             let got = read(&req_r, &mut request).unwrap_or(0);
             send(&rep_w, &reply);
             let got = got + receive(&req_r, &mut request[got..]);
-            unsafe { libc::_exit(if got == SIZE { 0 } else { 1 }) }
+            _exit(if got == SIZE { 0 } else { 1 })
         }
         ForkResult::Parent { child } => {
             drop((req_r, rep_w));

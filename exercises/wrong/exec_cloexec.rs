@@ -9,6 +9,7 @@ use nix::unistd::{execvp, fork, ForkResult};
 use proclab::say_as;
 use std::ffi::CString;
 use std::os::fd::AsRawFd;
+use proclab::_exit;
 
 pub fn main() {
     let path = std::env::args().nth(1).expect("usage: ex-exec-cloexec SECRET_FILE");
@@ -19,7 +20,7 @@ pub fn main() {
     match unsafe { fork() }.expect("fork") {
         ForkResult::Child => {
             let _ = execvp(&argv[0], &argv);
-            unsafe { libc::_exit(127) }
+            _exit(127)
         }
         ForkResult::Parent { child } => {
             // Close-on-exec, set after the fork: only the parent's copy gets it.

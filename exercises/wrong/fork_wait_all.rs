@@ -6,6 +6,7 @@ use nix::sys::wait::wait;
 use nix::unistd::{fork, ForkResult};
 use proclab::say_as;
 use std::time::Duration;
+use proclab::_exit;
 
 pub fn main() {
     for i in 0..4 {
@@ -14,7 +15,7 @@ pub fn main() {
             ForkResult::Child => {
                 std::thread::sleep(Duration::from_millis(400)); // the child's work
                 say_as!("child", "worker {i} done");
-                unsafe { libc::_exit(i) }
+                _exit(i)
             }
             ForkResult::Parent { child } => {
                 say_as!("parent", "started {child}");

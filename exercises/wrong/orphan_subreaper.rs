@@ -8,6 +8,7 @@ use nix::sys::wait::waitpid;
 use nix::unistd::{fork, getppid, setpgid, ForkResult, Pid};
 use proclab::say_as;
 use std::time::Duration;
+use proclab::_exit;
 
 pub fn main() {
     // SAFETY: the child calls only fork and _exit.
@@ -20,9 +21,9 @@ pub fn main() {
             if let Ok(ForkResult::Child) = unsafe { fork() } {
                 std::thread::sleep(Duration::from_millis(300));
                 say_as!("grandchild", "my parent is now {}", getppid());
-                unsafe { libc::_exit(42) }
+                _exit(42)
             }
-            unsafe { libc::_exit(0) } // leaves its child an orphan
+            _exit(0) // leaves its child an orphan
         }
         ForkResult::Parent { child } => say_as!("supervisor", "forked {child}"),
     }

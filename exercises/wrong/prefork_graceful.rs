@@ -12,6 +12,7 @@ use std::net::TcpListener;
 use std::os::fd::AsFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
+use proclab::_exit;
 
 static STOP: AtomicBool = AtomicBool::new(false);
 
@@ -44,7 +45,7 @@ fn start_worker(listener: &TcpListener, master: Pid) -> Pid {
                 std::thread::sleep(Duration::from_millis(500)); // the work
                 let _ = conn.write_all(b"done\n");
             }
-            unsafe { libc::_exit(0) }
+            _exit(0)
         }
         ForkResult::Parent { child } => child,
     }

@@ -10,6 +10,7 @@ use nix::unistd::{fork, pipe, read, ForkResult};
 use proclab::say_as;
 use std::num::NonZeroUsize;
 use std::sync::Mutex;
+use proclab::_exit;
 
 static LOCK: Mutex<()> = Mutex::new(());
 
@@ -61,7 +62,7 @@ pub fn main() {
                 for _ in 0..n {
                     increment(shared);
                 }
-                unsafe { libc::_exit(0) }
+                _exit(0)
             }
             ForkResult::Parent { child } => kids.push(child),
         }

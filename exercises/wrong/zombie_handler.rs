@@ -8,6 +8,7 @@ use nix::unistd::{fork, pipe, read, ForkResult, Pid};
 use proclab::say_as;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
+use proclab::_exit;
 
 const CHILDREN: usize = 5;
 static SIGNALS: AtomicUsize = AtomicUsize::new(0);
@@ -41,7 +42,7 @@ pub fn main() {
         if let ForkResult::Child = unsafe { fork() }.expect("fork") {
             drop(gun_w);
             let _ = read(&gun_r, &mut [0u8; 1]); // end of file: the start signal
-            unsafe { libc::_exit(10 + i as i32) }
+            _exit(10 + i as i32)
         }
     }
     say_as!("parent", "forked {CHILDREN} children; they all exit now");
