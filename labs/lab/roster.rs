@@ -115,6 +115,14 @@ pub const LABS: &[LabInfo] = &[
         shows: "fork cost grows with touched memory (page tables), vfork/posix_spawn stay flat; pages copied only when written",
         args: &[],
     },
+    LabInfo {
+        number: 13,
+        name: "formation",
+        file: "13_formation/main.rs",
+        chapter: "13-formation.md",
+        shows: "Procfile and formation under a manager of its own: whole lines, crashes by policy, SIGTERM then SIGKILL, a daemon lost and adopted back, two hosts behind nginx",
+        args: &[],
+    },
 ];
 
 /// The lab called `name`.
