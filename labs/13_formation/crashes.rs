@@ -55,7 +55,17 @@ fn stop_all(lab: &mut Lab, args: &Args, ctx: &Ctx, who: &str) {
     let code = status.and_then(|s| s.code());
     let (status, left) =
         (status.map_or("still running".into(), |s| s.to_string()), m.leftovers());
-    observe!(lab, "crash", "{name} (pid {pid}) {end}; the manager stopped the rest and {status}; left: {left:?}", name, pid, end, code, left);
+    observe!(
+        lab,
+        "crash",
+        "{name} (pid {pid}) {end}; the manager stopped the rest and {status}; \
+         left alive: {left:?}",
+        name,
+        pid,
+        end,
+        code,
+        left
+    );
     let was = pid_of(&seen, &name) == Some(pid) && victim.is_none_or(|v| v == pid);
     let want = if who == "worker" {
         End::Exited(70)
@@ -95,7 +105,17 @@ fn restart(lab: &mut Lab, args: &Args, ctx: &Ctx) {
     let answered = http::answered_by(port, WITHIN);
     // ANCHOR_END: restart
     let ok = now.as_ref().is_some_and(|s| s.ppid == manager && s.ps == "web.1");
-    observe!(lab, "restart", "web.1: pid {old} killed, pid {new} started; GET on PORT {port} answered by {answered:?}", old, new, port, answered);
+    let by = seen::or(&answered, "nobody");
+    observe!(
+        lab,
+        "restart",
+        "web.1: pid {old} killed, pid {new} started; GET on PORT {port} answered \
+         by {by}",
+        old,
+        new,
+        port,
+        answered
+    );
     check!(
         lab,
         "restarted",
@@ -150,7 +170,17 @@ fn backoff(lab: &mut Lab, m: &mut run::Run) {
         })
         .collect();
     let pids: Vec<i32> = lives.iter().map(|l| l.1).collect();
-    observe!(lab, "backoff", "crasher.1 lived as {pids:?}; restart delays {delays:?} ms, waited {waited:?} ms; gave up after {gave_up:?} starts", pids, delays, waited, gave_up);
+    let after = seen::or(&gave_up, "no limit, after ?");
+    observe!(
+        lab,
+        "backoff",
+        "crasher.1 lived as {pids:?}; restart delays {delays:?} ms, waited \
+         {waited:?} ms; gave up after {after} starts",
+        pids,
+        delays,
+        waited,
+        gave_up
+    );
     let mut distinct = pids.clone();
     distinct.sort();
     distinct.dedup();

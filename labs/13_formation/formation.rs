@@ -54,9 +54,10 @@ pub fn run(lab: &mut Lab, args: &Args, ctx: &Ctx) {
     observe!(
         lab,
         "procfile",
-        "the Procfile has {n} process types: {names:?}",
+        "the Procfile has {n} process types: {list}",
         n = types.len(),
-        names
+        names,
+        list = names.join(", ")
     );
     let plan = procfile::formation(&args.formation, &types).unwrap_or_default();
     let want: usize = plan.iter().map(|&(_, n)| n).sum();
@@ -151,10 +152,12 @@ fn jobs(lab: &mut Lab, m: &mut run::Run, ctx: &Ctx, n: u32) {
         }
     }
     per.sort();
+    let by: Vec<String> = per.iter().map(|(w, n)| format!("{w} {n}")).collect();
+    let by = by.join(", ");
     observe!(
         lab,
         "jobs",
-        "{got} jobs reported done; by worker: {per:?}",
+        "{got} jobs reported done; by worker: {by}",
         got = done.len(),
         per
     );

@@ -69,6 +69,13 @@ pub struct Swept {
     pub files: usize,
 }
 
+impl std::fmt::Display for Swept {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let Swept { namespaces, processes, files } = self;
+        write!(f, "{namespaces} namespaces, {processes} processes, {files} files")
+    }
+}
+
 /// The lab's namespaces: (name, the namespace's inode).
 pub fn namespaces(lab: i32) -> Vec<(String, u64)> {
     let p = prefix(lab);

@@ -87,6 +87,7 @@ pub fn run(a: ManageArgs) -> ! {
         .unwrap_or_else(|e| fail(&format!("signalfd: {e}")));
     let mut m = Manager { a, ps, io, stop_at: None, killed: false, code: None };
     (0..m.ps.len()).for_each(|i| crate::spawn::spawn(&mut m.ps[i], &mut m.io));
+    // ANCHOR: loop
     while m.running() {
         let ready = m.wait(&sfd);
         m.io.read_ready(&ready[1..]);
@@ -102,8 +103,9 @@ pub fn run(a: ManageArgs) -> ! {
                 m.reap(); // tests only skip it: the dead stay zombies, unseen
             }
         }
-        m.timers();
+        m.timers(); // restarts due, and SIGKILL once the grace period is over
     }
+    // ANCHOR_END: loop
     let code = m.code.unwrap_or(0);
     m.io.system(&Event::Exiting { code });
     m.io.flush();
@@ -136,47 +138,56 @@ impl Manager {
         pfd.iter().map(|p| p.any() == Some(true)).collect()
     }
 
-    /// Start what is due; at the end of the grace period, SIGKILL what is left.
+    /// Start the restarts that are due.
     fn timers(&mut self) {
         let now = now_ns();
         for p in self.ps.iter_mut().filter(|p| p.due.is_some_and(|t| t <= now)) {
             p.due = None;
             crate::spawn::spawn(p, &mut self.io);
         }
-        let late = self.stop_at.is_some_and(|t| now >= t + self.a.grace_ms * MS);
-        if late && !self.killed && !test_removes("no_escalation") {
-            self.killed = true; // TimeoutStopSec= is over: SIGKILL to whatever is left
-            for p in self.ps.iter().filter(|p| p.pid.is_some()) {
-                signal(p, Signal::SIGKILL);
-                let (name, pid, after_ms) =
-                    (p.name.clone(), raw(p.pid), self.a.grace_ms);
-                let signal = "SIGKILL".into();
-                self.io.system(&Event::Sent { signal, name, pid, after_ms });
-            }
-        }
+        self.escalate();
     }
-}
 
-fn raw(pid: Option<Pid>) -> i32 {
-    pid.map_or(0, |p| p.as_raw())
-}
-
-impl Manager {
+    // ANCHOR: stop
     /// SIGTERM to every live process; the grace period starts now.
     pub fn stop(&mut self, why: String) {
         self.stop_at = Some(now_ns());
         let count = self.ps.iter().filter(|p| p.pid.is_some()).count();
         self.io.system(&Event::Stopping { why, count });
         for p in self.ps.iter_mut() {
-            (p.due, p.done) = (None, true);
-            if p.pid.is_some() {
+            (p.due, p.done) = (None, true); // no restart from now on
+            if let Some(pid) = p.pid {
                 signal(p, Signal::SIGTERM);
                 let (name, pid, signal) =
-                    (p.name.clone(), raw(p.pid), "SIGTERM".into());
+                    (p.name.clone(), pid.as_raw(), "SIGTERM".into());
                 self.io.system(&Event::Sent { signal, name, pid, after_ms: 0 });
             }
         }
     }
+
+    // ANCHOR_END: stop
+
+    // ANCHOR: escalate
+    /// At the end of the grace period (TimeoutStopSec=), SIGKILL what is left.
+    fn escalate(&mut self) {
+        let grace = self.a.grace_ms;
+        let late = self.stop_at.is_some_and(|t| now_ns() >= t + grace * MS);
+        if !late || self.killed || test_removes("no_escalation") {
+            return;
+        }
+        self.killed = true;
+        for p in self.ps.iter().filter(|p| p.pid.is_some()) {
+            signal(p, Signal::SIGKILL);
+            let (name, pid, signal) =
+                (p.name.clone(), raw(p.pid), "SIGKILL".into());
+            self.io.system(&Event::Sent { signal, name, pid, after_ms: grace });
+        }
+    }
+    // ANCHOR_END: escalate
+}
+
+fn raw(pid: Option<Pid>) -> i32 {
+    pid.map_or(0, |p| p.as_raw())
 }
 
 /// A process we forked leads its own group: signal the group (its children too). An

@@ -40,6 +40,24 @@ impl Net {
     }
 }
 
+/// What part 6 needs and this machine lacks; empty when it can run.
+pub fn missing() -> Vec<&'static str> {
+    let caps = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let eff = caps.lines().find_map(|l| l.strip_prefix("CapEff:"));
+    let eff = eff.and_then(|c| u64::from_str_radix(c.trim(), 16).ok()).unwrap_or(0);
+    let mut out = Vec::new();
+    if eff & (1 << 12) == 0 || eff & (1 << 21) == 0 {
+        out.push("root for network namespaces (CAP_NET_ADMIN, CAP_SYS_ADMIN: run it with sudo)");
+    }
+    if ip_bin().is_none() {
+        out.push("ip (apt-get install -y iproute2)");
+    }
+    if crate::nginx::bin().is_none() {
+        out.push("nginx (apt-get install -y nginx)");
+    }
+    out
+}
+
 /// The `ip` program, if iproute2 is installed.
 pub fn ip_bin() -> Option<PathBuf> {
     ["/usr/sbin/ip", "/sbin/ip", "/usr/bin/ip", "/bin/ip"]

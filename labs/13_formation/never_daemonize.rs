@@ -42,11 +42,28 @@ pub fn run(lab: &mut Lab, args: &Args, ctx: &Ctx) {
     let in_tree = procfacts::tree(manager).iter().any(|r| r.pid == d);
     let answered = http::answered_by(port, Duration::from_secs(2));
     // ANCHOR_END: escaped
+    m.pending(); // what they said so far, before the picture
     lab.show_tree(m.pid);
     let (ppid, sid) = s.as_ref().map_or((0, 0), |s| (s.ppid, s.sid));
     let manager_sid = seen::seen(manager).map_or(0, |s| s.sid);
     let parent = procfacts::comm(ppid).unwrap_or_default();
-    observe!(lab, "escaped", "the manager saw {first}; the PID file names {d}: ppid {ppid} ({parent}), session {sid} (the manager's: {manager_sid}), in the manager's tree: {in_tree}; GET on {port} answered by {answered:?}", first = first.map_or("nothing".into(), |e| e.to_string()), d, ppid, parent, sid, manager_sid, in_tree, answered, manager);
+    let (by, first) = (seen::or(&answered, "nobody"), seen::or(&first, "nothing"));
+    observe!(
+        lab,
+        "escaped",
+        "the manager saw {first}; the PID file names {d}: ppid {ppid} ({parent}), \
+         session {sid} (the manager's is {manager_sid}), in the manager's tree: \
+         {in_tree}; GET on {port} answered by {by}",
+        first,
+        d,
+        ppid,
+        parent,
+        sid,
+        manager_sid,
+        in_tree,
+        answered,
+        manager
+    );
     let exited_0 = m
         .events
         .iter()
@@ -138,11 +155,28 @@ fn subreaper(lab: &mut Lab, args: &Args, ctx: &Ctx, port: u16) {
     }
     let ppid2 = seen::seen(c2).map_or(0, |s| s.ppid);
     let answered = http::answered_by(port, Duration::from_secs(2));
+    m.pending(); // what they said so far, before the picture
     lab.show_tree(m.pid);
     let end = m.stop(Duration::from_secs(3) + Duration::from_millis(args.grace_ms));
     let left = m.leftovers();
     let died = died.map_or("nothing".into(), |e| e.to_string());
-    observe!(lab, "adopted", "the manager {manager} adopted {c} (its ppid now {ppid}); after kill -9 it saw: {died}; it restarted daemon.1 and adopted {c2} (ppid {ppid2}), which answered: {answered:?}; stopped: {end}; left: {left:?}", manager, c, ppid, died, c2, ppid2, answered, end = end.map_or("still runs".into(), |s| s.to_string()), left);
+    let (by, end) = (seen::or(&answered, "nobody"), seen::or(&end, "still runs"));
+    observe!(
+        lab,
+        "adopted",
+        "the manager {manager} adopted {c} (its ppid now {ppid}); after kill -9 it \
+         saw: {died}; it restarted daemon.1 and adopted {c2} (ppid {ppid2}), \
+         answered GET by {by}; stopped: {end}; left alive: {left:?}",
+        manager,
+        c,
+        ppid,
+        died,
+        c2,
+        ppid2,
+        answered,
+        end,
+        left
+    );
     check!(
         lab,
         "subreaper_supervises",

@@ -13,24 +13,6 @@ use nix::unistd::getpid;
 use proclab::{check, observe, procfacts, Lab};
 use std::time::Duration;
 
-/// What part 6 needs and this machine lacks; empty when it can run.
-fn missing() -> Vec<&'static str> {
-    let caps = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let eff = caps.lines().find_map(|l| l.strip_prefix("CapEff:"));
-    let eff = eff.and_then(|c| u64::from_str_radix(c.trim(), 16).ok()).unwrap_or(0);
-    let mut out = Vec::new();
-    if eff & (1 << 12) == 0 || eff & (1 << 21) == 0 {
-        out.push("root for network namespaces (CAP_NET_ADMIN, CAP_SYS_ADMIN: run it with sudo)");
-    }
-    if netns::ip_bin().is_none() {
-        out.push("ip (apt-get install -y iproute2)");
-    }
-    if nginx::bin().is_none() {
-        out.push("nginx (apt-get install -y nginx)");
-    }
-    out
-}
-
 /// A host's manager: web=2 on 0.0.0.0:`port` and the next port inside `role`'s
 /// namespace, once the namespace's socket table shows both listening.
 fn host(lab: &Lab, ctx: &Ctx, net: &Net, role: &str, port: u16) -> Run {
@@ -69,7 +51,7 @@ fn back_port() -> u16 {
 
 pub fn run(lab: &mut Lab, args: &Args, ctx: &Ctx) {
     lab.section("6. Scale-out: two hosts behind nginx");
-    let lacks = missing();
+    let lacks = netns::missing();
     if !lacks.is_empty() {
         let why = format!("this part needs {}: skipped", lacks.join(", "));
         observe!(lab, "scale_out", "{why}", skipped = true, needs = lacks);
@@ -93,7 +75,15 @@ pub fn run(lab: &mut Lab, args: &Args, ctx: &Ctx) {
         Ok(n) => n,
         Err(e) => {
             let swept = janitor::sweep(me);
-            observe!(lab, "scale_out", "ip could not make the namespaces ({e}): skipped; removed {swept:?}", skipped = true, e, swept);
+            let why = format!("ip could not make the namespaces ({e}): skipped");
+            observe!(
+                lab,
+                "scale_out",
+                "{why}; removed {swept}",
+                skipped = true,
+                why,
+                swept
+            );
             return;
         }
     };
@@ -215,7 +205,16 @@ pub fn run(lab: &mut Lab, args: &Args, ctx: &Ctx) {
             })
     });
     let after_ms = first.map(|h| h.at.saturating_sub(back_at) / 1_000_000).min();
-    observe!(lab, "back", "phase 4: h1's new processes answered {new} of {sent} requests, the first {after_ms:?} ms after they listened", new, sent = t[3].sent, after_ms);
+    let first = seen::or(&after_ms, "never, ?");
+    observe!(
+        lab,
+        "back",
+        "phase 4: h1's new processes answered {new} of {sent} requests, the first \
+         {first} ms after they listened",
+        new,
+        sent = t[3].sent,
+        after_ms
+    );
     check!(
         lab,
         "comes_back",
@@ -229,5 +228,12 @@ pub fn run(lab: &mut Lab, args: &Args, ctx: &Ctx) {
     let keep = proclab::test_removes("keep_network"); // tests only: the janitor does it
     let swept = if keep { janitor::Swept::default() } else { janitor::sweep(me) };
     let left = janitor::namespaces(me);
-    check!(lab, "network_removed", left.is_empty() && swept.processes == 0, "the namespaces, their veth pairs and the bridge are gone, and no process was left in them: {swept:?}", swept);
+    check!(
+        lab,
+        "network_removed",
+        left.is_empty() && swept.processes == 0,
+        "the namespaces, their veth pairs and the bridge are gone ({swept}), and no \
+         process was left in them",
+        swept
+    );
 }

@@ -21,6 +21,11 @@ pub fn own(pid: i32) {
     }
 }
 
+/// `Some(4321)` as `4321`, None as `none`: for the human line of an observation.
+pub fn or<T: std::fmt::Display>(value: &Option<T>, none: &str) -> String {
+    value.as_ref().map_or(none.to_string(), |v| v.to_string())
+}
+
 /// What /proc says of one process of a formation.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct Seen {

@@ -5,6 +5,7 @@
 use crate::events::{End, Event};
 use crate::formation::processes;
 use crate::run::{self, Spec};
+use crate::seen;
 use crate::{Args, Ctx};
 use nix::sys::signal::{kill, Signal};
 use proclab::clock::lab_ns;
@@ -37,6 +38,7 @@ pub fn run(lab: &mut Lab, args: &Args, ctx: &Ctx) {
     let deaf = procfacts::poll_until(Duration::from_secs(5), || {
         ignores(stubborn, Signal::SIGTERM).then_some(())
     });
+    m.pending(); // what they said so far, before the picture
     lab.show_tree(m.pid);
     // ANCHOR: stop
     let t0 = lab_ns();
@@ -94,7 +96,17 @@ pub fn run(lab: &mut Lab, args: &Args, ctx: &Ctx) {
     let killed = ended(stubborn, &End::Killed("SIGKILL".into()));
     let sent = m.events.iter().any(|e| matches!(e, Event::Sent { signal, pid, .. } if signal == "SIGKILL" && *pid == stubborn));
     let status = status.map_or("still running".into(), |s| s.to_string());
-    observe!(lab, "escalation", "stubborn.1 (pid {stubborn}) ignores SIGTERM: {deaf}; gone {stubborn_ms:?} ms after SIGTERM; the manager {status}; left: {left:?}", stubborn, deaf = deaf.is_some(), stubborn_ms, left);
+    let gone = seen::or(&stubborn_ms.map(|ms| format!("{ms} ms")), "never");
+    observe!(
+        lab,
+        "escalation",
+        "stubborn.1 (pid {stubborn}) ignores SIGTERM (SigIgn): {deaf}; gone {gone} \
+         after SIGTERM; the manager {status}; left alive: {left:?}",
+        stubborn,
+        deaf = deaf.is_some(),
+        stubborn_ms,
+        left
+    );
     check!(
         lab,
         "shutdown_escalates",
