@@ -95,6 +95,10 @@ pub fn run(lab: &mut Lab, args: &Args, ctx: &Ctx) {
         rows.push(row);
     }
     // ANCHOR_END: seen
+    for &(t, n) in &plan {
+        let name = format!("{}.", types[t].name); // as many of each type as asked
+        all_ok &= seen.iter().filter(|s| s.ps.starts_with(&name)).count() == n;
+    }
     m.pending(); // what they said so far, before the picture
     lab.show_tree(m.pid);
     lab.table(

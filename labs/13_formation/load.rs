@@ -79,10 +79,9 @@ impl Load {
         self.shared.sent.load(Ordering::SeqCst)
     }
 
-    /// From now on, requests belong to `phase`; returns when that was (lab time, ns).
-    pub fn phase(&self, phase: u8) -> u64 {
+    /// From now on, requests belong to `phase`.
+    pub fn phase(&self, phase: u8) {
         self.shared.phase.store(phase, Ordering::SeqCst);
-        proclab::clock::lab_ns()
     }
 
     /// The requests of `phase` so far.

@@ -147,8 +147,8 @@ fn subreaper(lab: &mut Lab, args: &Args, ctx: &Ctx, port: u16) {
     seen::kill_one(c, Signal::SIGKILL);
     let ended = |e: &Event| matches!(e, Event::Ended { pid, .. } if *pid == c);
     let died = m.until(within, ended); // seen by waitpid: the manager's child
-    let c2 = adopted(&mut m); // restarted, daemonized again, and adopted again
-                              // ANCHOR_END: adopted
+    let c2 = adopted(&mut m);
+    // ANCHOR_END: adopted
     if c == 0 {
         seen::own(pidfile_pid(&ctx.files.pidfile).unwrap_or(0)); // the lab ends it
         lab.not_observed("subreaper_supervises", "the manager adopted no daemon");

@@ -134,8 +134,9 @@ pub fn run(lab: &mut Lab, args: &Args, ctx: &Ctx) {
     });
     load.phase(3); // /proc: not one process left on h1
     load.until_sent(load.sent() + n, within);
-    let new_h1 = host(lab, ctx, &net, "h1", back_port()); // h1 comes back
-    let back_at = load.phase(4);
+    load.phase(4); // h1 comes back: a new manager, new web processes
+    let new_h1 = host(lab, ctx, &net, "h1", back_port()); // once both ports listen
+    let back_at = proclab::clock::lab_ns();
     // ANCHOR_END: outage
     who.extend(names(&new_h1, "h1", " (new)"));
     let back = procfacts::poll_until(Duration::from_secs(5), || {
