@@ -27,21 +27,22 @@ pub fn run(lab: &mut Lab, args: &Args, ctx: &Ctx) {
     let spec = Spec { subreaper: proclab::test_removes("subreaper_first"), ..spec }; // tests
     let mut m = run::start(&spec, &ctx.files, &ctx.lifeline, lab.json());
     let manager = m.pid.as_raw();
+    let ended = |e: &Event| matches!(e, Event::Ended { .. });
     // ANCHOR: escaped
-    let first =
-        m.until(Duration::from_secs(5), |e| matches!(e, Event::Ended { .. }));
+    let first = m.until(Duration::from_secs(5), ended); // "exited, status 0"
+    let d = pidfile_pid(&ctx.files.pidfile).unwrap_or(0); // `cat daemon.pid`
+    seen::own(d); // killed on every way out of the lab
+    let s = seen::seen(d); // its ppid and session
+    let in_tree = procfacts::tree(manager).iter().any(|r| r.pid == d);
+    let holds = seen::holds_listener(d, port); // its fd is the listening socket
+    let answered = http::answered_by(port, Duration::from_secs(2));
+    // ANCHOR_END: escaped
     if first.is_none() {
         lab.not_observed(
             "daemon_escaped",
             "daemon.1 did not exit: nothing escaped",
         );
     }
-    let d = pidfile_pid(&ctx.files.pidfile).unwrap_or(0); // `cat daemon.pid`
-    seen::own(d); // killed on every way out of the lab
-    let s = seen::seen(d);
-    let in_tree = procfacts::tree(manager).iter().any(|r| r.pid == d);
-    let answered = http::answered_by(port, Duration::from_secs(2));
-    // ANCHOR_END: escaped
     m.pending(); // what they said so far, before the picture
     lab.show_tree(m.pid);
     let (ppid, sid) = s.as_ref().map_or((0, 0), |s| (s.ppid, s.sid));
@@ -53,7 +54,8 @@ pub fn run(lab: &mut Lab, args: &Args, ctx: &Ctx) {
         "escaped",
         "the manager saw {first}; the PID file names {d}: ppid {ppid} ({parent}), \
          session {sid} (the manager's is {manager_sid}), in the manager's tree: \
-         {in_tree}; GET on {port} answered by {by}",
+         {in_tree}; it holds the socket listening on {port}: {holds}; GET answered \
+         by {by}",
         first,
         d,
         ppid,
@@ -61,6 +63,7 @@ pub fn run(lab: &mut Lab, args: &Args, ctx: &Ctx) {
         sid,
         manager_sid,
         in_tree,
+        holds,
         answered,
         manager
     );
@@ -71,7 +74,7 @@ pub fn run(lab: &mut Lab, args: &Args, ctx: &Ctx) {
     check!(
         lab,
         "daemon_escaped",
-        exited_0 && s.is_some() && ppid != manager && sid != manager_sid && sid != d && !in_tree && answered == Some(d),
+        exited_0 && s.is_some() && ppid != manager && sid != manager_sid && sid != d && !in_tree && holds && answered == Some(d),
         "daemon.1 \"exited, status 0\" in the manager's eyes, while its daemon {d} \
          lives on: not the manager's child, in a session of its own (not its leader), \
          serving PORT {port}"

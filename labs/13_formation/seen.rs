@@ -26,6 +26,28 @@ pub fn or<T: std::fmt::Display>(value: &Option<T>, none: &str) -> String {
     value.as_ref().map_or(none.to_string(), |v| v.to_string())
 }
 
+/// True when `pid` holds, among its open files (/proc/PID/fd), a socket that its
+/// network namespace's table (/proc/PID/net/tcp) shows listening on `port`.
+pub fn holds_listener(pid: i32, port: u16) -> bool {
+    let tcp =
+        std::fs::read_to_string(format!("/proc/{pid}/net/tcp")).unwrap_or_default();
+    let suffix = format!(":{port:04X}");
+    let inodes: Vec<String> = tcp
+        .lines()
+        .skip(1)
+        .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        .filter(|f| f.len() > 9 && f[1].ends_with(&suffix) && f[3] == "0A") // LISTEN
+        .map(|f| format!("socket:[{}]", f[9]))
+        .collect();
+    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return false;
+    };
+    fds.flatten().any(|fd| {
+        std::fs::read_link(fd.path())
+            .is_ok_and(|l| inodes.iter().any(|i| l.to_string_lossy() == *i))
+    })
+}
+
 /// What /proc says of one process of a formation.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct Seen {

@@ -12,12 +12,12 @@ use proclab::clock::lab_ns;
 use proclab::{check, observe, procfacts, Lab};
 use std::time::Duration;
 
-/// The signals `pid` ignores, from the SigIgn mask of /proc/PID/status (bit N-1 is
-/// signal N).
-pub fn ignores(pid: i32, sig: Signal) -> bool {
+/// True when `sig` is in the mask `field` of /proc/PID/status: `SigIgn:` (ignored) or
+/// `SigCgt:` (caught by a handler). Bit N-1 is signal N.
+pub fn in_mask(pid: i32, field: &str, sig: Signal) -> bool {
     let status =
         std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let mask = status.lines().find_map(|l| l.strip_prefix("SigIgn:"));
+    let mask = status.lines().find_map(|l| l.strip_prefix(field));
     let mask =
         mask.and_then(|m| u64::from_str_radix(m.trim(), 16).ok()).unwrap_or(0);
     mask & (1 << (sig as i32 - 1)) != 0
@@ -36,8 +36,15 @@ pub fn run(lab: &mut Lab, args: &Args, ctx: &Ctx) {
     let seen = processes(m.pid.as_raw(), 4);
     let stubborn = seen.iter().find(|s| s.ps == "stubborn.1").map_or(0, |s| s.pid);
     let deaf = procfacts::poll_until(Duration::from_secs(5), || {
-        ignores(stubborn, Signal::SIGTERM).then_some(())
+        in_mask(stubborn, "SigIgn:", Signal::SIGTERM).then_some(())
     });
+    // Ready to be stopped once each of the others catches SIGTERM (its handler is in).
+    let others = seen.iter().filter(|s| s.pid != stubborn);
+    let ready = procfacts::poll_until(Duration::from_secs(5), || {
+        let mut all = others.clone();
+        all.all(|s| in_mask(s.pid, "SigCgt:", Signal::SIGTERM)).then_some(())
+    });
+    let ready = ready.is_some();
     m.pending(); // what they said so far, before the picture
     lab.show_tree(m.pid);
     // ANCHOR: stop
@@ -89,9 +96,10 @@ pub fn run(lab: &mut Lab, args: &Args, ctx: &Ctx) {
     check!(
         lab,
         "shutdown_graceful",
-        graceful,
-        "on SIGTERM the web and worker processes stopped by themselves, exited with \
-         status 0, within the grace period"
+        graceful && ready,
+        "the web and worker processes catch SIGTERM (SigCgt), and on it they stopped \
+         by themselves, exited with status 0, within the grace period",
+        caught = ready
     );
     let killed = ended(stubborn, &End::Killed("SIGKILL".into()));
     let sent = m.events.iter().any(|e| matches!(e, Event::Sent { signal, pid, .. } if signal == "SIGKILL" && *pid == stubborn));
