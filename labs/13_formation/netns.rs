@@ -149,14 +149,9 @@ pub fn own_interfaces() -> Vec<String> {
 /// True when the socket table of `pid`'s network namespace (/proc/PID/net/tcp) has a
 /// socket listening on `port` (on any address, or on `addr`).
 pub fn listens(pid: i32, addr: [u8; 4], port: u16) -> bool {
-    let text =
-        std::fs::read_to_string(format!("/proc/{pid}/net/tcp")).unwrap_or_default();
     let want = format!("{:08X}:{port:04X}", u32::from_ne_bytes(addr));
     let any = format!("00000000:{port:04X}");
-    text.lines().skip(1).any(|l| {
-        let f: Vec<&str> = l.split_whitespace().collect();
-        f.len() > 3 && f[3] == "0A" && (f[1] == want || f[1] == any) // 0A: LISTEN
-    })
+    crate::seen::listening(pid).iter().any(|(a, _)| *a == want || *a == any)
 }
 
 /// The four octets of a dotted address.

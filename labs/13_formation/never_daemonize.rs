@@ -10,7 +10,7 @@ use crate::{http, procfile, Args, Ctx};
 use nix::errno::Errno;
 use nix::sys::signal::Signal;
 use nix::unistd::Pid;
-use proclab::{check, cleanup, observe, procfacts, Lab};
+use proclab::{check, cleanup, observe, procfacts, Lab, State};
 use std::time::Duration;
 
 /// The pid in the PID file, once it is there (bounded).
@@ -106,22 +106,34 @@ pub fn run(lab: &mut Lab, args: &Args, ctx: &Ctx) {
     );
     // ANCHOR: stale
     seen::kill_one(d, Signal::SIGKILL); // `kill -9 $(cat daemon.pid)`
+    let dead = || State::of(d).0; // '?' once reaped; 'Z' until its new parent reaps
     let gone = procfacts::poll_until(Duration::from_secs(3), || {
-        (!procfacts::exists(d)).then_some(())
+        matches!(dead(), '?' | 'Z').then_some(())
     });
     let file = std::fs::read_to_string(&ctx.files.pidfile).unwrap_or_default();
-    let now = procfacts::comm(d).unwrap_or_else(|| "no process".into());
-    // ANCHOR_END: stale
+    let now = State::of(d); // dead, or the pid is already another process's
+                            // ANCHOR_END: stale
     cleanup::forget(Pid::from_raw(d));
     let end = m.stop(Duration::from_secs(3) + Duration::from_millis(args.grace_ms));
     let told = m.events.iter().any(|e| e.to_string().contains(&format!("pid {d}")));
-    observe!(lab, "stale", "after kill -9: the PID file says {file}, /proc/{d}: {now}; the manager said a word about {d}: {told}; it {end}", file = file.trim().to_string(), d, now, told, end = end.map_or("still runs".into(), |s| s.to_string()));
+    let end = seen::or(&end, "still runs");
+    observe!(
+        lab,
+        "stale",
+        "after kill -9: the PID file says {file}, /proc/{d}: {now}; the manager \
+         said a word about {d}: {told}; it {end}",
+        file = file.trim().to_string(),
+        d,
+        now,
+        told,
+        end
+    );
     check!(
         lab,
         "stale_pid_file",
         gone.is_some() && file.trim() == d.to_string() && !told,
-        "after kill -9 the PID file still names {d}, which is no longer a process; \
-         the manager never knew it had died"
+        "after kill -9 the PID file still names {d}, a dead process; the manager \
+         never knew it had died"
     );
     let _ = std::fs::remove_file(&ctx.files.pidfile);
     subreaper(lab, args, ctx, port);
