@@ -53,3 +53,18 @@ fn no_cgroup_of_a_dead_lab_is_left() {
     }
     assert!(stale.is_empty(), "cgroups of labs that are gone: {stale:?}");
 }
+
+#[test]
+fn no_network_namespace_of_a_lab_is_left() {
+    // The labs that make network namespaces name them proclab-LAB-PID-ROLE; `ip netns list`
+    // reads /run/netns.
+    let left: Vec<String> = std::fs::read_dir("/run/netns")
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.starts_with("proclab"))
+                .collect()
+        })
+        .unwrap_or_default();
+    assert!(left.is_empty(), "network namespaces left (ip netns list): {left:?}");
+}

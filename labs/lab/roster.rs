@@ -116,6 +116,14 @@ pub const LABS: &[LabInfo] = &[
         args: &[],
     },
     LabInfo {
+        number: 13,
+        name: "formation",
+        file: "13_formation/main.rs",
+        chapter: "13-formation.md",
+        shows: "Procfile and formation under a manager of its own: whole lines, crashes by policy, SIGTERM then SIGKILL, a daemon lost and adopted back, two hosts behind nginx",
+        args: &[],
+    },
+    LabInfo {
         number: 14,
         name: "pid1",
         file: "14_pid1/main.rs",
