@@ -115,6 +115,14 @@ pub const LABS: &[LabInfo] = &[
         shows: "fork cost grows with touched memory (page tables), vfork/posix_spawn stay flat; pages copied only when written",
         args: &[],
     },
+    LabInfo {
+        number: 15,
+        name: "io-models",
+        file: "15_io_models/main.rs",
+        chapter: "15-io-models.md",
+        shows: "one HTTP app served by prefork, threads, an epoll loop and N SO_REUSEPORT loops under four loads; memory per connection; the worker-count rule swept; Node's cluster spread",
+        args: &[],
+    },
 ];
 
 /// The lab called `name`.
