@@ -35,17 +35,20 @@ impl Held {
     }
 }
 
-/// The server's view once it has taken what it will: held + queued stops moving.
+/// The server's view once it has taken what it will: held and queued stop moving,
+/// with every connection in one or the other (or, after a second, some gone: a
+/// server that closes idle connections).
 fn settle(s: &Server, connected: usize, kstack: f64) -> Facts {
     let (top, port) = (s.pid.as_raw(), s.port);
-    let mut last = (usize::MAX, u64::MAX);
+    let (mut last, since) = ((usize::MAX, u64::MAX), std::time::Instant::now());
     let f = procfacts::poll_until(Duration::from_secs(10), || {
         std::thread::sleep(Duration::from_millis(20));
         let f = procview::server(top, port, kstack);
         let now = (f.held, f.queued);
         let all_in = f.held + f.queued as usize >= connected;
         let steady = std::mem::replace(&mut last, now) == now;
-        (all_in && steady).then_some(f)
+        let late = since.elapsed() > Duration::from_secs(1);
+        (steady && (all_in || late)).then_some(f)
     });
     f.unwrap_or_else(|| procview::server(top, port, kstack))
 }

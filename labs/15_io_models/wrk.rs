@@ -78,7 +78,7 @@ pub fn run(lab: &mut Lab, plan: &Plan, ours: &[Point]) {
         "wrk p99",
         "wrk errors",
     ];
-    lab.table("wrk", &headers, &rows);
+    lab.table("wrk_table", &headers, &rows);
     let n = ratios.len();
     observe!(
         lab,
