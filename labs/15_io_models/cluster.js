@@ -1,7 +1,8 @@
-// The lecture's cluster.js: a master forks two workers, and each serves HTTP on the same
-// port. Changed for the lab: the port comes from PORT (0: the kernel picks one), each
-// worker says its pid in its answer and once it listens, and two switches only the
-// lab's tests use: WORKERS (how many to fork) and CLOSE_EACH (no keep-alive).
+// The lecture's cluster.js: a master forks two workers, and each serves HTTP
+// on the same port. Changed for the lab: the port comes from PORT (0: the
+// kernel picks one), each worker says its pid in its answer and once it
+// listens, and two switches only the lab's tests use: WORKERS (how many to
+// fork) and CLOSE_EACH (no keep-alive).
 const cluster = require('cluster');
 const http = require('http');
 

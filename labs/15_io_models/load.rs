@@ -25,8 +25,7 @@ pub struct Spec {
     pub slow: usize,
     pub slow_step: Duration,
     pub window: Duration,
-    /// How long past the window a request may still take before it counts as an error;
-    /// zero: the requests in flight when the window ends are dropped, not counted.
+    /// How long past the window a request may still take before it counts as an error.
     pub grace: Duration,
     pub cost: Cost,
 }
@@ -34,7 +33,8 @@ pub struct Spec {
 /// What the normal clients of a load saw (the slow ones are only counted).
 #[derive(Clone, Debug, Default)]
 pub struct Measured {
-    /// Answers that came within the window, per second of it.
+    /// Answers per second: all of them, over the time from the start to the last one
+    /// (no request starts after the window; those in flight then are waited for).
     pub rps: f64,
     pub p50: Option<Duration>,
     pub p99: Option<Duration>,
@@ -69,15 +69,16 @@ pub fn request(cost: Cost) -> Vec<u8> {
 
 #[derive(Default)]
 struct Tally {
-    in_window: u64,
+    answers: u64,
     errors: u64,
     lat: Vec<Duration>,
+    last: Option<Instant>,
 }
 
 /// Run `spec` against 127.0.0.1:`port`; `during` runs on this thread at 80% of the
 /// window, while the clients are busy (to read /proc then).
 pub fn run<T>(port: u16, spec: &Spec, during: impl FnOnce() -> T) -> (Measured, T) {
-    let end = Deadline::after(spec.window);
+    let (end, t0) = (Deadline::after(spec.window), Instant::now());
     let req = std::sync::Arc::new(request(spec.cost));
     let start = |slow: bool| {
         let (req, step, grace) = (req.clone(), spec.slow_step, spec.grace);
@@ -91,15 +92,16 @@ pub fn run<T>(port: u16, spec: &Spec, during: impl FnOnce() -> T) -> (Measured, 
     let seen = during();
     let mut all = Tally::default();
     for t in normal.into_iter().filter_map(|h| h.join().ok()) {
-        all.in_window += t.in_window;
+        all.answers += t.answers;
         all.errors += t.errors;
         all.lat.extend(t.lat);
+        all.last = all.last.max(t.last);
     }
-    let slow_ok =
-        slow.into_iter().filter_map(|h| h.join().ok()).map(|t| t.in_window);
+    let slow_ok = slow.into_iter().filter_map(|h| h.join().ok()).map(|t| t.answers);
     let summary = (!all.lat.is_empty()).then(|| Summary::of(&all.lat));
+    let took = all.last.map_or(spec.window, |l| l - t0);
     let m = Measured {
-        rps: all.in_window as f64 / spec.window.as_secs_f64(),
+        rps: all.answers as f64 / took.as_secs_f64().max(1e-3),
         p50: summary.map(|s| s.median),
         p99: summary.map(|s| s.p99),
         ok: all.lat.len() as u64,
@@ -123,10 +125,9 @@ fn client(
         match exchange(port, req, slow, end, grace) {
             Ok(true) => {
                 t.lat.push(sent.elapsed());
-                t.in_window += !end.expired() as u64;
+                (t.answers, t.last) = (t.answers + 1, Some(Instant::now()));
             }
             Ok(false) => break, // a slow client stopped at the end of the window
-            Err(_) if grace.is_zero() && end.expired() => break, // dropped at the end
             Err(_) => {
                 t.errors += 1;
                 std::thread::sleep(Duration::from_millis(5)); // no tight loop of errors
