@@ -23,6 +23,7 @@ pub fn run(lab: &mut Lab, plan: &Plan) {
     let cost = plan.mix(0);
     let (clients, window, slow_step) = (plan.clients, plan.window, plan.slow_step);
     let spec = Spec { clients, slow: 0, slow_step, window, grace: GRACE, cost };
+    let others = crate::procview::Others::start();
     // ANCHOR: cpu_only
     let points: Vec<Point> =
         ALL.iter().map(|&m| measure(plan, m, plan.workers_of(m), &spec)).collect();
@@ -71,16 +72,18 @@ pub fn run(lab: &mut Lab, plan: &Plan) {
     let best = multi.iter().map(|p| busy(p)).fold(0.0, f64::max);
     let worst = multi.iter().map(|p| busy(p)).fold(f64::INFINITY, f64::min);
     let held = best >= 0.7 * cores as f64 && worst >= 0.6 * best;
-    let word = if held { "held" } else { "did not hold (a busy machine?)" };
+    let word = if held { "held" } else { "did not hold" };
+    let others = others.cores(points.iter().map(|p| p.cpu_ns).sum());
     observe!(
         lab,
         "cpu_top",
         "the models that can use every core kept {worst:.2} to {best:.2} of {cores} \
          cores busy; \"near the core count\" (best at least 70%, lowest at least 60% of \
-         it) {word} on this run",
+         it) {word} on this run, while other programs kept {others:.2} cores busy",
         worst,
         best,
         cores,
-        held
+        held,
+        others
     );
 }

@@ -93,6 +93,55 @@ pub fn workers_now(top: i32) -> (usize, usize) {
     (waiting, on_cpu)
 }
 
+/// What the rest of the machine does meanwhile: the CPU time of every CPU that was not
+/// idle (/proc/stat), less the lab's own (its CPU clock) and its servers'.
+pub struct Others {
+    since: std::time::Instant,
+    machine_ns: u64,
+    lab_ns: u64,
+}
+
+impl Others {
+    pub fn start() -> Others {
+        let (machine_ns, lab_ns) =
+            (machine_busy_ns(), cpu_ns(&[std::process::id() as i32]));
+        Others { since: std::time::Instant::now(), machine_ns, lab_ns }
+    }
+
+    /// How many cores other programs kept busy on average, given the CPU time that the
+    /// lab's servers used meanwhile.
+    pub fn cores(&self, servers_ns: u64) -> f64 {
+        let machine = machine_busy_ns().saturating_sub(self.machine_ns);
+        let lab = cpu_ns(&[std::process::id() as i32]).saturating_sub(self.lab_ns);
+        let rest = machine.saturating_sub(lab + servers_ns);
+        rest as f64 / self.since.elapsed().as_nanos().max(1) as f64
+    }
+}
+
+/// Busy CPU time of the whole machine so far, in ns: the first line of /proc/stat,
+/// every column but idle and iowait, in clock ticks.
+fn machine_busy_ns() -> u64 {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let ticks: Vec<u64> = stat
+        .lines()
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .skip(1)
+        .take(8)
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    let busy: u64 = ticks
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != 3 && *i != 4)
+        .map(|(_, t)| t)
+        .sum();
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+    busy * (1_000_000_000 / hz)
+}
+
 /// True if the task at `/proc/...` `t` is blocked in nanosleep or clock_nanosleep: the
 /// number /proc/TID/syscall starts with, or where that is not readable (it needs
 /// ptrace rights), the kernel function of /proc/TID/wchan.

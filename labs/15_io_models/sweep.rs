@@ -14,6 +14,7 @@ use proclab::{check, observe, plain, Lab};
 pub fn run(lab: &mut Lab, plan: &Plan) {
     let (cores, folk) = (plan.cores, 2 * plan.cores + 1);
     let mut summary = Vec::new();
+    let (others, mut servers_ns) = (crate::procview::Others::start(), 0);
     let mut bests: Vec<(u64, Option<usize>, Option<usize>)> = Vec::new();
     let mut asleep: Vec<(u64, (usize, usize))> = Vec::new();
     let look = |top: i32| {
@@ -47,6 +48,7 @@ pub fn run(lab: &mut Lab, plan: &Plan) {
             };
             points.push((prefork, pool));
         }
+        servers_ns += points.iter().map(|(a, b)| a.cpu_ns + b.cpu_ns).sum::<u64>();
         let pf: Vec<_> = points.iter().map(|(a, _)| (a.workers, &a.m)).collect();
         let pl: Vec<_> = points.iter().map(|(_, b)| (b.workers, &b.m)).collect();
         let (best_pf, best_pl) = (best_n(&pf), best_n(&pl));
@@ -136,16 +138,20 @@ pub fn run(lab: &mut Lab, plan: &Plan) {
     let (zero, ninety) = (at(0).unwrap_or_default(), at(90).unwrap_or_default());
     let held = grows(zero.1, ninety.1) && grows(zero.2, ninety.2);
     let word = if held { "held" } else { "did not hold" };
+    let others = others.cores(servers_ns);
     observe!(
         lab,
         "best_n_grows",
         "the best N at 90% waiting was at least 3 times the best N on CPU work \
-         (prefork {pf0} -> {pf90}, pool {pl0} -> {pl90}): {word} on this run",
+         (prefork {pf0} -> {pf90}, pool {pl0} -> {pl90}): {word} on this run, while \
+         other programs kept {others:.2} of {cores} cores busy",
         pf0 = show(zero.1),
         pf90 = show(ninety.1),
         pl0 = show(zero.2),
         pl90 = show(ninety.2),
-        held
+        held,
+        others,
+        cores
     );
     judge_asleep(lab, plan, &asleep);
 }
