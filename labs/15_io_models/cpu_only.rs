@@ -23,7 +23,7 @@ pub fn run(lab: &mut Lab, plan: &Plan) {
     let cost = plan.mix(0);
     let (clients, window, slow_step) = (plan.clients, plan.window, plan.slow_step);
     let spec = Spec { clients, slow: 0, slow_step, window, grace: GRACE, cost };
-    let others = crate::procview::Others::start();
+    let others = crate::cpuview::Others::start();
     // ANCHOR: cpu_only
     let points: Vec<Point> =
         ALL.iter().map(|&m| measure(plan, m, plan.workers_of(m), &spec)).collect();

@@ -13,6 +13,7 @@ use proclab::{Common, Lab};
 mod app;
 mod blocking;
 mod cpu_only;
+mod cpuview;
 mod eventloop;
 #[path = "../10_prefork/http.rs"]
 #[allow(dead_code)] // the prefork lab's parser and writer; this lab uses a part

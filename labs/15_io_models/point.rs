@@ -61,10 +61,10 @@ pub fn measure_then<T>(
     let (top, port, kstack) = (s.pid.as_raw(), s.port, plan.kstack_kib);
     let pids: Vec<i32> =
         proclab::procfacts::tree(top).iter().map(|r| r.pid).collect();
-    let cpu_before = procview::cpu_ns(&pids);
+    let cpu_before = crate::cpuview::cpu_ns(&pids);
     let (m, (f, t)) =
         load::run(port, spec, || (procview::server(top, port, kstack), also(top)));
-    let cpu_ns = procview::cpu_ns(&pids).saturating_sub(cpu_before);
+    let cpu_ns = crate::cpuview::cpu_ns(&pids).saturating_sub(cpu_before);
     s.stop();
     (Point { model, workers, m, f, cpu_ns }, t)
 }

@@ -3,10 +3,10 @@
 //! closed loop of more clients than workers. The best N is set beside the folk rule,
 //! 2 x cores + 1, and Goetz's cores x (1 + W/C); which came closer is reported.
 
+use crate::cpuview::workers_now;
 use crate::load::{Spec, GRACE};
 use crate::plan::Plan;
 use crate::point::{kib, measure, measure_then, Point};
-use crate::procview::workers_now;
 use crate::rule::{best_n, closer, goetz, ns, show};
 use crate::Model;
 use proclab::{check, observe, plain, Lab};
@@ -14,7 +14,7 @@ use proclab::{check, observe, plain, Lab};
 pub fn run(lab: &mut Lab, plan: &Plan) {
     let (cores, folk) = (plan.cores, 2 * plan.cores + 1);
     let mut summary = Vec::new();
-    let (others, mut servers_ns) = (crate::procview::Others::start(), 0);
+    let (others, mut servers_ns) = (crate::cpuview::Others::start(), 0);
     let mut bests: Vec<(u64, Option<usize>, Option<usize>)> = Vec::new();
     let mut asleep: Vec<(u64, (usize, usize))> = Vec::new();
     let look = |top: i32| {
