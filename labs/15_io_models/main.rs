@@ -106,7 +106,7 @@ pub struct Args {
     /// 100000); beyond it, the loop stops accepting until one closes.
     #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(16..=100_000))]
     pub worker_connections: u32,
-    /// Shorter windows, a sparser sweep, wrk on one model (about 15 s instead of 40).
+    /// Shorter windows, a sparser sweep, wrk on one model (about 20 s instead of 50).
     #[arg(long)]
     pub quick: bool,
     /// Run only these parts (comma-separated).

@@ -51,7 +51,7 @@ pub fn show(best: Option<usize>) -> String {
 pub fn closer(best: Option<usize>, folk: usize, goetz: usize) -> &'static str {
     let Some(b) = best else { return "neither (no acceptable point)" };
     match b.abs_diff(folk).cmp(&b.abs_diff(goetz)) {
-        std::cmp::Ordering::Less => "2 x cores + 1",
+        std::cmp::Ordering::Less => "folk rule",
         std::cmp::Ordering::Greater => "Goetz",
         std::cmp::Ordering::Equal => "both alike",
     }
@@ -92,6 +92,7 @@ mod tests {
         assert_eq!(ns(2, 2, false), (1..=9).collect::<Vec<_>>());
         assert_eq!(ns(2, 20, true), vec![1, 2, 5, 9, 15, 20, 25]);
         assert_eq!(closer(Some(2), 5, 2), "Goetz");
+        assert_eq!(closer(Some(6), 5, 2), "folk rule");
         assert_eq!(closer(Some(4), 5, 3), "both alike");
     }
 }
