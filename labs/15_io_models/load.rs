@@ -14,8 +14,11 @@ use std::os::fd::{FromRawFd, OwnedFd, RawFd};
 use std::time::{Duration, Instant};
 
 /// How long past its window a load waits for the answers in flight: a queue of 16
-/// requests of 10 ms on a third of a core takes half a second.
-pub const GRACE: Duration = Duration::from_secs(2);
+/// requests of 10 ms on a tenth of a core takes 1.6 s.
+pub const GRACE: Duration = Duration::from_secs(5);
+
+/// A client stops at the end of its window, or after this many requests.
+pub const MAX_PER_CLIENT: u64 = 100_000;
 
 /// A load: how many clients, what they ask for, for how long.
 #[derive(Clone)]
@@ -120,7 +123,7 @@ fn client(
     slow: Option<Duration>,
 ) -> Tally {
     let mut t = Tally::default();
-    while !end.expired() {
+    while !end.expired() && t.answers + t.errors < MAX_PER_CLIENT {
         let sent = Instant::now();
         match exchange(port, req, slow, end, grace) {
             Ok(true) => {
