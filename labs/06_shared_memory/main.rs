@@ -12,7 +12,6 @@ mod children; // a start gate, a spin-wait with a deadline, reaping with a deadl
 mod copies; // 1. a private copy against a MAP_SHARED mapping
 mod counting; // the counters in shared memory and the processes that count
 mod fixes; // 4. an atomic, a process-shared mutex, a semaphore
-mod janitor; // unlinks the named segment even after SIGKILL of the lab
 mod lost_updates; // 3. a plain read-modify-write loses updates
 mod named; // 2. named POSIX shared memory, opened by name after exec
 mod ring; // 6. zero-copy: a ring in shared memory against a pipe

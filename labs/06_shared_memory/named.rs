@@ -5,7 +5,6 @@
 
 use crate::args::{peer_command, Args};
 use crate::children::reap;
-use crate::janitor;
 use nix::fcntl::OFlag;
 use nix::sys::mman::{mmap, munmap, shm_open, shm_unlink, MapFlags, ProtFlags};
 use nix::sys::stat::Mode;
@@ -26,16 +25,14 @@ pub fn run(lab: &mut Lab, args: &Args) {
     let me = getpid();
     let name = format!("/proclab-shm-{me}-named");
     let path = format!("/dev/shm{name}");
-    // The lab unlinks the name on every way out but SIGKILL; a janitor then does.
-    let (janitor, janitor_pid) = janitor::start(&name);
     // ANCHOR: named
+    cleanup::track_shm(&name); // unlinked on every way out, even after a SIGKILL
     let fd = shm_open(
         name.as_str(),
         OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_RDWR,
         Mode::S_IRUSR | Mode::S_IWUSR,
     )
     .or_die("shm_open"); // creates /dev/shm/proclab-shm-PID-named
-    cleanup::track_shm(&name); // unlinked on every way out
     ftruncate(&fd, SEG as i64).or_die("ftruncate"); // a new segment is 0 bytes long
     let seg = map_segment(&fd, MapFlags::MAP_SHARED);
     let message = format!("hello from {me}");
@@ -117,8 +114,7 @@ pub fn run(lab: &mut Lab, args: &Args) {
     // SAFETY: no pointer into the segment is used after this.
     unsafe { munmap(NonNull::new(seg.cast()).expect("mapped"), SEG) }
         .or_die("munmap");
-    drop((fd, janitor)); // done: the janitor finds the name gone and exits
-    reap(janitor_pid);
+    drop(fd);
     let now = if gone { "is gone" } else { "still exists" };
     observe!(
         lab,

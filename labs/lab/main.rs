@@ -3,13 +3,22 @@
 //! `cargo run --bin lab` lists the labs (`roster.rs`, the one list of labs); `lab all` runs
 //! them and prints a table of verdicts (`all.rs`); `lab record` writes the book's measured
 //! outputs (`record.rs`); `lab benchmarks` runs the criterion groups beside the C
-//! reference and writes their figures (`benchmarks.rs`, `benchsum.rs`).
+//! reference and writes their figures (`benchmarks.rs`, `benchsum.rs`). `lab exercises`,
+//! `lab check`, `lab hint` and `lab watch` are the exercises' (`exercises.rs`, `check.rs`).
 
 mod all;
 mod benchmarks;
 mod benchsum;
+mod check;
+mod checks;
+mod exercise_list;
+mod exercises;
+mod observer;
 mod record;
 mod roster;
+mod teardown;
+mod timeline;
+mod watch;
 
 use clap::{Parser, Subcommand};
 use proclab::procfacts;
@@ -40,15 +49,29 @@ enum Cmd {
         /// Only these labs.
         names: Vec<String>,
     },
-    /// Run `cargo bench` (or only the groups named) and the C reference, then write the
-    /// figures into book/src/measured/ (bench-GROUP.txt, refbench.txt).
+    /// Run the criterion groups and the rounds against the C reference (or only the
+    /// groups named), then write the figures into book/src/measured/ (bench-*.txt).
     Benchmarks {
-        /// Only these criterion groups (e.g. spawn ipc); all when empty.
+        /// Only these groups (spawn roundtrip bulk compute pool versus-c; ipc = versus-c); all when empty.
         groups: Vec<String>,
         /// Do not run anything: only summarise what target/criterion already holds.
         #[arg(long)]
         no_run: bool,
     },
+    /// List the exercises (exercises/) and your progress.
+    Exercises {
+        /// One JSON object per exercise instead.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Build your exercise and judge it from the kernel's accounting.
+    Check(check::CheckArgs),
+    /// A hint for an exercise.
+    Hint { name: String },
+    /// Check an exercise again every time you save it.
+    Watch { name: Option<String> },
+    #[command(hide = true)]
+    Observe(check::ObserveArgs),
 }
 
 fn main() {
@@ -60,6 +83,11 @@ fn main() {
         Cmd::Benchmarks { groups, no_run } => {
             benchmarks::benchmarks(&groups, no_run)
         }
+        Cmd::Exercises { json } => exercises::list(json),
+        Cmd::Check(a) => check::check(&a),
+        Cmd::Hint { name } => exercises::hint(&name),
+        Cmd::Watch { name } => watch::watch(name.as_deref()),
+        Cmd::Observe(a) => check::observe(&a),
     }
 }
 

@@ -116,6 +116,14 @@ pub const LABS: &[LabInfo] = &[
         args: &[],
     },
     LabInfo {
+        number: 14,
+        name: "pid1",
+        file: "14_pid1/main.rs",
+        chapter: "14-pid1.md",
+        shows: "PID 1 of a PID namespace ignores SIGTERM, adopts orphans, keeps zombies; a minimal init vs tini and dumb-init; what zombies cost; EAGAIN at pids.max",
+        args: &[],
+    },
+    LabInfo {
         number: 15,
         name: "io-models",
         file: "15_io_models/main.rs",
