@@ -131,6 +131,14 @@ pub const LABS: &[LabInfo] = &[
         shows: "PID 1 of a PID namespace ignores SIGTERM, adopts orphans, keeps zombies; a minimal init vs tini and dumb-init; what zombies cost; EAGAIN at pids.max",
         args: &[],
     },
+    LabInfo {
+        number: 15,
+        name: "io-models",
+        file: "15_io_models/main.rs",
+        chapter: "15-io-models.md",
+        shows: "one HTTP app served by prefork, threads, an epoll loop and N SO_REUSEPORT loops under four loads; memory per connection; the worker-count rule swept; Node's cluster spread",
+        args: &[],
+    },
 ];
 
 /// The lab called `name`.
