@@ -13,6 +13,7 @@ pub const GROUPS: &[(&str, &str)] = &[
     ("bulk", "threads_vs_processes"),
     ("compute", "threads_vs_processes"),
     ("pool", "pool"),
+    ("io_models", "io_models"),
 ];
 
 /// One criterion benchmark: `group/function[/parameter]`, its median and its throughput.
