@@ -92,6 +92,7 @@ fn idle_processes(lab: &mut Lab, n: u32, way: &str) -> (Mem, usize) {
         workers = n,
         asleep,
         pids = &group[..group.len() - 1],
+        forked = true,
         rss_kib = grew.rss,
         pss_kib = grew.pss,
         pte_kib = grew.pte

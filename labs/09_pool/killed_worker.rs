@@ -101,7 +101,7 @@ pub fn run(lab: &mut Lab, pool: &mut ProcPool) {
         let (pid, task, attempt, state) = (k.pid, k.task, k.attempt, k.state);
         observe!(lab, "killed",
             "SIGKILL to worker {pid} while it ran task {task} (attempt {attempt}, state {state})",
-            pid, task, attempt, state);
+            pid, sent = "SIGKILL", task, attempt, state);
     }
     let me = getpid().as_raw();
     let mut replaced = 0;

@@ -2,14 +2,16 @@
 //!
 //! `cargo run --bin lab` lists the labs (`roster.rs`, the one list of labs); `lab all` runs
 //! them and prints a table of verdicts (`all.rs`); `lab record` writes the book's measured
-//! outputs (`record.rs`); `lab benchmarks` runs the criterion groups beside the C
-//! reference and writes their figures (`benchmarks.rs`, `benchsum.rs`).
+//! outputs and, from the same runs' events, their pictures (`record.rs`, `svg.rs`);
+//! `lab benchmarks` runs the criterion groups beside the C reference and writes their
+//! figures (`benchmarks.rs`, `benchsum.rs`).
 
 mod all;
 mod benchmarks;
 mod benchsum;
 mod record;
 mod roster;
+mod svg;
 
 use clap::{Parser, Subcommand};
 use proclab::procfacts;
@@ -40,6 +42,15 @@ enum Cmd {
         /// Only these labs.
         names: Vec<String>,
     },
+    /// Draw the pictures again (book/src/measured/NAME.svg) from the events recorded
+    /// beside each output, without running anything (after a change to the drawing).
+    Redraw {
+        /// Only these labs.
+        names: Vec<String>,
+        /// Where the events are and the pictures go (default: book/src/measured).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
     /// Run `cargo bench` (or only the groups named) and the C reference, then write the
     /// figures into book/src/measured/ (bench-GROUP.txt, refbench.txt).
     Benchmarks {
@@ -57,6 +68,7 @@ fn main() {
         Cmd::List => list(),
         Cmd::All { names } => all::all(&select(&names)),
         Cmd::Record { names } => record::record(&select(&names)),
+        Cmd::Redraw { names, dir } => record::redraw(&select(&names), dir),
         Cmd::Benchmarks { groups, no_run } => {
             benchmarks::benchmarks(&groups, no_run)
         }
@@ -129,8 +141,19 @@ pub struct Outcome {
 }
 
 pub fn run(dir: &Path, l: &LabInfo, json: bool) -> Outcome {
+    run_env(dir, l, json, &[])
+}
+
+/// [`run`] with extra environment variables (`lab record` names the events file).
+pub fn run_env(
+    dir: &Path,
+    l: &LabInfo,
+    json: bool,
+    env: &[(&str, &Path)],
+) -> Outcome {
     let mut cmd = Command::new(dir.join(l.name));
     cmd.args(l.args)
+        .envs(env.iter().map(|(k, v)| (k, v.as_os_str())))
         .env("NO_COLOR", "1")
         .stdin(Stdio::null())
         .stderr(Stdio::inherit());
