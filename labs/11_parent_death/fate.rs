@@ -29,6 +29,8 @@ pub enum Fate {
 /// Dead or alive? A dead child of ours (re-parented to us, the subreaper) is
 /// reaped and its wait status says how it ended; /proc describes a live one.
 pub fn look(pid: Pid) -> Fate {
+    // /proc first: a child that ends after this read is still reaped below.
+    let facts = procfacts::facts(pid.as_raw());
     // WNOHANG: reap it if it has ended, return at once if not.
     match waitpid(pid, Some(WaitPidFlag::WNOHANG)) {
         Ok(WaitStatus::StillAlive) | Err(Errno::ECHILD) => {}
@@ -38,7 +40,7 @@ pub fn look(pid: Pid) -> Fate {
         }
         Err(e) => die("waitpid", e),
     }
-    match procfacts::facts(pid.as_raw()) {
+    match facts {
         Some(f) if f.state != 'Z' => {
             Fate::Alive { ppid: f.ppid, state: State(f.state), pgrp: f.pgrp }
         }
