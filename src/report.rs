@@ -27,7 +27,11 @@ use std::io::{BufRead, IsTerminal, Write};
 use std::sync::Mutex;
 
 pub mod lanes;
+mod reading;
 pub mod timeline;
+#[cfg(test)]
+#[path = "report/timeline_tests.rs"]
+mod timeline_tests;
 
 /// The flags every lab takes. Flatten it into the lab's own clap parser:
 /// `#[command(flatten)] common: Common`.
@@ -353,6 +357,14 @@ impl Lab {
         verdict(outcome, None);
         std::process::exit(if ok { EXIT_VERIFIED } else { EXIT_NOT_OBSERVED })
     }
+}
+
+/// The lab time now, in µs since the lab started: the clock of every event's `t_us`. A
+/// fact reported after the moment it describes names that moment `at_us`, so the
+/// timeline puts it in its place (a thread's kills, reported when it has been joined).
+pub fn lab_time_us() -> u64 {
+    let start = with(|r| r.start_ns).unwrap_or(0);
+    clock::lab_ns().saturating_sub(start) / 1000
 }
 
 /// Print the verdict (JSON or human) from the record. Nothing if no lab was started.

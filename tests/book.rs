@@ -1,12 +1,16 @@
 //! The book and the layout: every lab has its bin, its chapter (listed in SUMMARY.md, with
 //! the code included by anchor and the measured output included), its recorded output and
-//! its README row; and the recorded output still has the shape of a fresh run.
+//! its README row; the recorded output still has the shape of a fresh run; and each chapter
+//! shows the picture drawn from the events of the run it prints.
 mod common;
 
 #[path = "../labs/lab/roster.rs"]
 #[allow(dead_code)]
 mod roster;
 use roster::LABS;
+#[path = "../labs/lab/svg.rs"]
+#[allow(dead_code)]
+mod svg;
 use std::fs;
 use std::path::Path;
 
@@ -256,4 +260,95 @@ fn readme_table_is_the_roster() {
         .collect();
     let table = format!("| # | run | what it shows |\n| --- | --- | --- |\n{rows}");
     assert!(readme.contains(&table), "README.md's table of labs differs from the roster; it should read:\n{table}");
+}
+
+/// Whole numbers in `text` (pids among them).
+fn numbers(text: &str) -> std::collections::HashSet<&str> {
+    text.split(|c: char| !c.is_ascii_digit()).filter(|w| !w.is_empty()).collect()
+}
+
+#[test]
+fn every_chapter_shows_the_picture_of_the_run_it_prints() {
+    let mut bad = Vec::new();
+    for l in LABS {
+        let chapter = read(&format!("book/src/{}", l.chapter));
+        let output = format!("{{{{#include measured/{}.txt}}}}", l.name);
+        let picture = format!("](measured/{}.svg)", l.name);
+        match (chapter.find(&output), chapter.find(&picture)) {
+            (Some(o), Some(p)) if o < p => {
+                let line = chapter[..p].rsplit('\n').next().unwrap_or("");
+                if !line.starts_with("![") {
+                    bad.push(format!("{}: the picture is not an image: {line}", l.chapter));
+                }
+            }
+            _ => bad.push(format!(
+                "{} does not show ![...](measured/{}.svg) after its measured output",
+                l.chapter, l.name
+            )),
+        }
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("book/src/measured");
+        let get =
+            |ext: &str| fs::read_to_string(root.join(format!("{}.{ext}", l.name)));
+        let (Ok(text), Ok(events), Ok(svg)) =
+            (get("txt"), get("events.jsonl"), get("svg"))
+        else {
+            bad.push(format!(
+                "measured/{0}.txt, .events.jsonl or .svg is missing: run `cargo run --bin lab -- record {0}`",
+                l.name
+            ));
+            continue;
+        };
+        // The events are those of the recorded run: every line they print is in it.
+        let events: Vec<serde_json::Value> =
+            events.lines().filter_map(|e| serde_json::from_str(e).ok()).collect();
+        let printed = events
+            .iter()
+            .filter(|e| e["event"] == "observation" || e["event"] == "check")
+            .filter_map(|e| e["text"].as_str());
+        let mut n = 0;
+        for line in printed {
+            n += 1;
+            if !text.contains(line) {
+                bad.push(format!(
+                    "measured/{}.events.jsonl is not the run of {}.txt: it printed {line:?}",
+                    l.name, l.name
+                ));
+                break;
+            }
+        }
+        if n == 0 {
+            bad.push(format!(
+                "measured/{}.events.jsonl holds no observation",
+                l.name
+            ));
+        }
+        // The picture is drawn from those events, as the drawing does it now.
+        let timeline = proclab::report::timeline::Timeline::from_events(&events);
+        if svg::render(&timeline) != svg {
+            bad.push(format!(
+                "measured/{}.svg is not the drawing of its events: run `cargo run --bin lab -- redraw {}`",
+                l.name, l.name
+            ));
+        }
+        // Every process drawn on a lane is one the recorded text names.
+        let named = numbers(&text);
+        let pids = timeline.pids();
+        let missing: Vec<&i32> = pids
+            .iter()
+            .filter(|p| !named.contains(p.to_string().as_str()))
+            .collect();
+        if pids.len() < 2 || !missing.is_empty() {
+            bad.push(format!(
+                "measured/{}.svg draws {} processes; not in the recorded text: {missing:?}",
+                l.name,
+                pids.len()
+            ));
+        }
+        for p in &pids {
+            if !svg.contains(&format!("data-pid=\"{p}\"")) {
+                bad.push(format!("measured/{}.svg has no lane for {p}", l.name));
+            }
+        }
+    }
+    assert!(bad.is_empty(), "{}", bad.join("\n"));
 }

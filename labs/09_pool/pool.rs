@@ -154,6 +154,8 @@ pub struct Replacement {
     pub new: Pid,
     /// The new worker's ppid, from /proc.
     pub ppid: i32,
+    /// When it was replaced, in lab time.
+    pub at_us: u64,
 }
 
 /// `waitpid` with a deadline (lab time): how `pid` ended, or None if it still runs then.

@@ -100,7 +100,9 @@ fn list() {
     for l in LABS {
         println!("  {:02} {:<22} {}", l.number, l.name, l.shows);
     }
-    println!("\nEvery lab takes --help, --json and --step. The book: `mdbook serve book`.");
+    println!(
+        "\nEvery lab takes --help, --json, --step and --timeline. The book: `mdbook serve book`."
+    );
 }
 
 /// Build every lab (cargo run only built this one), then return the directory of the binaries.

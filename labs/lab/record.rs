@@ -36,7 +36,16 @@ pub fn record(labs: &[&'static LabInfo]) {
         if !l.args.is_empty() {
             command += &format!(" -- {}", l.args.join(" "));
         }
-        let text = header(&command, "lab record") + &out.stdout;
+        // The lab's pid, as its events name it, so that the picture's pids can be found.
+        let pid = events
+            .lines()
+            .filter_map(|e| serde_json::from_str::<serde_json::Value>(e).ok())
+            .find(|e| e["event"] == "section")
+            .and_then(|e| e["pid"].as_i64())
+            .unwrap_or(0);
+        let text = header(&command, "lab record")
+            + &format!("# the lab ran as pid {pid}; its picture: {}.svg\n", l.name)
+            + &out.stdout;
         let path = out_dir.join(format!("{}.txt", l.name));
         std::fs::write(&path, text).expect("write measured output");
         std::fs::write(out_dir.join(format!("{}.events.jsonl", l.name)), &events)

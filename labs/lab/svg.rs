@@ -14,11 +14,23 @@ const LEFT: f64 = (WIDTH - CELLS as f64 * CW) / 2.0;
 const ROW: f64 = 22.0;
 const FONT: &str = "font-family=\"DejaVu Sans Mono, Menlo, Consolas, monospace\"";
 
+/// Text for an SVG text element: escaped, with its runs of spaces kept (as no-break
+/// spaces: a browser showing the SVG as an image collapses plain ones).
 fn esc(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
+    let chars: Vec<char> = s.chars().collect();
+    let mut out = String::new();
+    for (i, &c) in chars.iter().enumerate() {
+        let run = i > 0 && chars[i - 1] == ' ' || chars.get(i + 1) == Some(&' ');
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            ' ' if run => out.push('\u{a0}'),
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 /// x in px of cell `c` of the whole width.
@@ -51,6 +63,11 @@ impl Out {
             "<text x=\"{x:.1}\" y=\"{y:.1}\" font-size=\"{size}\" {attrs}>{}</text>",
             esc(t)
         );
+    }
+    fn rect(&mut self, (x, y): (f64, f64), (w, h): (f64, f64), attrs: &str) {
+        let size = format!("width=\"{w:.1}\" height=\"{h:.1}\"");
+        let _ =
+            writeln!(self.s, "<rect x=\"{x:.1}\" y=\"{y:.1}\" {size} {attrs}/>");
     }
     fn line(&mut self, x0: f64, y0: f64, x1: f64, y1: f64, attrs: &str) {
         let _ = writeln!(
@@ -194,12 +211,10 @@ fn strip(o: &mut Out, p: &Panel, s: &Strip) {
                 continue;
             }
             let w = m.text.chars().count() as f64 * CW;
-            let _ = writeln!(
-                o.s,
-                "<rect x=\"{:.1}\" y=\"{:.1}\" width=\"{:.1}\" height=\"16\" fill=\"#ffffff\"/>",
-                lx(x) - 1.0,
-                mid(i) - 8.0,
-                w + 2.0
+            o.rect(
+                (lx(x) - 1.0, mid(i) - 8.0),
+                (w + 2.0, 16.0),
+                "fill=\"#ffffff\"",
             );
             let (c, weight) = colour(&m.kind);
             let attrs = format!("fill=\"{c}\" font-weight=\"{weight}\"");
@@ -244,13 +259,8 @@ fn trees(o: &mut Out, p: &Panel) {
             row_h = 0.0;
         }
         let h = 22.0 + 18.0 * lines.len() as f64;
-        let _ = writeln!(
-            o.s,
-            "<rect x=\"{:.1}\" y=\"{y0:.1}\" width=\"{:.1}\" height=\"{h:.1}\" rx=\"4\" \
-             fill=\"#f6f8fa\" stroke=\"#d0d7de\"/>",
-            px(x as f64),
-            w as f64 * CW
-        );
+        let box_style = "rx=\"4\" fill=\"#f6f8fa\" stroke=\"#d0d7de\"";
+        o.rect((px(x as f64), y0), (w as f64 * CW, h), box_style);
         o.text(px(x as f64 + 1.0), y0 + 16.0, 12, "fill=\"#555\"", &t.why);
         for (k, (l, z)) in lines.iter().enumerate() {
             let fill = if *z { "fill=\"#b3261e\"" } else { "fill=\"#222\"" };
@@ -279,11 +289,7 @@ fn shares(o: &mut Out, p: &Panel) {
             );
             let w = (*n as f64 / most * bar).max(1.0);
             let x0 = px(LABEL_WIDTH as f64);
-            let _ = writeln!(
-                o.s,
-                "<rect x=\"{x0:.1}\" y=\"{:.1}\" width=\"{w:.1}\" height=\"13\" fill=\"#8fa8c8\"/>",
-                o.y - 11.0
-            );
+            o.rect((x0, o.y - 11.0), (w, 13.0), "fill=\"#8fa8c8\"");
             o.text(x0 + w + 6.0, o.y, 13, "fill=\"#222\"", &n.to_string());
         }
         o.y += 8.0;
