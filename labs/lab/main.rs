@@ -4,11 +4,12 @@
 //! them and prints a table of verdicts (`all.rs`); `lab record` writes the book's measured
 //! outputs and, from the same runs' events, their pictures (`record.rs`, `svg.rs`);
 //! `lab benchmarks` runs the criterion groups beside the C reference and writes their
-//! figures (`benchmarks.rs`, `benchsum.rs`).
+//! figures (`benchmarks.rs`, `benchsum.rs`); `lab charts` draws them (`charts.rs`).
 
 mod all;
 mod benchmarks;
 mod benchsum;
+mod charts;
 mod record;
 mod roster;
 mod svg;
@@ -51,6 +52,12 @@ enum Cmd {
         #[arg(long)]
         dir: Option<PathBuf>,
     },
+    /// Draw one chart per benchmark group (book/src/measured/chart-GROUP.svg) from the
+    /// figures `lab benchmarks` recorded (bench-GROUP.txt), Rust and C side by side.
+    Charts {
+        /// Only these groups (e.g. spawn roundtrip); all when empty.
+        groups: Vec<String>,
+    },
     /// Run `cargo bench` (or only the groups named) and the C reference, then write the
     /// figures into book/src/measured/ (bench-GROUP.txt, refbench.txt).
     Benchmarks {
@@ -69,6 +76,7 @@ fn main() {
         Cmd::All { names } => all::all(&select(&names)),
         Cmd::Record { names } => record::record(&select(&names)),
         Cmd::Redraw { names, dir } => record::redraw(&select(&names), dir),
+        Cmd::Charts { groups } => charts::charts(&groups),
         Cmd::Benchmarks { groups, no_run } => {
             benchmarks::benchmarks(&groups, no_run)
         }
