@@ -251,7 +251,9 @@ for model in process threads; do
   nproc_=$(echo "$pids" | wc -w)
   stop_server "$SERVER"
   echo "  --model $model: $nproc_ process(es), Pss summed $pss KiB (/10 = $(( pss / 10 )) KiB), Rss summed $rss KiB"
+  eval "pss_$model=$pss"
 done
+echo "  Pss summed, processes / threads: $(awk -v p="$pss_process" -v t="$pss_threads" 'BEGIN {printf "%.2f", p / t}')"
 } > "$TMP/out.txt"   # not a pipe: a pipeline's subshell would hide PIDS from the trap
 cat "$TMP/out.txt"
 cp "$TMP/out.txt" "$OUT"

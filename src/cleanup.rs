@@ -6,21 +6,26 @@
 //! The registry is a fixed table of atomics, so the signal handler can read it without a
 //! lock or the heap. Record a child with [`track`] right after `fork`, and [`forget`] it once
 //! it has been reaped (so that a reused pid is never killed). Named segments likewise:
-//! [`track_shm`] after `shm_open`, [`forget_shm`] after `shm_unlink`.
+//! [`track_shm`] after `shm_open`, [`forget_shm`] after `shm_unlink`; and directories that
+//! must go once the children are gone (a cgroup): [`track_dir`] after `mkdir`,
+//! [`forget_dir`] after `rmdir`. Each name and directory has a janitor that removes it
+//! after a SIGKILL of the lab (`src/janitor.rs`).
 
+use crate::janitor::Job;
 use crate::narrate;
-use std::ffi::CString;
+use std::ffi::{CStr, CString};
 use std::ptr;
 use std::sync::atomic::{
     AtomicBool, AtomicI32, AtomicPtr, AtomicU8, AtomicUsize, Ordering,
 };
 
 const PID_SLOTS: usize = 1024;
-const SHM_SLOTS: usize = 64;
 
 static PIDS: [AtomicI32; PID_SLOTS] = [const { AtomicI32::new(0) }; PID_SLOTS];
-static SHM: [AtomicPtr<libc::c_char>; SHM_SLOTS] =
-    [const { AtomicPtr::new(ptr::null_mut()) }; SHM_SLOTS];
+/// Names in /dev/shm, unlinked on every way out.
+static SHM: Names<64> = Names::new(Job::Unlink);
+/// Directories (cgroups), removed on every way out once the children are reaped.
+static DIRS: Names<8> = Names::new(Job::Rmdir);
 static INSTALLED: AtomicBool = AtomicBool::new(false);
 
 /// The `interrupted` verdict lines (JSON) for SIGINT and SIGTERM, rendered before any
@@ -100,65 +105,139 @@ pub fn tracked() -> Vec<nix::unistd::Pid> {
         .collect()
 }
 
+/// Paths the lab removes on every way out, each with its janitor's lifeline (the write
+/// end) and pid, or 0: a fixed table of atomics, which the signal handler can read.
+struct Names<const N: usize> {
+    paths: [AtomicPtr<libc::c_char>; N],
+    janitor_fd: [AtomicI32; N],
+    janitor_pid: [AtomicI32; N],
+    job: Job,
+}
+
+impl<const N: usize> Names<N> {
+    const fn new(job: Job) -> Self {
+        Names {
+            paths: [const { AtomicPtr::new(ptr::null_mut()) }; N],
+            janitor_fd: [const { AtomicI32::new(0) }; N],
+            janitor_pid: [const { AtomicI32::new(0) }; N],
+            job,
+        }
+    }
+
+    /// Put `path` into a free slot (leaked until released, so that the signal handler
+    /// can read it) and start its janitor; end the lab with `full` if none is free.
+    fn hold(&self, path: CString, full: &str) {
+        let path = path.into_raw();
+        for (i, slot) in self.paths.iter().enumerate() {
+            let free = ptr::null_mut();
+            if slot
+                .compare_exchange(free, path, Ordering::SeqCst, Ordering::SeqCst)
+                .is_ok()
+            {
+                if narrate::is_owner() {
+                    // SAFETY: `path` is the valid C string just stored in the table.
+                    let c = unsafe { CStr::from_ptr(path) };
+                    if let Some((fd, pid)) = crate::janitor::start(c, self.job) {
+                        self.janitor_fd[i].store(fd, Ordering::SeqCst);
+                        self.janitor_pid[i].store(pid.as_raw(), Ordering::SeqCst);
+                    }
+                }
+                return;
+            }
+        }
+        // SAFETY: `path` came from CString::into_raw above and was not stored.
+        drop(unsafe { CString::from_raw(path) });
+        crate::die(full, nix::errno::Errno::EAGAIN);
+    }
+
+    /// `want` has been removed: take it out of the table and end its janitor.
+    fn release(&self, want: &CStr) {
+        for (i, slot) in self.paths.iter().enumerate() {
+            let p = slot.load(Ordering::SeqCst);
+            if p.is_null() {
+                continue;
+            }
+            // SAFETY: non-null pointers in the table are valid CStrings made by hold.
+            let name = unsafe { CStr::from_ptr(p) };
+            let null = ptr::null_mut();
+            if name == want
+                && slot
+                    .compare_exchange(p, null, Ordering::SeqCst, Ordering::SeqCst)
+                    .is_ok()
+            {
+                // SAFETY: we took the pointer out of the table, so nobody else frees it.
+                drop(unsafe { CString::from_raw(p) });
+                self.release_janitor(i);
+                return;
+            }
+        }
+    }
+
+    /// Close the lifeline of slot `i`'s janitor: it finds the path already gone and
+    /// exits; reap it (bounded: a janitor that does not end is killed).
+    fn release_janitor(&self, i: usize) {
+        let fd = self.janitor_fd[i].swap(0, Ordering::SeqCst);
+        let pid = self.janitor_pid[i].swap(0, Ordering::SeqCst);
+        if fd > 0 {
+            // SAFETY: the descriptor came from janitor::start and is closed once.
+            unsafe { libc::close(fd) };
+        }
+        if pid > 0 {
+            crate::wait::reap_or_kill(
+                nix::unistd::Pid::from_raw(pid),
+                std::time::Duration::from_secs(2),
+            );
+        }
+    }
+
+    /// Remove every path still held. Async-signal-safe; the paths are leaked (free is
+    /// not async-signal-safe).
+    fn remove_all(&self) {
+        for slot in &self.paths {
+            let p = slot.swap(ptr::null_mut(), Ordering::SeqCst);
+            if !p.is_null() {
+                self.job.remove(p);
+            }
+        }
+    }
+}
+
 fn shm_path(name: &str) -> CString {
     CString::new(format!("/dev/shm/{}", name.trim_start_matches('/')))
         .expect("shm name has no NUL")
 }
 
-/// Own the POSIX shared-memory name `name` (as given to `shm_open`, e.g. `/proclab-shm-42`):
-/// it is unlinked on every way out until [`forget_shm`].
+/// Own the POSIX shared-memory name `name` (as given to `shm_open`, e.g. `/proclab-shm-42`),
+/// or a file `name` in /dev/shm: it is unlinked on every way out until [`forget_shm`],
+/// even after a SIGKILL of the lab (a janitor, `src/janitor.rs`, does it then). Call it
+/// *before* creating the name, so that no instant is uncovered.
 pub fn track_shm(name: &str) {
-    let path = shm_path(name).into_raw();
-    for slot in &SHM {
-        if slot
-            .compare_exchange(
-                ptr::null_mut(),
-                path,
-                Ordering::SeqCst,
-                Ordering::SeqCst,
-            )
-            .is_ok()
-        {
-            return;
-        }
-    }
-    // SAFETY: `path` came from CString::into_raw above and was not stored.
-    drop(unsafe { CString::from_raw(path) });
-    crate::die(
-        "cleanup::track_shm (more than 64 names)",
-        nix::errno::Errno::EAGAIN,
-    );
+    SHM.hold(shm_path(name), "cleanup::track_shm (more than 64 names)");
 }
 
 /// `name` has been unlinked: stop owning it.
 pub fn forget_shm(name: &str) {
-    let want = shm_path(name);
-    for slot in &SHM {
-        let p = slot.load(Ordering::SeqCst);
-        if p.is_null() {
-            continue;
-        }
-        // SAFETY: non-null pointers in SHM are valid CStrings made by track_shm.
-        let name = unsafe { std::ffi::CStr::from_ptr(p) };
-        if name == want.as_c_str()
-            && slot
-                .compare_exchange(
-                    p,
-                    ptr::null_mut(),
-                    Ordering::SeqCst,
-                    Ordering::SeqCst,
-                )
-                .is_ok()
-        {
-            // SAFETY: we took the pointer out of the table, so nobody else frees it.
-            drop(unsafe { CString::from_raw(p) });
-            return;
-        }
+    SHM.release(&shm_path(name));
+}
+
+/// Own the directory `path` (a cgroup the lab made): it is removed with `rmdir` on every
+/// way out, after the owned children have been killed and reaped (a cgroup can only be
+/// removed once no process is left in it), until [`forget_dir`]; after a SIGKILL of the
+/// lab its janitor removes it, as soon as the last process in it is gone.
+pub fn track_dir(path: &str) {
+    let path = CString::new(path).expect("directory path has no NUL");
+    DIRS.hold(path, "cleanup::track_dir (more than 8 directories)");
+}
+
+/// `path` has been removed: stop owning it.
+pub fn forget_dir(path: &str) {
+    if let Ok(want) = CString::new(path) {
+        DIRS.release(&want);
     }
 }
 
-/// Kill (SIGKILL) and reap every owned child, unlink every owned name. Async-signal-safe
-/// (kill, waitpid, unlink and atomics only). Does nothing in a forked child, so a child that
+/// Kill (SIGKILL) and reap every owned child, unlink every owned name, remove every owned
+/// directory. Async-signal-safe (kill, waitpid, unlink, rmdir, nanosleep and atomics only). Does nothing in a forked child, so a child that
 /// inherited the table never kills its siblings.
 pub fn cleanup() {
     if !narrate::is_owner() {
@@ -177,23 +256,17 @@ pub fn cleanup() {
             }
         }
     }
-    for slot in &SHM {
-        let p = slot.swap(ptr::null_mut(), Ordering::SeqCst);
-        if !p.is_null() {
-            // SAFETY: p is a valid NUL-terminated path; it is leaked (free is not
-            // async-signal-safe).
-            unsafe { libc::unlink(p) };
-        }
-    }
+    SHM.remove_all();
+    DIRS.remove_all();
 }
 
 extern "C" fn on_signal(sig: libc::c_int) {
     if narrate::is_owner() {
         cleanup();
         let msg: &[u8] = if sig == libc::SIGINT {
-            b"\nproclab: interrupted (SIGINT): children killed and reaped, shared memory unlinked\n"
+            b"\nproclab: interrupted (SIGINT): children killed and reaped, shared memory and cgroups removed\n"
         } else {
-            b"\nproclab: terminated (SIGTERM): children killed and reaped, shared memory unlinked\n"
+            b"\nproclab: terminated (SIGTERM): children killed and reaped, shared memory and cgroups removed\n"
         };
         narrate::write_all_fd(2, msg);
         write_interrupted_line(sig);

@@ -22,9 +22,22 @@ pub fn write_all(fd: impl AsFd, mut buf: &[u8]) -> nix::Result<()> {
 
 /// read(2) until `buf` is full or end of file; returns the bytes read.
 pub fn read_full(fd: impl AsFd, buf: &mut [u8]) -> nix::Result<usize> {
-    let fd = fd.as_fd();
+    read_until(fd.as_fd(), buf, None)
+}
+
+/// The loop of [`read_full`] and [`read_full_by`]: with a deadline, poll before each read.
+fn read_until(
+    fd: std::os::fd::BorrowedFd,
+    buf: &mut [u8],
+    deadline: Option<Deadline>,
+) -> nix::Result<usize> {
     let mut n = 0;
     while n < buf.len() {
+        if let Some(d) = deadline {
+            if !readable_by(fd, d)? {
+                return Err(Errno::ETIMEDOUT);
+            }
+        }
         match read(fd, &mut buf[n..]) {
             Ok(0) => break,
             Ok(k) => n += k,
@@ -65,20 +78,7 @@ pub fn read_full_by(
     buf: &mut [u8],
     deadline: Deadline,
 ) -> nix::Result<usize> {
-    let fd = fd.as_fd();
-    let mut n = 0;
-    while n < buf.len() {
-        if !readable_by(fd, deadline)? {
-            return Err(Errno::ETIMEDOUT);
-        }
-        match read(fd, &mut buf[n..]) {
-            Ok(0) => break,
-            Ok(k) => n += k,
-            Err(Errno::EINTR) => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(n)
+    read_until(fd.as_fd(), buf, Some(deadline))
 }
 
 #[cfg(test)]

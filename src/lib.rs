@@ -27,6 +27,7 @@ pub mod clock;
 pub mod cpu;
 pub mod errors;
 pub mod fdio;
+mod janitor;
 pub mod lifeline;
 pub mod measure;
 pub mod narrate;

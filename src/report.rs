@@ -517,7 +517,8 @@ fn pids_in(facts: &[(&str, Value)]) -> Vec<i32> {
     out
 }
 
-/// A text table: words left-aligned, numbers right-aligned, a rule under the headers.
+/// A text table: words left-aligned, numbers (negative ones too) right-aligned, a rule
+/// under the headers.
 pub fn render_table(headers: &[&str], rows: &[Vec<String>]) -> String {
     let mut widths: Vec<usize> =
         headers.iter().map(|h| h.chars().count()).collect();
@@ -532,7 +533,9 @@ pub fn render_table(headers: &[&str], rows: &[Vec<String>]) -> String {
         let mut s = String::from(" ");
         for (i, c) in cells.iter().enumerate() {
             let w = widths.get(i).copied().unwrap_or(0);
-            if i > 0 && c.chars().next().is_some_and(|ch| ch.is_ascii_digit()) {
+            let digits = c.strip_prefix('-').unwrap_or(c); // -131 B is a number too
+            if i > 0 && digits.chars().next().is_some_and(|ch| ch.is_ascii_digit())
+            {
                 s.push_str(&format!(" {c:>w$}"));
             } else {
                 s.push_str(&format!(" {c:<w$}"));

@@ -110,6 +110,28 @@ pub fn waitpid_by(pid: Pid, deadline: Deadline) -> Option<Status> {
     }
 }
 
+/// [`waitpid_by`] for a child the lab tracks (`cleanup::track`): once it has been
+/// reaped (or `waitpid` said it is not ours), it is forgotten, so that a reused pid is
+/// never killed. None if it still runs `within` from now (lab time).
+pub fn reap_by(pid: Pid, within: std::time::Duration) -> Option<Status> {
+    let status = waitpid_by(pid, Deadline::after(within))?;
+    crate::cleanup::forget(pid);
+    Some(status)
+}
+
+/// [`reap_by`], and a child still running at the deadline is killed (SIGKILL) and
+/// reaped: its status, and whether it ended by itself in time.
+pub fn reap_or_kill(pid: Pid, within: std::time::Duration) -> (Status, bool) {
+    if let Some(status) = reap_by(pid, within) {
+        return (status, true);
+    }
+    let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+    // SIGKILL cannot be caught or ignored: this waitpid returns.
+    let status = Status(waitpid(pid, None));
+    crate::cleanup::forget(pid);
+    (status, false)
+}
+
 /// `ECHILD (No child processes)`.
 pub fn errno_text(e: Errno) -> String {
     format!("{e:?} ({})", e.desc())

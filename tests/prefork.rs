@@ -136,15 +136,100 @@ fn until<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
 fn demo_verifies_spread_replacement_and_graceful_stop() {
     let run = run_json("prefork", &["--demo"]);
     run.assert_verified();
+    // One connection at a time with every worker asleep in accept4: the kernel wakes
+    // the one that has waited longest, so the workers take turns.
+    let order = run.observation("wake_order");
+    let workers: Vec<i64> = order["workers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w.as_i64().unwrap())
+        .collect();
+    let served: Vec<i64> = order["order"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w.as_i64().unwrap())
+        .collect();
+    assert_eq!(served.len(), 10 * workers.len(), "{order}");
+    for w in &workers {
+        assert_eq!(served.iter().filter(|s| *s == w).count(), 10, "{order}");
+    }
+    for pair in served.windows(2) {
+        assert_ne!(pair[0], pair[1], "the newest waiter was woken: {order}");
+    }
     let spread = run.observation("spread");
     assert!(spread["rows"].as_array().unwrap().len() > 1, "{spread}");
     let deaths = run.observations("worker_died");
     assert!(deaths
         .iter()
-        .any(|d| d["signal"] == "SIGKILL" && d["replaced"] == true));
-    assert!(deaths.iter().any(|d| d["code"] == 0 && d["replaced"] == true));
+        .any(|d| d["status"]["signal"] == "SIGKILL" && d["replaced"] == true));
+    assert!(deaths
+        .iter()
+        .any(|d| d["status"]["exited"] == 0 && d["replaced"] == true));
     assert_eq!(run.observation("in_flight_answer")["ok"], true);
     assert_eq!(run.observation("after_stop")["refused"], true);
+}
+
+#[test]
+fn workers_that_wait_in_epoll_exclusive_do_not_take_turns() {
+    // One thing changed: each worker waits in epoll_pwait (its own instance, EPOLLEXCLUSIVE)
+    // before accept. The kernel then wakes the first idle worker that registered, every time.
+    let run = run_removed("prefork", &["--demo"], "epoll_exclusive");
+    run.assert_not_observed("longest_waiting_woken");
+    run.assert_not_observed("spread");
+}
+
+#[test]
+fn workers_with_sockets_of_their_own_do_not_share_one() {
+    // One thing changed: every worker opens its own socket on the port (SO_REUSEPORT).
+    let run = run_removed("prefork", &["--demo"], "own_socket");
+    run.assert_not_observed("one_socket_all_in_accept");
+}
+
+#[test]
+fn a_master_that_does_not_replace_the_dead_fails_the_replacement_check() {
+    let run = run_removed("prefork", &["--demo"], "no_replacement");
+    run.assert_not_observed("replaced");
+    let deaths = run.observations("worker_died");
+    assert!(deaths.iter().take(2).all(|d| d["replaced"] == false), "{deaths:?}");
+}
+
+#[test]
+fn a_worker_that_leaves_at_sigterm_drops_the_request_in_flight() {
+    let run = run_removed("prefork", &["--demo"], "sigterm_fast");
+    run.assert_not_observed("in_flight_finished");
+    assert_eq!(run.observation("in_flight_answer")["ok"], false);
+}
+
+#[test]
+fn without_keep_alive_a_connection_carries_one_request() {
+    let run = run_removed("prefork", &["--demo"], "close_each");
+    run.assert_not_observed("keepalive_one_worker");
+}
+
+#[test]
+fn an_interrupted_demo_cleans_up_and_dies_of_the_signal() {
+    // SIGINT and SIGTERM at the start of each section and a moment into it: the harness's
+    // handler kills and reaps the workers, then the lab dies of the signal it was sent.
+    let mut runs = 0;
+    for section in 1..=4 {
+        for after in [0, 150] {
+            for sig in [libc::SIGINT, libc::SIGTERM] {
+                let mut s = start_json("prefork", &["--demo"]);
+                let mut seen = 0;
+                s.wait_for(|v| {
+                    seen += (v["event"] == "section") as usize;
+                    seen == section
+                })
+                .expect("the section starts");
+                std::thread::sleep(Duration::from_millis(after));
+                interrupt_dies_of(s, sig);
+                runs += 1;
+            }
+        }
+    }
+    assert_eq!(runs, 16);
 }
 
 #[test]
@@ -177,7 +262,7 @@ fn requests_spread_a_killed_worker_is_replaced_and_graceful_stop_loses_nothing()
     unsafe { libc::kill(victim, libc::SIGKILL) };
     let died = srv.next("worker_died");
     assert_eq!(died["pid"], victim);
-    assert_eq!(died["signal"], "SIGKILL");
+    assert_eq!(died["status"]["signal"], "SIGKILL");
     let new = srv.workers_started(1)[0];
     assert!(!workers.contains(&new));
     for _ in 0..20 {
@@ -285,7 +370,7 @@ fn sighup_replaces_every_worker_and_ttin_ttou_resize() {
     let mut replaced = Vec::new();
     for _ in 0..2 {
         let d = srv.next("worker_died");
-        assert_eq!(d["code"], 0, "an old worker exits gracefully: {d}");
+        assert_eq!(d["status"]["exited"], 0, "an old worker exits gracefully: {d}");
         assert_eq!(d["replaced"], false, "{d}");
         replaced.push(d["pid"].as_i64().unwrap() as i32);
     }
@@ -318,7 +403,7 @@ fn a_crash_loop_is_restarted_with_back_off() {
     let delays: Vec<u64> = (0..5)
         .map(|_| {
             let d = srv.next("worker_died");
-            assert_eq!(d["code"], 70);
+            assert_eq!(d["status"]["exited"], 70);
             d["delay_ms"].as_u64().unwrap()
         })
         .collect();
@@ -365,6 +450,9 @@ fn bad_flags_exit_2() {
     assert_usage_error("prefork", &["--model", "fibers"]);
     assert_usage_error("prefork", &["--demo", "--model", "threads"]);
     assert_usage_error("prefork", &["--demo", "--reuseport"]);
+    assert_usage_error("prefork", &["--demo", "--workers", "1"]);
+    assert_usage_error("prefork", &["--grace-ms", "50"]);
+    assert_usage_error("prefork", &["--timeout-ms", "70000"]);
 }
 
 #[test]

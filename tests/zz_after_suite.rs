@@ -28,3 +28,28 @@ fn nothing_left_in_dev_shm() {
     let left = common::shm_entries();
     assert!(left.is_empty(), "proclab segments left in /dev/shm: {left:?}");
 }
+
+#[test]
+fn no_cgroup_of_a_dead_lab_is_left() {
+    // The pid1 lab names its cgroups proclab-pid1-PID-STARTTIME and removes them on
+    // every way out but SIGKILL; the next run removes those of dead labs. One whose lab
+    // is gone after the whole suite is a leak.
+    let start_of = |pid: &str| -> Option<String> {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        let after = stat.rsplit(')').next()?.split_whitespace().nth(19)?;
+        Some(after.to_string()) // field 22, the start time
+    };
+    let mut stale = Vec::new();
+    for dir in ["/sys/fs/cgroup/pids", "/sys/fs/cgroup"] {
+        let Ok(entries) = std::fs::read_dir(dir) else { continue };
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let Some(owner) = name.strip_prefix("proclab-pid1-") else { continue };
+            let (pid, start) = owner.split_once('-').unwrap_or((owner, ""));
+            if start_of(pid).as_deref() != Some(start) {
+                stale.push(format!("{dir}/{name}"));
+            }
+        }
+    }
+    assert!(stale.is_empty(), "cgroups of labs that are gone: {stale:?}");
+}

@@ -4,7 +4,7 @@
 use crate::wire::{next_report, send_report};
 use nix::errno::Errno;
 use nix::fcntl::OFlag;
-use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::{fork, getpid, getppid, pipe2, read, write, ForkResult, Pid};
 use proclab::lifeline::{die_with_parent, Lifeline};
 use proclab::{cleanup, flush_stdout, observe, procfacts, say, say_as};
@@ -205,16 +205,9 @@ impl Orphan {
 }
 
 /// Wait (bounded, in lab time) for `pid`, a child of the lab, to end, and reap it.
-/// `ECHILD` when it is not the lab's child: an answer, not an error.
+/// `ECHILD` when it is not the lab's child: an answer, not an error. "Still running"
+/// (WNOHANG's answer) at the deadline.
 pub fn reap_by(pid: Pid, timeout: Duration) -> Status {
-    let wait = || match waitpid(pid, Some(WaitPidFlag::WNOHANG)) {
-        Ok(WaitStatus::StillAlive) => None,
-        ended => Some(ended),
-    };
-    let ended = procfacts::poll_until(timeout, wait);
-    let status = Status(ended.unwrap_or(Ok(WaitStatus::StillAlive)));
-    if status.0 != Ok(WaitStatus::StillAlive) {
-        cleanup::forget(pid); // reaped, or not ours: never kill that pid again
-    }
-    status
+    proclab::wait::reap_by(pid, timeout)
+        .unwrap_or(Status(Ok(WaitStatus::StillAlive)))
 }

@@ -4,24 +4,23 @@ use clap::Parser;
 use proclab::Common;
 use std::ffi::CString;
 
-/// Shared memory: private vs shared after fork, named POSIX shm, lost updates and three
-/// fixes (atomic, robust process-shared mutex, semaphore), zero-copy throughput.
+/// Shared memory: copies vs sharing, named shm, lost updates fixed three ways, a ring.
 #[derive(Parser)]
 #[command(name = "shm", version)]
 pub struct Args {
-    /// Processes incrementing the shared counter.
+    /// Processes incrementing the shared counter (2 to 16).
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(2..=16))]
     pub procs: u32,
-    /// Increments per process.
+    /// Increments per process (1000 to 100000000).
     #[arg(long, default_value_t = 2_000_000, value_parser = clap::value_parser!(u64).range(1000..=100_000_000))]
     pub iters: u64,
-    /// MiB moved through shared memory and through a pipe in section 6.
+    /// MiB moved through shared memory and through a pipe in section 6 (1 to 4096).
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=4096))]
     pub mib: u32,
-    /// How long the named segment stays in /dev/shm before it is unlinked, in ms, so that
-    /// `ls -l /dev/shm` run by hand can see it.
+    /// How long the named segment stays in /dev/shm before it is unlinked, in ms (0 to
+    /// 60000), so that `ls -l /dev/shm` run by hand can see it (or use --step).
     #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=60_000))]
-    pub linger: u64,
+    pub linger_ms: u64,
     /// (internal) Run as the peer that opens the named segment NAME after exec.
     #[arg(long, hide = true)]
     pub peer: Option<String>,

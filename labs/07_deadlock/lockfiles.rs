@@ -10,7 +10,7 @@ use std::ffi::CString;
 use std::os::fd::OwnedFd;
 
 /// Two lock files in /dev/shm (tmpfs), named after the lab's pid and unlinked on every
-/// way out (SIGINT and SIGTERM included; a SIGKILLed lab leaves them).
+/// way out (SIGINT and SIGTERM included; after a SIGKILL, the harness's janitor does it).
 pub struct LockFiles {
     names: [String; 2],
     /// (inode, short name) of each: /proc/locks names a file by its inode.
@@ -27,8 +27,8 @@ impl LockFiles {
         for (i, n) in names.iter().enumerate() {
             let (flags, mode) =
                 (OFlag::O_CREAT | OFlag::O_RDWR, Mode::from_bits_truncate(0o600));
+            cleanup::track_shm(n); // before it exists: unlinked on every way out
             let fd = shm_open(n.as_str(), flags, mode).or_die("shm_open");
-            cleanup::track_shm(n); // unlinked on every way out
             inodes[i] = fstat(&fd).or_die("fstat").st_ino;
         }
         let path =

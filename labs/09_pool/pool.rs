@@ -1,12 +1,10 @@
 //! The master's records: the board in shared memory (who runs what), each worker as the
 //! master sees it, what `map` returns (one outcome per input, filed in input order), each
-//! worker that died; and `waitpid` with a deadline.
+//! worker that died (`reap_by`, `reap_or_kill`: the harness's bounded waitpid).
 
 use super::wire::Frames;
-use nix::sys::signal::{kill, Signal};
-use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
-use proclab::{cleanup, procfacts, OrDie, Status};
+use proclab::{OrDie, Status};
 use std::collections::VecDeque;
 use std::os::fd::OwnedFd;
 use std::sync::atomic::AtomicU64;
@@ -158,31 +156,7 @@ pub struct Replacement {
     pub at_us: u64,
 }
 
-/// `waitpid` with a deadline (lab time): how `pid` ended, or None if it still runs then.
-pub fn reap_by(pid: Pid, within: Duration) -> Option<Status> {
-    let reaped = procfacts::poll_until(within, || {
-        match waitpid(pid, Some(WaitPidFlag::WNOHANG)) {
-            Ok(WaitStatus::StillAlive) => None,
-            other => Some(Status(other)),
-        }
-    });
-    if reaped.is_some() {
-        cleanup::forget(pid);
-    }
-    reaped
-}
-
-/// [`reap_by`], and a child still running at the deadline is killed (SIGKILL) and
-/// reaped: its status, and whether it ended by itself in time.
-pub fn reap_or_kill(pid: Pid, within: Duration) -> (Status, bool) {
-    if let Some(status) = reap_by(pid, within) {
-        return (status, true);
-    }
-    let _ = kill(pid, Signal::SIGKILL);
-    let status = Status(waitpid(pid, None)); // SIGKILL cannot be ignored: this returns
-    cleanup::forget(pid);
-    (status, false)
-}
+pub use proclab::wait::{reap_by, reap_or_kill};
 
 #[cfg(test)]
 mod tests {

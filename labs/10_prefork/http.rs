@@ -1,14 +1,9 @@
-//! HTTP/1.1 for the prefork lab (`labs/10_prefork.rs`): a request-head parser and a
-//! response writer that never allocate and only make raw system calls, so a forked worker
-//! may use them (see the lab's header); and a small bounded client for its demo.
-//!
-//! This is the part of the server that is not about processes, kept out of the lab file so
-//! that the lab reads as fork, accept, signals and waitpid.
+//! HTTP/1.1 for the prefork server: a request-head parser and a response writer that never
+//! allocate and only make raw system calls, so a forked worker may use them. The part of
+//! the server that is not about processes, with its unit tests.
 
 use nix::errno::Errno;
 use std::fmt::{self, Write as _};
-use std::io::{Read, Write as _};
-use std::net::{SocketAddr, TcpStream};
 use std::os::fd::RawFd;
 use std::time::{Duration, Instant};
 
@@ -242,74 +237,6 @@ impl fmt::Write for SliceWriter<'_> {
         self.put(s.as_bytes());
         Ok(())
     }
-}
-
-/// One response: status and body.
-pub type Resp = Result<(u16, String), String>;
-
-/// Read one response (status line, headers, Content-Length body) from `s`.
-pub fn read_response(s: &mut TcpStream) -> Resp {
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 4096];
-    let head_end = loop {
-        if let Some(i) = find(&buf, b"\r\n\r\n") {
-            break i + 4;
-        }
-        let n = s.read(&mut chunk).map_err(|e| e.to_string())?;
-        if n == 0 || buf.len() > 65_536 {
-            return Err("connection closed before a response".into());
-        }
-        buf.extend_from_slice(&chunk[..n]);
-    };
-    let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
-    let status =
-        head.get(9..12).and_then(|s| s.parse().ok()).ok_or("bad status line")?;
-    let len: usize = head
-        .lines()
-        .find_map(|l| {
-            l.to_ascii_lowercase()
-                .strip_prefix("content-length:")
-                .map(|v| v.trim().to_string())
-        })
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0);
-    while buf.len() < head_end + len {
-        let n = s.read(&mut chunk).map_err(|e| e.to_string())?;
-        if n == 0 {
-            return Err("connection closed in the body".into());
-        }
-        buf.extend_from_slice(&chunk[..n]);
-    }
-    Ok((
-        status,
-        String::from_utf8_lossy(&buf[head_end..head_end + len]).to_string(),
-    ))
-}
-
-/// A connection to 127.0.0.1:`port`, every step with a timeout.
-pub fn connect(port: u16) -> Result<TcpStream, String> {
-    let addr = SocketAddr::from(([127, 0, 0, 1], port));
-    let s = TcpStream::connect_timeout(&addr, Duration::from_secs(2))
-        .map_err(|e| e.to_string())?;
-    s.set_read_timeout(Some(Duration::from_secs(15))).map_err(|e| e.to_string())?;
-    s.set_write_timeout(Some(Duration::from_secs(2))).map_err(|e| e.to_string())?;
-    Ok(s)
-}
-
-/// One request on a new connection (`Connection: close`), bounded in time.
-pub fn get(port: u16, path: &str) -> Resp {
-    let mut s = connect(port)?;
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
-    )
-    .map_err(|e| e.to_string())?;
-    read_response(&mut s)
-}
-
-/// The worker pid in a body `worker 4213 ...`.
-pub fn worker_of(body: &str) -> Option<i32> {
-    body.split_whitespace().nth(1)?.parse().ok()
 }
 
 #[cfg(test)]

@@ -1,641 +1,137 @@
 //! # prefork: a master, its workers and one listening socket
 //!
-//! A small but real HTTP/1.1 server in the prefork model (the model of Apache's prefork MPM,
-//! gunicorn's sync workers, and nginx's or Node's cluster master/worker split): the master
-//! binds one listening socket on 127.0.0.1, forks N workers that each block in `accept()` on
-//! that shared socket, and supervises them. It learns of a dead worker from SIGCHLD and
-//! `waitpid(-1, WNOHANG)`, logs how it died and forks a replacement (with back-off when
-//! workers die young in a loop). SIGTERM stops gracefully, SIGINT / SIGQUIT fast, SIGTTIN /
-//! SIGTTOU add or remove a worker, SIGHUP replaces every worker one by one. Workers ask the
-//! kernel for SIGTERM when the master dies (`PR_SET_PDEATHSIG`), so no orphan server is left.
+//! A small HTTP/1.1 server in the prefork model (Apache's prefork MPM, gunicorn's sync
+//! workers): the master binds one socket, forks N workers that block in `accept4` on it,
+//! replaces the dead and stops them on SIGTERM. `--demo` runs the scenario of the chapter
+//! against itself and ends with a verdict; `--model threads` is one process with threads.
 //!
-//! Endpoints: `GET /` answers with the worker's pid; `GET /work?ms=N` sleeps N ms (a stand-in
-//! for blocking I/O, N <= 10000); `GET /cpu?n=N` burns CPU (N <= 50000000 rounds). Keep-alive
-//! is supported; a malformed request gets 400, an oversized head 431, a head that trickles in
-//! slower than `--timeout-ms` is dropped (408), and the worker carries on.
-//!
-//! `cargo run --bin prefork` serves on port 8080 until Ctrl-C; `--demo` runs the scripted
-//! scenario against itself (port 0, 3 workers) and ends with a verdict; `--model threads`
-//! runs the same server as one process with a pool of threads, for comparison.
-//!
-//! What to look for in the demo: every worker holds the same socket inode and sleeps in
-//! `accept4`; how the kernel spread the connections (count per pid); the cause of death the
-//! master logs for a SIGTERM-ed and a SIGKILL-ed worker, and their replacements; the request
-//! in flight during the graceful stop that still gets its answer.
-//!
-//! Caveats: the spread depends on the scheduler and on timing, so the counts change from run
-//! to run. A worker serves one connection at a time: with more keep-alive connections than
-//! workers the extra clients wait in the kernel's accept queue (the chapter measures it).
-//! After `fork` a worker only makes raw system calls and writes into buffers allocated before
-//! the fork (no heap, no locks), because the demo's master has client threads when it forks.
-//! Serving a connection (same rules) is in `labs/10_prefork/serve.rs`, the HTTP parser in
-//! `src/prefork_http.rs`; the flags, the wording of the observations, the demo's client, the
-//! threads model and SIGTTIN / SIGTTOU / SIGHUP are in `labs/10_prefork/` too.
+//! Chapter: book/src/10-prefork.md
 
-use crate::http::{connect, get, worker_of};
-use nix::errno::Errno;
-use nix::sys::signal::{kill, SigSet, Signal};
-use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
-use nix::unistd::{fork, getpid, getppid, ForkResult, Pid};
-use proclab::{cleanup, die, flush_stdout, procfacts, say, say_as, Lab, OrDie};
-use std::collections::BTreeMap;
-use std::os::fd::RawFd;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use clap::{CommandFactory, Parser, ValueEnum};
+use proclab::{Common, Lab, OrDie};
+use std::time::Duration;
 
-mod cli;
+mod bind_and_fork;
 mod client;
+mod graceful_stop;
 mod http;
+mod kill_under_load;
 mod master;
-mod report;
+mod resize;
 mod serve;
+mod signals;
+mod spread;
 mod threads;
+mod worker;
 
-use cli::{Args, Model};
-use client::{blocked_in, keepalive_workers, ok, socket_inode, started, Load};
-use master::{Death, Master, Worker};
-use serve::{serve_connection, set_accept_tick, setsockopt_int, Bufs};
-
-/// A worker blocked in accept (or in recv: accepted sockets inherit the option) wakes at
-/// least this often (SO_RCVTIMEO) to look at STOP, its parent and the clock, in case a
-/// signal came just before it entered the call.
-const TICK_MS: u64 = 500;
-/// A worker that dies younger than this counts toward a crash loop.
-const YOUNG: Duration = Duration::from_millis(500);
-/// Set by SIGTERM in a worker (or by the master of the threads model): finish the request
-/// in hand, then stop.
-static STOP: AtomicBool = AtomicBool::new(false);
-
-/// What a worker needs to know. Copied into every worker by fork.
-#[derive(Clone, Copy)]
-struct Cfg {
-    listen_fd: RawFd,
-    port: u16,
-    reuseport: bool,
-    timeout: Duration,
-    broken: bool,
+#[derive(Clone, Copy, PartialEq, ValueEnum)]
+enum Model {
+    /// One process per worker (prefork).
+    Process,
+    /// One process, one thread per worker.
+    Threads,
 }
 
-impl Cfg {
-    /// The socket a worker accepts on: the shared one, or with SO_REUSEPORT one of its own.
-    fn listener(&self) -> RawFd {
-        if self.reuseport {
-            bind_listener(self.port, true, true).0
-        } else {
-            self.listen_fd
+/// A prefork HTTP/1.1 server: a supervising master and N workers blocking in accept().
+///
+/// GET / (the worker's pid), GET /work?ms=N (sleeps, N <= 10000), GET /cpu?n=N (burns CPU,
+/// N <= 50000000). Signals to the master: TERM graceful stop, INT/QUIT fast stop, TTIN one
+/// worker more, TTOU one fewer, HUP replace every worker one by one.
+#[derive(Parser)]
+#[command(name = "prefork", version)]
+struct Args {
+    /// TCP port on 127.0.0.1 (0 to 65535); 0 lets the kernel pick a free one (printed)
+    /// [default: 8080, 0 with --demo]
+    #[arg(long, value_parser = clap::value_parser!(u16))]
+    port: Option<u16>,
+    /// Number of workers (1 to 64) [default: 2 x cores + 1, 3 with --demo]
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=64))]
+    workers: Option<u32>,
+    /// Workers as processes (prefork) or as threads of one process.
+    #[arg(long, value_enum, default_value_t = Model::Process)]
+    model: Model,
+    /// Each worker opens its own listening socket on the port with SO_REUSEPORT, and the
+    /// kernel spreads connections over the sockets by a hash of the addresses.
+    #[arg(long)]
+    reuseport: bool,
+    /// A request head (or an idle keep-alive connection) slower than this is dropped, in ms
+    /// (100 to 60000).
+    #[arg(long, default_value_t = 5000, value_parser = clap::value_parser!(u64).range(100..=60_000))]
+    timeout_ms: u64,
+    /// Graceful stop (SIGTERM): how long workers get to finish their requests before
+    /// SIGKILL, in ms (100 to 60000).
+    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(100..=60_000))]
+    grace_ms: u64,
+    /// Workers exit with code 70 as soon as they start (a broken deploy): shows the back-off.
+    #[arg(long)]
+    broken_workers: bool,
+    /// Run the scripted scenario against itself (port 0, 3 workers) and exit with a verdict.
+    #[arg(long, conflicts_with_all = ["reuseport", "broken_workers"])]
+    demo: bool,
+    #[command(flatten)]
+    common: Common,
+}
+
+impl Args {
+    /// `--workers`, or its default: 3 for the demo, else 2 x cores + 1 (at most 64).
+    fn workers(&self) -> usize {
+        let cores =
+            std::thread::available_parallelism().map_or(1, |n| n.get()) as u32;
+        self.workers.unwrap_or(if self.demo { 3 } else { (2 * cores + 1).min(64) })
+            as usize
+    }
+
+    /// What this run sets out to show.
+    fn claim(&self) -> &'static str {
+        match (self.demo, self.model) {
+            (true, _) => {
+                "the kernel spreads connections over workers blocked in accept on one \
+                 socket; the master sees each death through SIGCHLD and waitpid and \
+                 replaces the worker, so requests keep succeeding; SIGTERM stops them \
+                 without losing the request in flight"
+            }
+            (false, Model::Threads) => "the threads served until told to stop",
+            (false, Model::Process) => {
+                "the master forked and supervised its workers and, when told to stop, \
+                 every worker was reaped and none is left"
+            }
         }
     }
 }
 
 fn main() {
-    let args = Args::get(); // a bad command line exits 2 here, before anything starts
-    let claim = if args.demo {
-        "the kernel spreads connections over workers blocked in accept on one socket; the master sees each death through SIGCHLD and waitpid and replaces the worker, so requests keep succeeding; SIGTERM stops them without losing the request in flight"
-    } else if args.model == Model::Threads {
-        "the threads served until told to stop"
-    } else {
-        "the master forked and supervised its workers and, when told to stop, every worker was reaped and none is left"
-    };
-    let mut lab = Lab::start("prefork", claim, &args.common);
-    // The master takes its signals one at a time from sigtimedwait in its loop, so they must
-    // be blocked before any thread exists (threads inherit the mask).
-    let signals = master_signals();
-    signals.thread_block().or_die("sigprocmask"); // pending until the loop asks for them
-    let workers = args.workers();
-    let (listen_fd, port) =
-        bind_listener(args.port(), args.reuseport, !args.reuseport);
-    let cfg = Cfg {
-        listen_fd,
-        port,
-        reuseport: args.reuseport,
-        timeout: Duration::from_millis(args.timeout_ms),
-        broken: args.broken_workers,
-    };
-    report::listening(&mut lab, &args, port, workers);
-    let grace = Duration::from_millis(args.grace_ms);
-    if args.model == Model::Threads {
-        let (graceful, done) =
-            threads::serve(&mut lab, cfg, workers, &signals, grace);
-        lab.check(
-            "shutdown_clean",
-            !graceful || done == workers,
-            format_args!(
-                "{done} of {workers} threads finished before the process exits"
-            ),
-        );
-        lab.finish() // process exit ends any thread left
+    let a = Args::parse();
+    let n = a.workers();
+    if a.demo && (a.model == Model::Threads || n < 2) {
+        let why = "--demo runs the process model with at least 2 workers";
+        Args::command().error(clap::error::ErrorKind::ArgumentConflict, why).exit();
     }
-    let mut master = Master::new(cfg, workers, signals, grace);
-    if args.demo {
-        // Ctrl-C during the demo: the harness's handler kills and reaps the workers at once.
-        SigSet::from(Signal::SIGINT).thread_unblock().or_die("sigprocmask");
-        demo(lab, master);
+    let mut lab = Lab::start("prefork", a.claim(), &a.common);
+    // The master takes its signals with sigtimedwait: block them before any thread
+    // exists (threads inherit the mask).
+    let signals = signals::signals(a.demo);
+    signals.thread_block().or_die("pthread_sigmask");
+    // Tests only: in the demo each worker opens a socket of its own (SO_REUSEPORT).
+    let reuseport = a.reuseport || (a.demo && proclab::test_removes("own_socket"));
+    let port = a.port.unwrap_or(if a.demo { 0 } else { 8080 });
+    let (fd, port) = bind_and_fork::bind_listener(port, reuseport, !reuseport);
+    let threads = a.model == Model::Threads;
+    if !a.demo {
+        bind_and_fork::listening(&mut lab, port, n, threads, reuseport);
     }
-    say!(
-        "master: SIGTERM stops gracefully, Ctrl-C fast, SIGTTIN/SIGTTOU add/remove a worker, SIGHUP replaces them all"
-    );
-    say!(
-        "try: curl -s http://127.0.0.1:{port}/   (kill -TTIN {} adds a worker)",
-        getpid()
-    );
-    master.start_all(&mut lab);
-    while !master.tick(&mut lab, Duration::from_secs(1)) {}
-    master.check_stopped(&mut lab);
-    lab.finish()
-}
-
-/// The signals the master handles in its loop.
-fn master_signals() -> SigSet {
-    use Signal::*;
-    [SIGCHLD, SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGTTIN, SIGTTOU]
-        .into_iter()
-        .collect()
-}
-
-/// Wait up to `wait` for one of `set` (blocked) to be pending; take it and return it.
-fn wait_signal(set: &SigSet, wait: Duration) -> Option<Signal> {
-    let ts = libc::timespec {
-        tv_sec: wait.as_secs() as libc::time_t,
-        tv_nsec: wait.subsec_nanos() as libc::c_long,
-    };
-    // SAFETY: `set` and `ts` are valid for the call; the siginfo pointer may be null.
-    let s = unsafe { libc::sigtimedwait(set.as_ref(), std::ptr::null_mut(), &ts) }; // sleeps until a signal is pending or the time is up
-    Signal::try_from(s).ok()
-}
-
-/// The listening socket on 127.0.0.1:`port`; returns it and the port it got (port 0: the
-/// kernel picks). With `listen` false (SO_REUSEPORT) the socket only holds the port.
-fn bind_listener(port: u16, reuseport: bool, listen: bool) -> (RawFd, u16) {
-    // SAFETY: plain socket calls on a descriptor this function owns; every pointer is to a
-    // local of the right size.
-    unsafe {
-        // ANCHOR: bind
-        let fd =
-            libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0); // a TCP socket
-        if fd < 0 {
-            die("socket", Errno::last());
-        }
-        setsockopt_int(fd, libc::SO_REUSEADDR, 1); // restart at once despite TIME_WAIT
-        if reuseport {
-            setsockopt_int(fd, libc::SO_REUSEPORT, 1); // others may bind the same port
-        }
-        let mut addr: libc::sockaddr_in = std::mem::zeroed();
-        addr.sin_family = libc::AF_INET as libc::sa_family_t;
-        addr.sin_port = port.to_be();
-        addr.sin_addr.s_addr = u32::from(std::net::Ipv4Addr::LOCALHOST).to_be();
-        let len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
-        if libc::bind(fd, (&raw const addr).cast(), len) < 0 {
-            die("bind", Errno::last()); // EADDRINUSE: try --port 0
-        }
-        if listen {
-            if libc::listen(fd, 1024) < 0 {
-                die("listen", Errno::last()); // from now on the kernel completes handshakes itself
-            }
-            set_accept_tick(fd);
-        }
-        // ANCHOR_END: bind
-        let mut got: libc::sockaddr_in = std::mem::zeroed();
-        let mut glen = len;
-        libc::getsockname(fd, (&raw mut got).cast(), &mut glen); // which port the kernel gave us
-        (fd, u16::from_be(got.sin_port))
+    let mut cfg = worker::Cfg::new(fd, port, reuseport, a.timeout_ms);
+    cfg.broken = a.broken_workers;
+    let grace = Duration::from_millis(a.grace_ms);
+    if threads {
+        threads::serve(lab, cfg, n, &signals, grace);
     }
-}
-
-// ---------------------------------------------------------------------------------------
-// The worker: after fork, raw system calls only, into buffers allocated before the fork.
-// ---------------------------------------------------------------------------------------
-
-extern "C" fn on_term(_: libc::c_int) {
-    STOP.store(true, Ordering::SeqCst); // the loop sees it after the request in hand
-}
-
-extern "C" fn on_fast(_: libc::c_int) {
-    // SAFETY: _exit is async-signal-safe.
-    unsafe { libc::_exit(0) }
-}
-
-fn set_handler(sig: libc::c_int, handler: usize) {
-    // SAFETY: the handlers only store an atomic or call _exit; no SA_RESTART, so a blocked
-    // accept, poll or sleep returns EINTR and the loop looks at STOP at once.
-    unsafe {
-        let mut sa: libc::sigaction = std::mem::zeroed();
-        sa.sa_sigaction = handler;
-        libc::sigemptyset(&mut sa.sa_mask);
-        libc::sigaction(sig, &sa, std::ptr::null_mut());
+    let mut m = master::Master::new(cfg, n, signals, grace);
+    if !a.demo {
+        m.serve(lab); // until SIGTERM or SIGINT
     }
-}
-
-/// A worker process: block in accept() on the shared socket, serve the connection, repeat.
-fn worker_main(cfg: &Cfg, master: Pid, bufs: &mut Bufs) -> ! {
-    // ANCHOR: worker
-    // SAFETY: prctl and getppid are plain system calls.
-    unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) }; // the kernel sends SIGTERM when the master dies
-    if getppid() != master {
-        // SAFETY: _exit is async-signal-safe.
-        unsafe { libc::_exit(0) } // the master died before prctl: nobody would tell us
-    }
-    set_handler(libc::SIGTERM, on_term as *const () as usize); // graceful: finish, then stop
-    set_handler(libc::SIGINT, on_fast as *const () as usize); // fast: leave now
-    set_handler(libc::SIGQUIT, on_fast as *const () as usize);
-    for sig in [libc::SIGHUP, libc::SIGTTIN, libc::SIGTTOU] {
-        set_handler(sig, libc::SIG_IGN); // the master's business, not ours
-    }
-    master_signals().thread_unblock().ok(); // the mask was inherited from the master
-                                            // ANCHOR_END: worker
-    if cfg.broken {
-        say_as!("worker", "broken deploy: exiting with code 70 at start");
-        // SAFETY: _exit is async-signal-safe.
-        unsafe { libc::_exit(70) }
-    }
-    let listen_fd = cfg.listener();
-    say_as!("worker", "ready, blocking in accept()");
-    let (conns, reqs) =
-        accept_loop(listen_fd, cfg, bufs, getpid().as_raw(), Some(master));
-    say_as!("worker", "stopping: served {conns} connections, {reqs} requests");
-    // SAFETY: _exit is async-signal-safe; a worker never returns into the master's main.
-    unsafe { libc::_exit(0) }
-}
-
-/// Accept and serve connections until STOP (or the master is gone). Returns (connections,
-/// requests) served. Shared by worker processes and worker threads.
-fn accept_loop(
-    listen_fd: RawFd,
-    cfg: &Cfg,
-    bufs: &mut Bufs,
-    me: i32,
-    master: Option<Pid>,
-) -> (u64, u64) {
-    let (mut conns, mut reqs) = (0, 0);
-    // ANCHOR: accept
-    while !STOP.load(Ordering::SeqCst) {
-        // SAFETY: accept4 with null address pointers; the new descriptor is ours to close.
-        let c = unsafe {
-            libc::accept4(
-                listen_fd,
-                std::ptr::null_mut(),
-                std::ptr::null_mut(),
-                libc::SOCK_CLOEXEC,
-            )
-        }; // sleep until the kernel hands us a connection
-        if c < 0 {
-            if master.is_some_and(|m| getppid() != m) {
-                break; // the master is gone (the SIGTERM of PDEATHSIG may already be here too)
-            }
-            continue; // EINTR (a signal) or EAGAIN (the SO_RCVTIMEO tick): look at STOP
-        }
-        let served = serve_connection(c, bufs, cfg, me);
-        conns += (served > 0) as u64; // a connection closed before its first request does not count
-        reqs += served;
-        // SAFETY: c is the descriptor accept4 gave us.
-        unsafe { libc::close(c) }; // the client sees EOF
-    }
-    // ANCHOR_END: accept
-    (conns, reqs)
-}
-
-// ---------------------------------------------------------------------------------------
-// The master (process model). Its state, SIGTTIN/TTOU and SIGHUP: in 10_prefork/master.rs.
-// ---------------------------------------------------------------------------------------
-
-impl Master {
-    // ANCHOR: spawn
-    fn spawn(&mut self, lab: &mut Lab, why: String) -> Pid {
-        flush_stdout(); // or text still buffered would be printed by the worker too
-
-        // SAFETY: the child runs worker_main: system calls and say! into buffers allocated
-        // before the fork, no heap, no locks; it never returns (it ends in _exit).
-        match unsafe { fork() }.or_die("fork") {
-            ForkResult::Child => worker_main(&self.cfg, self.me, &mut self.bufs),
-            ForkResult::Parent { child } => {
-                cleanup::track(child); // killed and reaped on every way out of the master
-                self.workers.push(Worker {
-                    pid: child,
-                    born: Instant::now(),
-                    retiring: false,
-                });
-                report::worker_started(lab, child, &why);
-                child
-            }
-        }
-    }
-    // ANCHOR_END: spawn
-
-    /// One turn of the master's loop: take one signal (waiting at most `wait`), reap the
-    /// dead, start the missing. Returns true once stopped with every worker reaped.
-    fn tick(&mut self, lab: &mut Lab, wait: Duration) -> bool {
-        let now = Instant::now();
-        let mut wait = wait;
-        if self.stop_by.is_none() && self.active() < self.want {
-            wait = wait.min(self.next_spawn.saturating_duration_since(now));
-        }
-        if let Some(by) = self.stop_by {
-            wait = wait.min(by.saturating_duration_since(now));
-        }
-        // ANCHOR: tick
-        match wait_signal(&self.signals, wait) {
-            Some(Signal::SIGTERM) => {
-                self.stop(lab, Signal::SIGTERM, "SIGTERM: graceful stop")
-            }
-            Some(s @ (Signal::SIGINT | Signal::SIGQUIT)) => {
-                self.stop(lab, Signal::SIGKILL, &format!("{s}: fast stop"))
-            }
-            Some(Signal::SIGTTIN) => self.resize(lab, self.want + 1),
-            Some(Signal::SIGTTOU) => self.resize(lab, self.want.saturating_sub(1)),
-            Some(Signal::SIGHUP) if self.stop_by.is_none() => {
-                self.rolling = self
-                    .workers
-                    .iter()
-                    .filter(|w| !w.retiring)
-                    .map(|w| w.pid)
-                    .collect();
-                say!("SIGHUP: replacing {} workers one by one", self.rolling.len());
-            }
-            _ => {} // SIGCHLD or the timeout: reap below
-        }
-        // ANCHOR_END: tick
-        self.reap(lab);
-        if let Some(by) = self.stop_by {
-            if self.workers.is_empty() {
-                return true;
-            }
-            if Instant::now() >= by {
-                for w in &self.workers {
-                    let _ = kill(w.pid, Signal::SIGKILL); // past the deadline: no more waiting
-                }
-                self.stragglers += self.workers.len();
-                self.stop_by = Some(Instant::now() + Duration::from_secs(5));
-            }
-            return false;
-        }
-        self.roll(lab);
-        while self.active() < self.want && Instant::now() >= self.next_spawn {
-            let why =
-                self.reasons.pop_front().unwrap_or_else(|| "replacement".into());
-            self.spawn(lab, why);
-        }
-        false
-    }
-
-    /// Reap every dead worker: one SIGCHLD may stand for several deaths (signals of one kind
-    /// do not queue), so call waitpid(-1, WNOHANG) until it says nobody else is dead.
-    fn reap(&mut self, lab: &mut Lab) {
-        loop {
-            // ANCHOR: reap
-            let status =
-                match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
-                    Ok(WaitStatus::StillAlive) | Err(Errno::ECHILD) => return, // nobody else is dead
-                    Ok(s) => s,
-                    Err(e) => die("waitpid", e),
-                };
-            let Some(pid) = status.pid() else { continue };
-            cleanup::forget(pid); // reaped: the pid may be reused, never kill it again
-            let Some(i) = self.workers.iter().position(|w| w.pid == pid) else {
-                continue;
-            };
-            let w = self.workers.remove(i);
-            let (code, signal, cause) = match status {
-                WaitStatus::Exited(_, c) => {
-                    (Some(c), None, format!("exited with code {c}"))
-                }
-                WaitStatus::Signaled(_, s, core) => (
-                    None,
-                    Some(s),
-                    format!(
-                        "killed by {s}{}",
-                        if core { " (core dumped)" } else { "" }
-                    ),
-                ),
-                other => (None, None, format!("{other:?}")),
-            };
-            // ANCHOR_END: reap
-            // ANCHOR: backoff
-            let age = w.born.elapsed();
-            let replace = !w.retiring && self.stop_by.is_none();
-            // Young deaths in a row are a crash loop: wait 100 ms, 200 ms, ... up to 5 s.
-            self.streak = if age < YOUNG { self.streak + 1 } else { 0 };
-            let delay = match self.streak {
-                0 | 1 => Duration::ZERO,
-                k => Duration::from_millis(100 << (k - 2).min(6))
-                    .min(Duration::from_secs(5)),
-            };
-            if replace {
-                self.next_spawn = self.next_spawn.max(Instant::now() + delay);
-                self.reasons.push_back(format!("replaces {pid}"));
-            }
-            // ANCHOR_END: backoff
-            let death = Death { pid, code, signal };
-            report::worker_died(lab, &death, &cause, age, replace, delay);
-            self.deaths.push(death);
-        }
-    }
-
-    /// Stop every worker: SIGTERM (graceful, within the grace time) or SIGKILL (fast).
-    fn stop(&mut self, lab: &mut Lab, sig: Signal, why: &str) {
-        if self.stop_by.is_some() {
-            if sig != Signal::SIGKILL {
-                return;
-            }
-        } else {
-            // SAFETY: the master's copy of the listening socket; workers hold their own.
-            unsafe { libc::close(self.cfg.listen_fd) }; // when the last worker exits the port closes
-        }
-        report::stop(lab, sig, why, self.workers.len());
-        for w in &self.workers {
-            let _ = kill(w.pid, sig);
-        }
-        let grace = if sig == Signal::SIGKILL {
-            Duration::from_secs(5)
-        } else {
-            self.grace
-        };
-        self.stop_by = Some(Instant::now() + grace);
-    }
-
-    /// After a stop: every worker reaped and none alive.
-    fn check_stopped(&mut self, lab: &mut Lab) -> bool {
-        let alive: Vec<i32> = self
-            .deaths
-            .iter()
-            .map(|d| d.pid.as_raw())
-            .filter(|&p| procfacts::exists(p))
-            .collect();
-        lab.check(
-            "shutdown_clean",
-            self.workers.is_empty() && alive.is_empty(),
-            format_args!(
-                "{} workers reaped by the master, {} left alive",
-                self.deaths.len(),
-                alive.len() + self.workers.len()
-            ),
-        )
-    }
-}
-
-// ---------------------------------------------------------------------------------------
-// The demo: a bounded client of its own drives the scenario of the chapter.
-// ---------------------------------------------------------------------------------------
-
-/// The demo: a bounded client of its own drives the scenario of the chapter.
-fn demo(mut lab: Lab, mut m: Master) -> ! {
-    let (port, fd, me) = (m.cfg.port, m.cfg.listen_fd, getpid());
-
-    lab.section("1. The master binds one socket and forks the workers");
-    m.start_all(&mut lab);
-    lab.show_tree(me);
-    // ANCHOR: demo_start
-    let master_sock = socket_inode(me, fd).unwrap_or_default();
-    let (mut shared, mut in_accept) = (0, 0);
-    for pid in m.pids() {
-        let sock = socket_inode(pid, fd).unwrap_or_default(); // the fd number survives fork
-        let accepting = procfacts::poll_until(Duration::from_secs(5), || {
-            blocked_in(pid, libc::SYS_accept4, "accept").then_some(())
-        })
-        .is_some();
-        report::worker_socket(&mut lab, pid, fd, &sock, accepting);
-        shared += (sock == master_sock && sock.starts_with("socket:")) as usize;
-        in_accept += accepting as usize;
-    }
-    // ANCHOR_END: demo_start
-    let n = m.workers.len();
-    lab.check(
-        "one_socket_all_in_accept",
-        shared == n && in_accept == n,
-        format_args!("{shared} of {n} workers hold the master's socket ({master_sock}) and {in_accept} of {n} sleep in accept4 on it"),
-    );
-
-    lab.section("2. How the kernel spreads connections over the workers");
-    // ANCHOR: spread
-    let clients: Vec<_> = (0..3)
-        .map(|_| {
-            std::thread::spawn(move || {
-                (0..20).map(|_| get(port, "/")).collect::<Vec<_>>()
-            })
-        })
-        .collect();
-    let mut per_worker: BTreeMap<i32, usize> = BTreeMap::new();
-    let mut failed = 0;
-    for c in clients {
-        for r in c.join().expect("client thread") {
-            match r.ok().filter(|(s, _)| *s == 200).and_then(|(_, b)| worker_of(&b))
-            {
-                Some(pid) => *per_worker.entry(pid).or_default() += 1,
-                None => failed += 1,
-            }
-        }
-    }
-    // ANCHOR_END: spread
-    report::spread(&mut lab, &per_worker);
-    let total: usize = per_worker.values().sum();
-    lab.check(
-        "spread",
-        per_worker.len() > 1 && failed == 0,
-        format_args!(
-            "{total} requests answered by {} different workers, {failed} failed",
-            per_worker.len()
-        ),
-    );
-    let ka = keepalive_workers(port);
-    report::keepalive(&mut lab, &ka);
-    lab.check(
-        "keepalive_one_worker",
-        ka.len() == 1 && ka[0] > 0,
-        "a keep-alive connection belongs to the worker that accepted it: 10 of 10 requests, same pid",
-    );
-
-    lab.section("3. Kill one worker with SIGTERM and one with SIGKILL, under load");
-    let load = Load::start(port);
-    load.wait_done(20);
-    // Workers younger than YOUNG that die count as a crash loop; these are not young.
-    procfacts::poll_until(Duration::from_secs(5), || {
-        m.workers.iter().all(|w| w.born.elapsed() > YOUNG).then_some(())
-    });
-    let old = m.pids();
-    // ANCHOR: kill
-    let (gentle, brutal) = (old[0], old[1]);
-    kill(gentle, Signal::SIGTERM).or_die("kill"); // asks it to finish its request and exit
-    kill(brutal, Signal::SIGKILL).or_die("kill"); // no say in the matter
-    let killed_at = Instant::now();
-    let deadline = killed_at + Duration::from_secs(10);
-    while m.deaths.len() < 2 && Instant::now() < deadline {
-        m.tick(&mut lab, Duration::from_millis(100)); // SIGCHLD -> waitpid -> fork a replacement
-    }
-    let dead_at = Instant::now(); // kill() returning did not mean dead; waitpid's report does
-    while m.active() < m.want && m.stop_by.is_none() && Instant::now() < deadline {
-        m.tick(&mut lab, Duration::from_millis(100)); // a crash-loop back-off may delay one
-    }
-    // ANCHOR_END: kill
-    load.wait_done(load.done() + 30);
-    let log = load.finish();
-    lab.show_tree(me);
-    let after = started(&log, dead_at..);
-    let after_ok = after.iter().filter(|r| ok(r)).count();
-    let new: Vec<Pid> = m.pids().into_iter().filter(|p| !old.contains(p)).collect();
-    report::under_load(&mut lab, &log, killed_at, dead_at, &new);
-    let died = |pid: Pid| m.deaths.iter().find(|d| d.pid == pid).cloned();
-    let gentle_ok = died(gentle).is_some_and(|d| d.code == Some(0));
-    let brutal_ok = died(brutal).is_some_and(|d| d.signal == Some(Signal::SIGKILL));
-    let alive = m.pids().iter().filter(|p| procfacts::exists(p.as_raw())).count();
-    lab.check(
-        "replaced",
-        gentle_ok && brutal_ok && new.len() == 2 && alive == m.want,
-        format_args!(
-            "waitpid reported the SIGTERM-ed worker exiting 0 and the other killed by SIGKILL; {} replacements forked, {alive} workers alive",
-            new.len()
-        ),
-    );
-    lab.check(
-        "no_failure_once_reaped",
-        !after.is_empty() && after_ok == after.len(),
-        format_args!(
-            "{after_ok} of {} requests started after waitpid reported both deaths succeeded",
-            after.len()
-        ),
-    );
-
-    if m.stop_by.is_some() {
-        // Someone else sent SIGTERM or SIGQUIT: stop here, honestly.
-        while !m.tick(&mut lab, Duration::from_millis(200)) {}
-        m.check_stopped(&mut lab);
-        lab.check(
-            "not_interrupted",
-            m.stop_by.is_none(),
-            "the demo ran to its end",
-        );
-        lab.finish();
-    }
-
-    lab.section("4. Graceful stop: SIGTERM to the master with a request in flight");
-    // ANCHOR: graceful
-    let in_flight = std::thread::spawn(move || get(port, "/work?ms=600"));
-    let sleeper = procfacts::poll_until(Duration::from_secs(10), || {
-        m.pids()
-            .into_iter()
-            .find(|&p| blocked_in(p, libc::SYS_clock_nanosleep, "nanosleep"))
-    });
-    report::in_flight(&mut lab, sleeper);
-    let stop_at = Instant::now();
-    kill(me, Signal::SIGTERM).or_die("kill"); // the master signals itself; its loop takes it
-    let before = m.deaths.len();
-    while !m.tick(&mut lab, Duration::from_millis(200)) {} // bounded by --grace-ms, then SIGKILL
-    let stopped_in = stop_at.elapsed();
-    let answer = in_flight.join().expect("in-flight thread");
-    // ANCHOR_END: graceful
-    report::in_flight_answer(&mut lab, &answer, stopped_in);
-    lab.check(
-        "in_flight_finished",
-        sleeper.is_some() && matches!(&answer, Ok((200, b)) if b.contains("slept 600 ms")),
-        "the request in flight when SIGTERM came was answered 200 before its worker exited",
-    );
-    let last = &m.deaths[before..];
-    let (workers, clean) =
-        (last.len(), last.iter().filter(|d| d.code == Some(0)).count());
-    let refused = matches!(connect(port), Err(e) if e.contains("refused"));
-    report::after_stop(&mut lab, clean, workers, m.stragglers, refused);
-    let clean_stop = m.check_stopped(&mut lab);
-    lab.check(
-        "graceful_exit",
-        clean_stop && clean == workers && m.stragglers == 0 && refused,
-        "every worker exited on its own with code 0 within the grace time, and the port is closed",
-    );
+    bind_and_fork::run(&mut lab, &mut m);
+    spread::run(&mut lab, &mut m);
+    kill_under_load::run(&mut lab, &mut m);
+    graceful_stop::run(&mut lab, &mut m);
     lab.finish()
 }

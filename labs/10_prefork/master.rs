@@ -1,18 +1,33 @@
-//! The master's state and its bookkeeping beyond fork and waitpid: its constructor and
-//! accessors, and the two extras of a real prefork master, resizing (SIGTTIN / SIGTTOU) and
-//! replacing every worker one by one (SIGHUP).
+//! The master's loop: it takes its signals one at a time with `sigtimedwait`, reaps every
+//! dead worker with `waitpid(-1, WNOHANG)`, replaces it (with a back-off when workers die
+//! young), and stops them (SIGTERM graceful, SIGKILL fast). Forking a worker is in
+//! bind_and_fork.rs, stopping them in graceful_stop.rs, its signals in signals.rs, and
+//! SIGTTIN, SIGTTOU and SIGHUP in resize.rs.
 
-use super::serve::Bufs;
-use super::Cfg;
+use crate::serve::Bufs;
+use crate::signals::{hand_back, wait_signal};
+use crate::worker::Cfg;
+use nix::errno::Errno;
 use nix::sys::signal::{kill, SigSet, Signal};
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::{getpid, Pid};
-use proclab::Lab;
-use serde_json::json;
-use std::time::{Duration, Instant};
+use proclab::{cleanup, clock, die, observe, say, Lab, Status};
+use std::collections::VecDeque;
+use std::time::Duration;
+
+/// A worker that dies younger than this counts toward a crash loop.
+pub const YOUNG: Duration = Duration::from_millis(500);
+
+/// Lab time (the monotonic clock without `--step` pauses), for the master's clocks: a
+/// pause at a prompt never makes a deadline pass or a worker look old.
+pub fn lab_now() -> Duration {
+    Duration::from_nanos(clock::lab_ns())
+}
 
 pub struct Worker {
     pub pid: Pid,
-    pub born: Instant,
+    /// When it was forked, in lab time.
+    pub born: Duration,
     /// Told to stop (SIGTTOU, SIGHUP): not replaced when it dies.
     pub retiring: bool,
 }
@@ -21,8 +36,7 @@ pub struct Worker {
 #[derive(Clone, Debug)]
 pub struct Death {
     pub pid: Pid,
-    pub code: Option<i32>,
-    pub signal: Option<Signal>,
+    pub status: Status,
 }
 
 /// The supervisor: its workers, the deaths it reaped, and the state of its loop.
@@ -33,18 +47,23 @@ pub struct Master {
     pub workers: Vec<Worker>,
     pub bufs: Bufs,
     pub signals: SigSet,
+    /// Signals that, sent by anyone but the master itself, end the lab (the demo): the
+    /// master hands them back to the harness's handler, which cleans up and dies of them.
+    pub interrupts: SigSet,
+    /// Tests only: the master does not replace a dead worker.
+    pub no_replacement: bool,
     pub grace: Duration,
     /// Consecutive deaths of young workers (a crash loop).
     pub streak: u32,
-    pub next_spawn: Instant,
-    /// When stopping: the deadline after which the rest get SIGKILL.
-    pub stop_by: Option<Instant>,
+    pub next_spawn: Duration,
+    /// When stopping: the deadline (lab time) after which the rest get SIGKILL.
+    pub stop_by: Option<Duration>,
     /// SIGHUP: old workers still to be replaced, one at a time.
     pub rolling: Vec<Pid>,
     pub deaths: Vec<Death>,
     pub stragglers: usize,
-    /// Why the next workers will be forked (for the log).
-    pub reasons: std::collections::VecDeque<String>,
+    /// Why the next workers will be forked (for the log): one entry per replacement due.
+    pub reasons: VecDeque<String>,
 }
 
 impl Master {
@@ -56,14 +75,16 @@ impl Master {
             workers: Vec::new(),
             bufs: Bufs::new(),
             signals,
+            interrupts: SigSet::empty(),
+            no_replacement: proclab::test_removes("no_replacement"),
             grace,
             streak: 0,
-            next_spawn: Instant::now(),
+            next_spawn: lab_now(),
             stop_by: None,
             rolling: Vec::new(),
             deaths: Vec::new(),
             stragglers: 0,
-            reasons: Default::default(),
+            reasons: VecDeque::new(),
         }
     }
 
@@ -76,47 +97,137 @@ impl Master {
         self.workers.iter().filter(|w| !w.retiring).count()
     }
 
+    /// True while a replacement is due (forked once its back-off is over).
+    pub fn replacing(&self) -> bool {
+        !self.reasons.is_empty()
+    }
+
     pub fn start_all(&mut self, lab: &mut Lab) {
         for _ in 0..self.want {
             self.spawn(lab, "start".into());
         }
     }
 
-    /// SIGTTIN / SIGTTOU: one worker more or fewer (at least 1, at most 64).
-    pub fn resize(&mut self, lab: &mut Lab, want: usize) {
-        if self.stop_by.is_some() || !(1..=64).contains(&want) {
-            return;
-        }
-        if want > self.want {
-            self.reasons.push_back("SIGTTIN: one more".into());
-        }
-        self.want = want;
-        lab.observe(
-            "resize",
-            json!({"want": want}),
-            format_args!("now {want} workers wanted"),
+    /// The server without the demo: supervise until SIGTERM or SIGINT, then verdict.
+    pub fn serve(mut self, mut lab: Lab) -> ! {
+        let port = self.cfg.port;
+        say!(
+            "SIGTERM stops gracefully, Ctrl-C fast, SIGTTIN/SIGTTOU add or remove \
+              a worker, SIGHUP replaces them all; try curl -s 127.0.0.1:{port}/"
         );
-        if self.active() > want {
-            if let Some(w) = self.workers.iter_mut().rev().find(|w| !w.retiring) {
-                w.retiring = true;
-                let _ = kill(w.pid, Signal::SIGTERM); // finishes its request, then exits
-            }
-        }
+        self.start_all(&mut lab);
+        while !self.tick(&mut lab, Duration::from_secs(1)) {}
+        self.check_stopped(&mut lab);
+        lab.finish()
     }
 
-    /// SIGHUP: fork the new worker first, then retire one old one; the next only once it
-    /// has exited. The listening socket never closes, so no connection is refused.
-    pub fn roll(&mut self, lab: &mut Lab) {
-        if self.workers.iter().any(|w| w.retiring) {
-            return; // the previous old worker is still finishing
+    /// One turn of the master's loop: take one signal (waiting at most `wait`), reap the
+    /// dead, start the missing. Returns true once stopped with every worker reaped.
+    pub fn tick(&mut self, lab: &mut Lab, wait: Duration) -> bool {
+        let now = lab_now();
+        let mut wait = wait;
+        if self.stop_by.is_none() && self.active() < self.want {
+            wait = wait.min(self.next_spawn.saturating_sub(now));
         }
-        while let Some(old) = self.rolling.pop() {
-            if let Some(i) = self.workers.iter().position(|w| w.pid == old) {
-                self.spawn(lab, format!("SIGHUP: replaces {old}"));
-                self.workers[i].retiring = true;
-                let _ = kill(old, Signal::SIGTERM);
-                return;
+        if let Some(by) = self.stop_by {
+            wait = wait.min(by.saturating_sub(now));
+        }
+        let taken = wait_signal(&self.signals, wait);
+        if let Some((s, from)) = taken {
+            if self.interrupts.contains(s) && from != self.me.as_raw() {
+                hand_back(s); // the demo is interrupted: clean up, die of it
             }
+        }
+        // ANCHOR: tick
+        match taken.map(|(s, _)| s) {
+            Some(Signal::SIGTERM) => self.stop(lab, Signal::SIGTERM, "graceful"),
+            Some(Signal::SIGINT | Signal::SIGQUIT) => {
+                self.stop(lab, Signal::SIGKILL, "fast")
+            }
+            Some(Signal::SIGTTIN) => self.resize(lab, self.want + 1),
+            Some(Signal::SIGTTOU) => self.resize(lab, self.want.saturating_sub(1)),
+            Some(Signal::SIGHUP) => self.roll_all(),
+            _ => {} // SIGCHLD or the timeout: reap below
+        }
+        self.reap(lab);
+        // ANCHOR_END: tick
+        if let Some(by) = self.stop_by {
+            if self.workers.is_empty() {
+                return true;
+            }
+            if lab_now() >= by {
+                for w in &self.workers {
+                    let _ = kill(w.pid, Signal::SIGKILL); // past the deadline
+                }
+                self.stragglers += self.workers.len();
+                self.stop_by = Some(lab_now() + Duration::from_secs(5));
+            }
+            return false;
+        }
+        self.roll(lab);
+        while !self.no_replacement
+            && self.active() < self.want
+            && lab_now() >= self.next_spawn
+        {
+            let why =
+                self.reasons.pop_front().unwrap_or_else(|| "replacement".into());
+            self.spawn(lab, why);
+        }
+        false
+    }
+
+    /// Reap every dead worker: one SIGCHLD may stand for several deaths (signals of one
+    /// kind do not queue), so call waitpid(-1, WNOHANG) until nobody else is dead.
+    fn reap(&mut self, lab: &mut Lab) {
+        loop {
+            // ANCHOR: reap
+            let any = Pid::from_raw(-1);
+            let status = match waitpid(any, Some(WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::StillAlive) | Err(Errno::ECHILD) => return, // no more
+                Ok(s) => s,
+                Err(e) => die("waitpid", e),
+            };
+            let Some(pid) = status.pid() else { continue };
+            cleanup::forget(pid); // reaped: its pid may be reused, never kill it
+            let Some(i) = self.workers.iter().position(|w| w.pid == pid) else {
+                continue;
+            };
+            let w = self.workers.remove(i);
+            // As TLPI prints it: "exited, status 0", "killed by SIGKILL".
+            let status = Status::from(status);
+            // ANCHOR_END: reap
+            // ANCHOR: backoff
+            let age = lab_now().saturating_sub(w.born);
+            let replaced =
+                !w.retiring && self.stop_by.is_none() && !self.no_replacement;
+            // Young deaths in a row are a crash loop: wait 100 ms, 200 ms, ... up to 5 s.
+            self.streak = if age < YOUNG { self.streak + 1 } else { 0 };
+            let delay = match self.streak {
+                0 | 1 => Duration::ZERO,
+                k => Duration::from_millis(100 << (k - 2).min(6))
+                    .min(Duration::from_secs(5)),
+            };
+            if replaced {
+                self.next_spawn = self.next_spawn.max(lab_now() + delay);
+                self.reasons.push_back(format!("replaces {pid}"));
+            }
+            // ANCHOR_END: backoff
+            let then = match (replaced, delay.as_millis()) {
+                (false, _) => "not replaced".to_string(),
+                (true, 0) => "replacing it".to_string(),
+                (true, ms) => format!("crash loop: replacement in {ms} ms"),
+            };
+            observe!(
+                lab,
+                "worker_died",
+                "waitpid: worker {pid} {status} after {age_ms} ms; {then}",
+                pid = pid.as_raw(),
+                status,
+                age_ms = age.as_millis() as u64,
+                replaced,
+                delay_ms = delay.as_millis() as u64
+            );
+            self.deaths.push(Death { pid, status });
         }
     }
 }

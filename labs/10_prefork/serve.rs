@@ -1,10 +1,10 @@
 //! Serving one accepted connection: read a request head (bounded in size and in time), route
 //! it, write the answer. Called by a worker after `fork`, so the same rules hold as in the
 //! lab: raw system calls only, into buffers the master allocated before the fork (no heap,
-//! no locks). The HTTP parser and the response writer are in `src/prefork_http.rs`.
+//! no locks). The HTTP parser and the response writer are in http.rs.
 
-use super::{Cfg, STOP, TICK_MS};
 use crate::http::{find, linger, param, parse, respond, Conn, Req, SliceWriter};
+use crate::worker::{Cfg, STOP, TICK_MS};
 use nix::errno::Errno;
 use proclab::die;
 use std::fmt::Write as _;
@@ -92,9 +92,11 @@ fn read_head(
         let idle_stop = STOP.load(Ordering::SeqCst) && *len == 0 && !fresh;
         let flags = if idle_stop { libc::MSG_DONTWAIT } else { 0 };
         let room = &mut buf[*len..];
+        let (at, room) = (room.as_mut_ptr().cast(), room.len());
+        // Sleep until bytes come, a signal, or the 500 ms SO_RCVTIMEO tick that the
+        // connection inherited from the listening socket.
         // SAFETY: the pointer and length describe the free part of the buffer.
-        let n =
-            unsafe { libc::recv(fd, room.as_mut_ptr().cast(), room.len(), flags) }; // sleep until bytes come, a signal, or the 500 ms SO_RCVTIMEO the connection inherited from the listening socket
+        let n = unsafe { libc::recv(fd, at, room, flags) };
         match n {
             0 => return Head::Closed, // EOF: the client closed
             n if n < 0 => match Errno::last() {
@@ -147,7 +149,7 @@ pub fn serve_connection(fd: RawFd, bufs: &mut Bufs, cfg: &Cfg, me: i32) -> u64 {
         };
         let keep = match parse(&bufs.req[..end]) {
             Ok(req) => {
-                let conn = if STOP.load(Ordering::SeqCst) {
+                let conn = if STOP.load(Ordering::SeqCst) || cfg.close_each {
                     Conn::Close
                 } else {
                     req.conn
@@ -191,7 +193,11 @@ fn route(req: &Req, me: i32, w: &mut SliceWriter) -> u16 {
         b"/work" => match param(req.query, b"ms").filter(|&ms| ms <= 10_000) {
             Some(ms) => {
                 sleep_ms(ms); // stands for a blocking call: a database, a disk, another service
-                let _ = writeln!(w, "worker {me} slept {ms} ms");
+                let _ = write!(w, "worker {me} slept {ms} ms");
+                if STOP.load(Ordering::SeqCst) {
+                    let _ = write!(w, ", told to stop meanwhile");
+                }
+                let _ = writeln!(w);
                 200
             }
             None => {

@@ -1,23 +1,23 @@
 //! `--model threads`: the same accept loop in N threads of one process, for comparison.
 
-use super::serve::Bufs;
-use super::{accept_loop, wait_signal, Cfg, STOP};
+use crate::serve::Bufs;
+use crate::signals::wait_signal;
+use crate::worker::{accept_loop, Cfg, STOP};
 use nix::sys::signal::{SigSet, Signal};
 use nix::unistd::getpid;
-use proclab::{say, say_as, Lab};
-use serde_json::json;
+use proclab::{check, observe, say, say_as, Lab};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 /// Serve with `n` threads until SIGTERM (graceful, bounded by `grace`) or SIGINT / SIGQUIT
-/// (fast). Returns whether the stop was graceful and how many threads had finished.
+/// (fast), then the verdict. The process's exit ends any thread left.
 pub fn serve(
-    lab: &mut Lab,
+    mut lab: Lab,
     cfg: Cfg,
     n: usize,
     signals: &SigSet,
     grace: Duration,
-) -> (bool, usize) {
+) -> ! {
     let threads: Vec<_> = (0..n)
         .map(|_| {
             std::thread::spawn(move || {
@@ -39,7 +39,7 @@ pub fn serve(
         getpid()
     );
     let graceful = loop {
-        match wait_signal(signals, Duration::from_secs(1)) {
+        match wait_signal(signals, Duration::from_secs(1)).map(|(s, _)| s) {
             Some(Signal::SIGTERM) => break true,
             Some(Signal::SIGINT | Signal::SIGQUIT) => break false,
             Some(s @ (Signal::SIGTTIN | Signal::SIGTTOU | Signal::SIGHUP)) => {
@@ -53,14 +53,23 @@ pub fn serve(
     while Instant::now() < deadline && !threads.iter().all(|t| t.is_finished()) {
         std::thread::sleep(Duration::from_millis(10));
     }
-    let done = threads.iter().filter(|t| t.is_finished()).count();
-    lab.observe(
+    let finished = threads.iter().filter(|t| t.is_finished()).count();
+    let how = if graceful { "graceful" } else { "fast" };
+    observe!(
+        lab,
         "stop",
-        json!({"graceful": graceful, "threads": n, "finished": done}),
-        format_args!(
-            "{} stop: {done} of {n} threads finished their requests",
-            if graceful { "graceful" } else { "fast" }
-        ),
+        "{how} stop: {finished} of {n} threads finished their requests",
+        graceful,
+        threads = n,
+        finished
     );
-    (graceful, done) // process exit ends any thread left
+    check!(
+        lab,
+        "shutdown_clean",
+        !graceful || finished == n,
+        "{finished} of {n} threads finished before the process exits",
+        finished,
+        n
+    );
+    lab.finish()
 }

@@ -58,10 +58,10 @@ enum Cmd {
         /// Only these groups (e.g. spawn roundtrip); all when empty.
         groups: Vec<String>,
     },
-    /// Run `cargo bench` (or only the groups named) and the C reference, then write the
-    /// figures into book/src/measured/ (bench-GROUP.txt, refbench.txt).
+    /// Run the criterion groups and the rounds against the C reference (or only the
+    /// groups named), then write the figures into book/src/measured/ (bench-*.txt).
     Benchmarks {
-        /// Only these criterion groups (e.g. spawn ipc); all when empty.
+        /// Only these groups (spawn roundtrip bulk compute pool versus-c; ipc = versus-c); all when empty.
         groups: Vec<String>,
         /// Do not run anything: only summarise what target/criterion already holds.
         #[arg(long)]

@@ -115,6 +115,14 @@ pub const LABS: &[LabInfo] = &[
         shows: "fork cost grows with touched memory (page tables), vfork/posix_spawn stay flat; pages copied only when written",
         args: &[],
     },
+    LabInfo {
+        number: 14,
+        name: "pid1",
+        file: "14_pid1/main.rs",
+        chapter: "14-pid1.md",
+        shows: "PID 1 of a PID namespace ignores SIGTERM, adopts orphans, keeps zombies; a minimal init vs tini and dumb-init; what zombies cost; EAGAIN at pids.max",
+        args: &[],
+    },
 ];
 
 /// The lab called `name`.

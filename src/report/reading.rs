@@ -153,6 +153,11 @@ impl Builder {
         {
             return;
         }
+        // PID 1 and 2 (init, kthreadd) are never a lab's own process; such small numbers
+        // are pids inside a PID namespace, in another numbering than the lanes'.
+        if pid <= 2 {
+            return;
+        }
         let li = match self.panel.lanes.iter().position(|l| l.pid == pid) {
             Some(i) => i,
             None => {
@@ -585,30 +590,22 @@ impl Builder {
             let l = p.lanes.remove(i);
             p.lanes.insert(0, l);
         } else if !p.lanes.is_empty() {
-            let more = Vec::new();
-            let role = "lab".to_string();
-            let marks = Vec::new();
-            let lane = Lane {
-                pid: lab,
-                role,
-                marks,
-                before: true,
-                state_before: None,
-                more,
-            };
+            let (role, marks, more) = ("lab".to_string(), Vec::new(), Vec::new());
+            let before = true;
+            let lane =
+                Lane { pid: lab, role, marks, before, state_before: None, more };
             p.lanes.insert(0, lane);
         }
-        p.lanes[..].first_mut().into_iter().for_each(|l| l.before = true);
+        p.lanes.first_mut().into_iter().for_each(|l| l.before = true);
         group(&mut p.lanes);
         // A tree drawn from ppids gives way to a tree observed after it that shows all its
-        // processes (not when it shows where one went: under PID 1, outside the lab's).
+        // processes but the lab (not when it shows where one went: under PID 1, outside).
         let shown_later = |i: usize, trees: &[Tree]| {
             trees[i + 1..].iter().any(|t| {
                 !t.from_ppids
-                    && trees[i]
-                        .rows
-                        .iter()
-                        .all(|r| t.rows.iter().any(|o| o.pid == r.pid))
+                    && trees[i].rows.iter().all(|r| {
+                        r.pid == lab || t.rows.iter().any(|o| o.pid == r.pid)
+                    })
             })
         };
         let keep: Vec<bool> = (0..p.trees.len())

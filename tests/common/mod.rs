@@ -343,14 +343,24 @@ pub fn assert_usage_error(name: &str, args: &[&str]) {
 /// getppid re-check, or a pipe's end of file). Zombies do not count: they are dead, and
 /// whoever adopted them reaps them.
 pub fn sigkill_leaves_nothing(mut s: Started) {
+    let lab = s.child.id();
     // SAFETY: kill has no memory-safety preconditions.
-    unsafe { libc::kill(s.child.id() as i32, libc::SIGKILL) };
+    unsafe { libc::kill(lab as i32, libc::SIGKILL) };
     let _ = s.child.wait();
     let killed_at = Instant::now();
     let deadline = killed_at + Duration::from_millis(1000);
+    // The lab's names in /dev/shm carry its pid (`proclab-shm-PID-...`).
+    let names = || -> Vec<String> {
+        shm_entries()
+            .into_iter()
+            .filter(|n| {
+                n.contains(&format!("-{lab}-")) || n.ends_with(&format!("-{lab}"))
+            })
+            .collect()
+    };
     loop {
         let alive = tagged_processes(&s.tag);
-        if alive.is_empty() {
+        if alive.is_empty() && names().is_empty() {
             return;
         }
         if Instant::now() > deadline {
@@ -374,7 +384,10 @@ pub fn sigkill_leaves_nothing(mut s: Started) {
                 // SAFETY: as above; these are the test's own leftovers.
                 unsafe { libc::kill(*pid, libc::SIGKILL) };
             }
-            panic!("1 s after the lab was SIGKILLed these of its processes were alive: {what:?}");
+            panic!(
+                "1 s after the lab was SIGKILLed these of its processes were alive: {what:?}; left in /dev/shm: {:?}",
+                names()
+            );
         }
         std::thread::sleep(Duration::from_millis(10));
     }
