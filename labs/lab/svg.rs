@@ -2,7 +2,7 @@
 //! `--timeline` (`proclab::report::lanes`), in a 13 px monospace font, 750 px wide: the
 //! width of mdBook's page, so text is shown at its size.
 
-use proclab::report::lanes::{layout, Strip, LEGEND};
+use proclab::report::lanes::{layout, wrap, SegKind, Strip, LEGEND};
 use proclab::report::timeline::{MarkKind, Panel, Timeline, LABEL_WIDTH};
 use std::fmt::Write;
 
@@ -122,22 +122,6 @@ pub fn render(t: &Timeline) -> String {
     )
 }
 
-fn wrap(s: &str, width: usize) -> Vec<String> {
-    let mut out = vec![String::new()];
-    for w in s.split(' ') {
-        let cur = out.last_mut().expect("one line");
-        if !cur.is_empty() && cur.chars().count() + 1 + w.chars().count() > width {
-            out.push(w.to_string());
-        } else {
-            if !cur.is_empty() {
-                cur.push(' ');
-            }
-            cur.push_str(w);
-        }
-    }
-    out
-}
-
 fn strip(o: &mut Out, p: &Panel, s: &Strip) {
     let lx = |x: usize| px((LABEL_WIDTH + x) as f64);
     o.y += 18.0;
@@ -163,10 +147,14 @@ fn strip(o: &mut Out, p: &Panel, s: &Strip) {
         let attrs = format!("fill=\"#222\" data-pid=\"{}\"{bold}", lane.pid);
         o.text(LEFT, mid(i) + 4.5, 13, &attrs, &r.label);
         for seg in &r.segs {
-            let style = if seg.zombie {
-                "stroke=\"#b3261e\" stroke-width=\"2\" stroke-dasharray=\"2 3\""
-            } else {
-                "stroke=\"#8fa8c8\" stroke-width=\"3\""
+            let style = match seg.kind {
+                SegKind::Zombie => {
+                    "stroke=\"#b3261e\" stroke-width=\"2\" stroke-dasharray=\"2 3\""
+                }
+                SegKind::Alive => "stroke=\"#8fa8c8\" stroke-width=\"3\"",
+                SegKind::Unseen => {
+                    "stroke=\"#d5dde8\" stroke-width=\"1\" stroke-dasharray=\"1 4\""
+                }
             };
             o.line(lx(seg.x0), mid(i), lx(seg.x1), mid(i), style);
         }

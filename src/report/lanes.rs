@@ -28,12 +28,21 @@ pub struct Row {
     pub marks: Vec<(usize, usize)>,
 }
 
-/// A stretch of a lane's line: alive, or a zombie (exited, not yet reaped).
+/// A stretch of a lane's line.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Seg {
     pub x0: usize,
     pub x1: usize,
-    pub zombie: bool,
+    pub kind: SegKind,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SegKind {
+    Alive,
+    /// Exited, not yet reaped.
+    Zombie,
+    /// After its last mark, for a process the run never mentions again.
+    Unseen,
 }
 
 /// The label of a lane: `4232 child`, or `4910 +31 child` for lanes drawn as one.
@@ -124,25 +133,6 @@ fn strip(panel: &Panel, cols: Range<usize>, xs: Vec<usize>, area: usize) -> Stri
         if !shown {
             continue;
         }
-        let x0 = born_in.filter(|b| cols.contains(b)).map_or(0, x_of);
-        let x1 = end.filter(|e| cols.contains(e)).map_or(area, x_of);
-        let zombie = lane
-            .marks
-            .iter()
-            .find(|m| m.kind == MarkKind::State('Z'))
-            .map(|m| m.col)
-            .filter(|z| *z < cols.end)
-            .map(|z| if cols.contains(&z) { x_of(z) } else { 0 })
-            .or((lane.state_before == Some('Z')).then_some(0));
-        let mut segs = Vec::new();
-        match zombie {
-            Some(z) if z <= x1 => {
-                segs.push(Seg { x0, x1: z.max(x0), zombie: false });
-                segs.push(Seg { x0: z.max(x0), x1, zombie: true });
-            }
-            _ => segs.push(Seg { x0, x1, zombie: false }),
-        }
-        segs.retain(|s| s.x1 > s.x0);
         // Marks of one lane in one column follow each other.
         let mut marks: Vec<(usize, usize)> = Vec::new();
         let mut last: Option<(usize, usize)> = None;
@@ -156,6 +146,37 @@ fn strip(panel: &Panel, cols: Range<usize>, xs: Vec<usize>, area: usize) -> Stri
             last = Some((m.col, x + m.text.chars().count()));
             marks.push((x, i));
         }
+        let x0 = born_in.filter(|b| cols.contains(b)).map_or(0, x_of);
+        // Known to live on: to its end, or to the edge if it is seen again; else it
+        // fades after its last mark.
+        let last_col = lane.marks.last().map_or(0, |m| m.col);
+        let known = match end {
+            Some(e) if cols.contains(&e) => x_of(e),
+            Some(_) => area,
+            None if lane.after || last_col >= cols.end => area,
+            None if last_col < cols.start => x0,
+            None => last.map_or(x0, |l| l.1 + 1).min(area),
+        };
+        let zombie = lane
+            .marks
+            .iter()
+            .find(|m| m.kind == MarkKind::State('Z'))
+            .map(|m| m.col)
+            .filter(|z| *z < cols.end)
+            .map(|z| if cols.contains(&z) { x_of(z) } else { 0 })
+            .or((lane.state_before == Some('Z')).then_some(0));
+        let mut segs = Vec::new();
+        match zombie {
+            Some(z) if z <= known => {
+                segs.push(Seg { x0, x1: z.max(x0), kind: SegKind::Alive });
+                segs.push(Seg { x0: z.max(x0), x1: known, kind: SegKind::Zombie });
+            }
+            _ => segs.push(Seg { x0, x1: known, kind: SegKind::Alive }),
+        }
+        if end.is_none() {
+            segs.push(Seg { x0: known, x1: area, kind: SegKind::Unseen });
+        }
+        segs.retain(|s| s.x1 > s.x0);
         let label = lane_label(lane.pid, &lane.role, lane.more.len());
         rows.push(Row { lane: li, label, segs, marks });
     }
@@ -167,7 +188,7 @@ pub const LEGEND: &[&str] = &[
     "fork: forked   S R D T Z: its state in /proc   exec P: now runs P",
     "kill -SIG: a signal sent to it   ppid->N: re-parented to N",
     "reaped: E: waitpid returned E (exit code or killing signal)",
-    "---- alive   .... a zombie (exited, not yet reaped)",
+    "---- alive   .... a zombie (exited, not reaped yet)   faint: not seen again",
     "columns are in the order of the events, each labelled with its lab time",
 ];
 
@@ -191,7 +212,11 @@ impl Timeline {
                 for r in &s.rows {
                     let mut cells = vec![' '; area];
                     for seg in &r.segs {
-                        let c = if seg.zombie { '.' } else { '-' };
+                        let c = match seg.kind {
+                            SegKind::Alive => '-',
+                            SegKind::Zombie => '.',
+                            SegKind::Unseen => ' ',
+                        };
                         cells[seg.x0..seg.x1.min(area)]
                             .iter_mut()
                             .for_each(|x| *x = c);
@@ -226,10 +251,12 @@ impl Timeline {
             }
         }
         if !self.quiet.is_empty() {
-            out += &format!(
-                "\nno single process drawn in: {}\n",
-                self.quiet.join("; ")
-            );
+            let q =
+                format!("no single process drawn in: {}", self.quiet.join("; "));
+            out += "\n";
+            for line in wrap(&q, width) {
+                out += &format!("{line}\n");
+            }
         }
         out += "\n";
         for l in LEGEND {
@@ -237,6 +264,23 @@ impl Timeline {
         }
         out
     }
+}
+
+/// `s` cut into lines of at most `width` characters, between words.
+pub fn wrap(s: &str, width: usize) -> Vec<String> {
+    let mut out = vec![String::new()];
+    for w in s.split(' ') {
+        let cur = out.last_mut().expect("one line");
+        if !cur.is_empty() && cur.chars().count() + 1 + w.chars().count() > width {
+            out.push(w.to_string());
+        } else {
+            if !cur.is_empty() {
+                cur.push(' ');
+            }
+            cur.push_str(w);
+        }
+    }
+    out
 }
 
 fn put(cells: &mut [char], x: usize, text: &str) {

@@ -71,6 +71,14 @@ pub(super) fn read(events: &[Value]) -> Timeline {
         }
     }
     b.close_panel();
+    // Which lanes are seen again in a later section (the lab always lives on).
+    let mut later: std::collections::HashSet<i32> = [lab].into();
+    for p in b.t.panels.iter_mut().rev() {
+        for l in &mut p.lanes {
+            l.after = later.contains(&l.pid);
+        }
+        later.extend(p.lanes.iter().map(|l| l.pid));
+    }
     b.t
 }
 
@@ -168,6 +176,7 @@ impl Builder {
                     marks: Vec::new(),
                     before: known,
                     state_before: if known { state } else { None },
+                    after: false,
                     more: Vec::new(),
                 });
                 self.panel.lanes.len() - 1
@@ -592,8 +601,15 @@ impl Builder {
         } else if !p.lanes.is_empty() {
             let (role, marks, more) = ("lab".to_string(), Vec::new(), Vec::new());
             let before = true;
-            let lane =
-                Lane { pid: lab, role, marks, before, state_before: None, more };
+            let lane = Lane {
+                pid: lab,
+                role,
+                marks,
+                before,
+                state_before: None,
+                after: true,
+                more,
+            };
             p.lanes.insert(0, lane);
         }
         p.lanes.first_mut().into_iter().for_each(|l| l.before = true);

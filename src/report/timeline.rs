@@ -66,6 +66,8 @@ pub struct Lane {
     pub before: bool,
     /// Its state when the section began, if one was seen.
     pub state_before: Option<char>,
+    /// It is seen again in a later section (so it lived on after its last mark here).
+    pub after: bool,
     /// Other pids drawn as this lane (they read alike).
     pub more: Vec<i32>,
 }

@@ -208,3 +208,35 @@ fn facts_reported_late_take_their_place_by_at_us() {
     assert_eq!(kinds(&t, 0, 501), [MarkKind::Fork, MarkKind::Signal]);
     assert_eq!(t.panels[0].times, [3, 5], "columns labelled with when it happened");
 }
+
+#[test]
+fn a_process_never_seen_again_fades_after_its_last_mark() {
+    use super::lanes::SegKind;
+    let run = vec![
+        section("1.", 1),
+        obs(2, json!({"kind": "state", "pid": 601, "ppid": 100, "state": "S"})),
+        obs(3, json!({"kind": "state", "pid": 602, "ppid": 100, "state": "S"})),
+        section("2.", 4),
+        obs(5, json!({"kind": "reaped", "pid": 602, "status": {"exited": 0}})),
+    ];
+    let t = Timeline::from_events(&run);
+    let strip = &layout(&t.panels[0], 60)[0];
+    let segs = |pid: i32| {
+        let r = strip
+            .rows
+            .iter()
+            .find(|r| t.panels[0].lanes[r.lane].pid == pid)
+            .unwrap();
+        r.segs.iter().map(|s| s.kind).collect::<Vec<_>>()
+    };
+    assert_eq!(
+        segs(601),
+        [SegKind::Alive, SegKind::Unseen],
+        "never mentioned again"
+    );
+    assert_eq!(
+        segs(602),
+        [SegKind::Alive],
+        "reaped in section 2: alive to the edge"
+    );
+}
