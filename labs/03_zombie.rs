@@ -13,6 +13,7 @@ use nix::sys::signal::{
 };
 use nix::sys::wait::waitpid;
 use nix::unistd::{fork, getpid, ForkResult, Pid};
+use proclab::_exit;
 use proclab::procfacts::{self, State};
 use proclab::{
     check, cleanup, flush_stdout, observe, say, Common, Lab, OrDie, Status,
@@ -56,7 +57,7 @@ fn main() {
         match unsafe { fork() }.or_die("fork") {
             ForkResult::Child => {
                 say!("exiting with status {status}");
-                unsafe { libc::_exit(status) } // and the parent does not wait
+                _exit(status) // and the parent does not wait
             }
             ForkResult::Parent { child } => {
                 cleanup::track(child); // killed and reaped on every way out
@@ -184,7 +185,7 @@ fn main() {
     flush_stdout();
     // SAFETY: the child only calls _exit.
     let child = match unsafe { cleanup::fork_tracked() } {
-        ForkResult::Child => unsafe { libc::_exit(0) },
+        ForkResult::Child => _exit(0),
         ForkResult::Parent { child } => child,
     };
     let mut states_seen = String::new();

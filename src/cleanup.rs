@@ -11,6 +11,7 @@
 //! [`forget_dir`] after `rmdir`. Each name and directory has a janitor that removes it
 //! after a SIGKILL of the lab (`src/janitor.rs`).
 
+use crate::_exit;
 use crate::janitor::Job;
 use crate::narrate;
 use std::ffi::{CStr, CString};
@@ -173,14 +174,18 @@ impl<const N: usize> Names<N> {
         }
     }
 
-    /// Close the lifeline of slot `i`'s janitor: it finds the path already gone and
-    /// exits; reap it (bounded: a janitor that does not end is killed).
+    /// Release slot `i`'s janitor (one byte, then close its lifeline): it exits without
+    /// removing the path; reap it (bounded: a janitor that does not end is killed).
     fn release_janitor(&self, i: usize) {
         let fd = self.janitor_fd[i].swap(0, Ordering::SeqCst);
         let pid = self.janitor_pid[i].swap(0, Ordering::SeqCst);
         if fd > 0 {
-            // SAFETY: the descriptor came from janitor::start and is closed once.
-            unsafe { libc::close(fd) };
+            // SAFETY: the descriptor came from janitor::start and is closed once; the
+            // byte is one valid byte of a static.
+            unsafe {
+                libc::write(fd, b"r".as_ptr().cast(), 1);
+                libc::close(fd);
+            }
         }
         if pid > 0 {
             crate::wait::reap_or_kill(
@@ -304,8 +309,8 @@ pub fn install() {
             );
             std::process::exit(crate::EXIT_ERROR);
         }
-        // SAFETY: a forked child leaves with _exit, never through the parent's code.
-        unsafe { libc::_exit(crate::EXIT_ERROR) }
+        // a forked child leaves with _exit, never through the parent's code.
+        _exit(crate::EXIT_ERROR)
     }));
 }
 

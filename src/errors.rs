@@ -1,6 +1,7 @@
 //! A failing call ends the lab with `error: waitpid: ECHILD (No child processes)` on stderr
 //! and exit code 1, after the cleanup guard has killed and reaped the children.
 
+use crate::_exit;
 use crate::{cleanup, narrate, EXIT_ERROR};
 use nix::errno::Errno;
 use std::fmt::Write as _;
@@ -18,8 +19,7 @@ pub fn die(call: &str, errno: Errno) -> ! {
         crate::report::could_not_run(&format!("{call} failed: {errno:?}"));
         std::process::exit(EXIT_ERROR);
     }
-    // SAFETY: _exit is async-signal-safe and never returns.
-    unsafe { libc::_exit(EXIT_ERROR) }
+    _exit(EXIT_ERROR)
 }
 
 /// `.or_die("waitpid")` on a result: the value, or [`die`] naming the call and errno.
@@ -51,8 +51,7 @@ impl<T> OrDie<T> for std::io::Result<T> {
                         ));
                         std::process::exit(EXIT_ERROR);
                     }
-                    // SAFETY: _exit never returns.
-                    unsafe { libc::_exit(EXIT_ERROR) }
+                    _exit(EXIT_ERROR)
                 }
             },
         }

@@ -3,8 +3,9 @@
 //! and [`crate::cleanup::track_dir`] therefore fork a janitor per path, a child that holds
 //! a lifeline to the lab (a pipe whose only write end the lab keeps). When the lab dies,
 //! the kernel closes that end, the janitor's `poll` sees the hang-up, and it removes the
-//! path. `forget_shm` and `forget_dir` close the end themselves: the janitor finds the
-//! path gone (ENOENT) and exits, and the lab reaps it.
+//! path. `forget_shm` and `forget_dir` first write one byte, "released", then close the
+//! end: the janitor exits *without* removing anything (the lab removed the path itself,
+//! and a lab that forgot to must be seen to have forgotten), and the lab reaps it.
 
 use nix::fcntl::OFlag;
 use nix::unistd::{pipe2, ForkResult, Pid};
@@ -74,8 +75,14 @@ pub(crate) fn start(path: &CStr, job: Job) -> Option<(i32, Pid)> {
             unsafe {
                 libc::prctl(libc::PR_SET_NAME, name.as_ptr());
                 libc::close(tx.as_raw_fd());
-                while libc::poll(&mut p, 1, -1) <= 0 {} // until POLLHUP: the lab is gone
-                job.remove(path.as_ptr());
+                while libc::poll(&mut p, 1, -1) <= 0 {}
+                // A byte: released by the lab. End of file: the lab is gone.
+                let mut byte = 0u8;
+                let released =
+                    libc::read(rx.as_raw_fd(), (&raw mut byte).cast(), 1) == 1;
+                if !released {
+                    job.remove(path.as_ptr());
+                }
                 libc::_exit(0)
             }
         }

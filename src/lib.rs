@@ -65,6 +65,14 @@ pub const EXIT_USAGE: i32 = 2;
 /// Exit code: it ran, but the phenomenon was not observed on this run.
 pub const EXIT_NOT_OBSERVED: i32 = 3;
 
+/// `_exit(2)`: leave this process at once, with `status`, running no destructor, no
+/// `atexit` handler and no stdio flush. Async-signal-safe: the way a forked child
+/// leaves. (A safe function: `_exit` has no memory-safety preconditions.)
+pub fn _exit(status: i32) -> ! {
+    // SAFETY: _exit never returns and touches no memory of ours.
+    unsafe { libc::_exit(status) }
+}
+
 /// Flush Rust's stdout buffer. Call it right before `fork()`, or text still in the buffer
 /// is printed twice: once by the parent and once by the child.
 pub fn flush_stdout() {

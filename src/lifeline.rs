@@ -8,6 +8,7 @@
 //!   family of the parent-death lab): a pipe whose write end only the lab keeps. The
 //!   descendant sleeps by polling the read end; end of file means the lab is gone.
 
+use crate::_exit;
 use nix::fcntl::OFlag;
 use nix::unistd::pipe2;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
@@ -64,7 +65,7 @@ impl Lifeline {
         loop {
             // SAFETY: one valid pollfd.
             let n = unsafe { libc::poll(&mut p, 1, ms) };
-            if n < 0 && unsafe { *libc::__errno_location() } == libc::EINTR {
+            if n < 0 && nix::errno::Errno::last() == nix::errno::Errno::EINTR {
                 continue; // a signal the child handles; the sleep restarts (bounded by ms)
             }
             return n > 0; // POLLHUP (or stray data): the lab is gone
@@ -75,7 +76,6 @@ impl Lifeline {
     /// `pause()` in a child that is meant to live on. Async-signal-safe.
     pub fn wait_then_exit(&self) -> ! {
         while !self.sleep_ms(-1) {}
-        // SAFETY: _exit is async-signal-safe.
-        unsafe { libc::_exit(0) }
+        _exit(0)
     }
 }

@@ -497,13 +497,17 @@ fn paint(code: &str, text: &str) -> String {
     }
 }
 
-/// The pids a fact names (`pid`, `child`, `*_pid`, `pids`), for the `--step` prompt.
+/// The pids a fact names (`pid`, `child`, `orphan`, `*_pid`, `pids`, ...) that are still
+/// in /proc, for the `--step` prompt: it never suggests looking at a process that is gone.
 fn pids_in(facts: &[(&str, Value)]) -> Vec<i32> {
+    const ROLES: &[&str] = &[
+        "pid", "child", "orphan", "parent", "worker", "peer", "holder", "victim",
+        "reader", "writer", "producer", "consumer", "leaver", "master", "pids",
+        "children", "workers",
+    ];
     let mut out = Vec::new();
     for (k, v) in facts {
-        let named =
-            *k == "pid" || *k == "child" || k.ends_with("_pid") || *k == "pids";
-        if !named {
+        if !(ROLES.contains(k) || k.ends_with("_pid") || k.ends_with("_pids")) {
             continue;
         }
         match v {
@@ -514,6 +518,7 @@ fn pids_in(facts: &[(&str, Value)]) -> Vec<i32> {
             _ => {}
         }
     }
+    out.retain(|&p| p > 0 && crate::procfacts::exists(p));
     out
 }
 

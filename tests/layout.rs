@@ -166,6 +166,66 @@ fn safety_comments_sit_directly_above_their_unsafe() {
 }
 
 #[test]
+fn every_unsafe_block_has_its_safety_comment() {
+    // An `unsafe` block's statement starts right below a `// SAFETY:` comment block.
+    let mut bad = Vec::new();
+    let mut files = lab_files();
+    rs_files(&root().join("src"), &mut files);
+    rs_files(&root().join("exercises"), &mut files);
+    for p in files {
+        let text = fs::read_to_string(&p).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        for (i, l) in lines.iter().enumerate() {
+            let code = l.split("//").next().unwrap_or("");
+            if !code.contains("unsafe {") {
+                continue;
+            }
+            // A match arm's unsafe block (`ForkResult::Child => unsafe {`) is covered by
+            // the SAFETY comment above its `match unsafe { fork() }`.
+            let arm = code.contains("=> unsafe {");
+            let mut j = i;
+            let ok = loop {
+                if j == 0 {
+                    break false;
+                }
+                j -= 1;
+                let up = lines[j].trim();
+                if up.starts_with("//") {
+                    // The comment block right above: SAFETY somewhere in it.
+                    let mut k = j;
+                    while k > 0
+                        && lines[k].trim().starts_with("//")
+                        && !lines[k].contains("SAFETY:")
+                    {
+                        k -= 1;
+                    }
+                    break lines[k].contains("SAFETY:");
+                }
+                if arm && up.contains("match ") && up.contains("unsafe") {
+                    continue; // the match line: its SAFETY comment is right above it
+                }
+                if up.is_empty()
+                    || up.ends_with(';')
+                    || up.ends_with('{')
+                    || up.ends_with('}')
+                    || up.ends_with(',')
+                {
+                    break false;
+                }
+            };
+            if !ok {
+                bad.push(format!("{}:{}: {}", rel(&p), i + 1, l.trim()));
+            }
+        }
+    }
+    assert!(
+        bad.is_empty(),
+        "unsafe blocks without a `// SAFETY:` comment directly above:\n{}",
+        bad.join("\n")
+    );
+}
+
+#[test]
 fn headers_are_short_and_name_their_chapter() {
     let mut bad = Vec::new();
     for p in lab_files() {
@@ -268,6 +328,9 @@ fn meaningful(l: &str) -> bool {
     let t = l.trim();
     !(t.is_empty()
         || t.starts_with("//")
+        || t.starts_with("use ")
+        || t.starts_with("pub use ")
+        || t.starts_with("mod ")
         || t.chars().all(|c| "{}()[];,".contains(c)))
 }
 

@@ -4,6 +4,7 @@ use crate::words::{recv, send};
 use crate::DEADLINE;
 use nix::sys::mman::{mmap_anonymous, MapFlags, ProtFlags};
 use nix::unistd::{fork, getpid, pipe, ForkResult};
+use proclab::_exit;
 use proclab::clock::now_ns;
 use proclab::wait::waitpid_by;
 use proclab::{check, cleanup, flush_stdout, lifeline, observe, say};
@@ -35,8 +36,8 @@ pub fn run(lab: &mut Lab) {
             let addr = &raw const *value as u64;
             say!("I set value = {} at address {addr:#x}", *value);
             send(&tx, [*value, addr, started]);
-            // SAFETY: _exit leaves at once, without the parent's destructors.
-            unsafe { libc::_exit(0) }
+            // _exit leaves at once, without the parent's destructors.
+            _exit(0)
         }
         ForkResult::Parent { child } => child,
     };

@@ -8,6 +8,7 @@ use nix::sys::signal::{kill, sigaction, SaFlags, SigAction, SigHandler, SigSet};
 use nix::sys::signal::{raise, Signal};
 use nix::sys::wait::WaitStatus;
 use nix::unistd::{fork, getpid, pipe, read, ForkResult, Pid};
+use proclab::_exit;
 use proclab::clock::now_ns;
 use proclab::wait::waitpid_by;
 use proclab::{check, cleanup, flush_stdout, lifeline, observe, procfacts, say};
@@ -80,8 +81,8 @@ fn live_out(fate: Fate, hold_rx: &OwnedFd, hold_tx: &OwnedFd) -> ! {
         }
     }
     let code = if let Fate::Exit(code) = fate { code } else { 1 };
-    // SAFETY: _exit leaves at once, without running the parent's destructors.
-    unsafe { libc::_exit(code) }
+    // _exit leaves at once, without running the parent's destructors.
+    _exit(code)
 }
 // ANCHOR_END: fates
 

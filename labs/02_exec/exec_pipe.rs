@@ -2,6 +2,7 @@
 //! which a child reports a failed exec (async-signal-safe on the child's side).
 
 use nix::errno::Errno;
+use proclab::_exit;
 use proclab::fdio::read_full_by;
 use proclab::Deadline;
 use std::ffi::{c_char, CString};
@@ -22,8 +23,8 @@ pub fn cstr(s: &str) -> CString {
 pub fn exec_failed(err: &OwnedFd) -> ! {
     let errno = Errno::last_raw();
     let _ = proclab::fdio::write_all(err, &errno.to_ne_bytes());
-    // SAFETY: _exit leaves at once, without running the parent's destructors.
-    unsafe { libc::_exit(127) }
+    // _exit leaves at once, without running the parent's destructors.
+    _exit(127)
 }
 
 /// What a child's close-on-exec pipe said by `by`: `Ok` if it closed without a word

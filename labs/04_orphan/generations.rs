@@ -6,6 +6,7 @@ use nix::errno::Errno;
 use nix::fcntl::OFlag;
 use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::{fork, getpid, getppid, pipe2, read, write, ForkResult, Pid};
+use proclab::_exit;
 use proclab::lifeline::{die_with_parent, Lifeline};
 use proclab::{cleanup, flush_stdout, observe, procfacts, say, say_as};
 use proclab::{Lab, OrDie, Status};
@@ -59,8 +60,8 @@ fn be_orphan(parent: Pid, p: &Pipes, linger_ms: i32) -> ! {
     say_as!("orphan", "my parent was {parent}; getppid() now says {adopter}");
     // Live on a little (less if the lab is gone), then end by itself.
     p.lifeline.sleep_ms(linger_ms);
-    // SAFETY: _exit leaves at once, without running the lab's destructors.
-    unsafe { libc::_exit(ORPHAN_STATUS) }
+    // _exit leaves at once, without running the lab's destructors.
+    _exit(ORPHAN_STATUS)
 }
 // ANCHOR_END: orphan_child
 
@@ -97,8 +98,8 @@ pub fn make_orphan(
                     }
                 }
             }
-            // SAFETY: the parent leaves at once; its child becomes an orphan.
-            unsafe { libc::_exit(0) }
+            // the parent leaves at once; its child becomes an orphan.
+            _exit(0)
         }
         ForkResult::Parent { child } => child,
     };

@@ -8,6 +8,7 @@ use nix::errno::Errno;
 use nix::fcntl::{fcntl, FcntlArg, OFlag};
 use nix::sys::wait::waitpid;
 use nix::unistd::{getpid, pipe, write, ForkResult};
+use proclab::_exit;
 use proclab::bytes::pattern;
 use proclab::fdio::{read_full, write_all};
 use proclab::measure::fmt_bytes;
@@ -60,7 +61,7 @@ fn parked(lab: &mut Lab, size: usize) {
             lifeline::die_with_parent(parent);
             drop(rx);
             let ok = write_all(&tx, &data).is_ok(); // sleeps once the pipe is full
-            unsafe { libc::_exit(if ok { 0 } else { 1 }) }
+            _exit(if ok { 0 } else { 1 })
         }
         ForkResult::Parent { child } => child,
     };

@@ -7,6 +7,7 @@ use crate::watch::wait_or_break;
 use nix::errno::Errno;
 use nix::sys::signal::Signal;
 use nix::unistd::{getpid, pipe, read, ForkResult};
+use proclab::_exit;
 use proclab::fdio::write_all;
 use proclab::{check, cleanup, flush_stdout, lifeline, observe, say, Lab, OrDie};
 use std::os::fd::OwnedFd;
@@ -113,10 +114,10 @@ fn reader(rx: OwnedFd, tx: OwnedFd, closes_own: bool, buf: &mut [u8]) -> ! {
             }
             Ok(n) => total += n,
             Err(Errno::EINTR) => {}
-            Err(_) => unsafe { libc::_exit(1) },
+            Err(_) => _exit(1),
         }
     }
     say!("EOF after {total} bytes");
-    unsafe { libc::_exit(0) }
+    _exit(0)
 }
 // ANCHOR_END: reader

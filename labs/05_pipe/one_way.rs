@@ -6,6 +6,7 @@ use crate::watch::net;
 use nix::errno::Errno;
 use nix::sys::wait::waitpid;
 use nix::unistd::{getpid, pipe, read, ForkResult};
+use proclab::_exit;
 use proclab::bytes::{fnv1a, pattern, FNV_OFFSET};
 use proclab::fdio::{read_full, write_all};
 use proclab::measure::fmt_bytes;
@@ -34,14 +35,14 @@ pub fn run(lab: &mut Lab, args: &Args) {
                     Ok(0) => break, // EOF: every write end is closed
                     Ok(n) => (len, sum) = (len + n as u64, fnv1a(sum, &buf[..n])),
                     Err(Errno::EINTR) => continue,
-                    Err(_) => unsafe { libc::_exit(1) },
+                    Err(_) => _exit(1),
                 }
             }
             say!("read {len} bytes until EOF, checksum {sum:016x}");
             report[..8].copy_from_slice(&len.to_le_bytes());
             report[8..].copy_from_slice(&sum.to_le_bytes());
             let ok = write_all(&back_tx, &report).is_ok(); // 16 bytes: atomic
-            unsafe { libc::_exit(if ok { 0 } else { 1 }) }
+            _exit(if ok { 0 } else { 1 })
         }
         ForkResult::Parent { child } => child,
     };

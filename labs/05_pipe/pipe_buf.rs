@@ -9,6 +9,7 @@ use nix::errno::Errno;
 use nix::fcntl::{fcntl, FcntlArg, OFlag};
 use nix::sys::wait::waitpid;
 use nix::unistd::{getpid, pipe, read, write, ForkResult};
+use proclab::_exit;
 use proclab::bytes::pattern;
 use proclab::fdio::{read_full, write_all};
 use proclab::measure::fmt_bytes;
@@ -133,10 +134,10 @@ fn race(writers: usize, records: usize, size: usize) -> Vec<u8> {
                 let _ = read(&gate_rx, &mut [0u8; 1]); // EOF when the gate opens
                 for _ in 0..records {
                     if write_all(&tx, &record).is_err() {
-                        unsafe { libc::_exit(1) }
+                        _exit(1)
                     }
                 }
-                unsafe { libc::_exit(0) }
+                _exit(0)
             }
             ForkResult::Parent { child } => kids.push(child),
         }

@@ -7,6 +7,7 @@ use crate::watch::net;
 use nix::errno::Errno;
 use nix::sys::wait::waitpid;
 use nix::unistd::{getpid, pipe, read, ForkResult};
+use proclab::_exit;
 use proclab::bytes::pattern;
 use proclab::fdio::write_all;
 use proclab::measure::{fmt_bytes, fmt_rate};
@@ -74,10 +75,10 @@ fn through_pipe(chunk: usize, total: usize) -> (usize, Duration) {
             let _ = read(&gate_rx, &mut [0u8; 1]); // wait for the start
             for _ in 0..total / chunk {
                 if write_all(&tx, &src).is_err() {
-                    unsafe { libc::_exit(1) }
+                    _exit(1)
                 }
             }
-            unsafe { libc::_exit(0) }
+            _exit(0)
         }
         ForkResult::Parent { child } => child,
     };

@@ -6,6 +6,7 @@ use crate::args::Args;
 use crate::watch::{net, wait_or_break, Stuck, Waited};
 use nix::sys::wait::waitpid;
 use nix::unistd::{getpid, pipe, ForkResult};
+use proclab::_exit;
 use proclab::bytes::pattern;
 use proclab::fdio::{read_full, write_all};
 use proclab::measure::{fmt_bytes, fmt_duration};
@@ -137,10 +138,10 @@ fn ping_pong(rounds: usize, cpus: Option<(usize, usize)>) -> (Summary, usize) {
             while read_full(&req_rx, &mut req) == Ok(8) {
                 let n = u64::from_le_bytes(req);
                 if write_all(&rep_tx, &(2 * n + 1).to_le_bytes()).is_err() {
-                    unsafe { libc::_exit(1) }
+                    _exit(1)
                 }
             }
-            unsafe { libc::_exit(0) } // EOF on requests: the parent is done
+            _exit(0) // EOF on requests: the parent is done
         }
         ForkResult::Parent { child } => child,
     };
@@ -196,7 +197,7 @@ fn exchange(bytes: usize, b_reads_first: bool, deadline: Duration) -> Waited {
                     let sent = write_all(tx, &out).is_ok(); // sleeps once it is full
                     sent && read_full(rx, &mut inbox) == Ok(bytes)
                 };
-                unsafe { libc::_exit(if ok { 0 } else { 1 }) }
+                _exit(if ok { 0 } else { 1 })
             }
             ForkResult::Parent { child } => kids.push(child),
         }

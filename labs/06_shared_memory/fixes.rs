@@ -28,13 +28,15 @@ pub fn run(lab: &mut Lab, args: &Args, c: *mut Counters, plain: Count) {
             .or_die("sem_init");
     }
     let each = (args.procs as usize, args.iters);
-    // SAFETY (the three readers): read once every counting process has been reaped.
+    // SAFETY: read once every counting process has been reaped.
     let atomic = count(lab, c, "atomic", each, by_atomic, || unsafe {
         (*c).atomic.load(Ordering::SeqCst)
     });
+    // SAFETY: as above.
     let mutex = count(lab, c, "mutex", each, by_mutex, || unsafe {
         ptr::read_volatile(addr_of_mut!((*c).locked))
     });
+    // SAFETY: as above.
     let semaphore = count(lab, c, "semaphore", each, by_semaphore, || unsafe {
         ptr::read_volatile(addr_of_mut!((*c).sem_counted))
     });

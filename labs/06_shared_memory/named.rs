@@ -9,6 +9,7 @@ use nix::fcntl::OFlag;
 use nix::sys::mman::{mmap, munmap, shm_open, shm_unlink, MapFlags, ProtFlags};
 use nix::sys::stat::Mode;
 use nix::unistd::{execv, ftruncate, getpid, ForkResult};
+use proclab::_exit;
 use proclab::{check, cleanup, flush_stdout, lifeline, narrate, observe, say};
 use proclab::{Lab, OrDie};
 use std::num::NonZeroUsize;
@@ -68,7 +69,7 @@ pub fn run(lab: &mut Lab, args: &Args) {
         ForkResult::Child => {
             lifeline::die_with_parent(me.as_raw()); // kept across exec
             let _ = execv(&exe, &argv); // a new program: no mapping survives exec
-            unsafe { libc::_exit(127) }
+            _exit(127)
         }
         ForkResult::Parent { child } => child,
     };

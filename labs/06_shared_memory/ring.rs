@@ -8,6 +8,7 @@ use crate::children::{reap, spin_until, Gate, LIMIT};
 use nix::sys::mman::{mmap_anonymous, munmap, MapFlags, ProtFlags};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::{getpid, pipe, ForkResult};
+use proclab::_exit;
 use proclab::bytes::pattern;
 use proclab::fdio::{read_full, write_all};
 use proclab::measure::{fmt_bytes, fmt_duration, fmt_rate};
@@ -158,10 +159,10 @@ fn through_pipe(total: usize) -> (usize, Duration) {
             for i in 0..chunks as u64 {
                 stamp(&mut src, i);
                 if write_all(&tx, &src).is_err() {
-                    unsafe { libc::_exit(1) }
+                    _exit(1)
                 }
             }
-            unsafe { libc::_exit(0) }
+            _exit(0)
         }
         ForkResult::Parent { child } => child,
     };

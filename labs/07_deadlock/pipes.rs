@@ -9,6 +9,7 @@ use nix::fcntl::{fcntl, FcntlArg, OFlag};
 use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::waitpid;
 use nix::unistd::{getpid, pipe2, ForkResult, Pid};
+use proclab::_exit;
 use proclab::fdio::{read_full, write_all};
 use proclab::measure::fmt_duration;
 use proclab::{
@@ -33,8 +34,8 @@ fn pipe_child(
         true => got(buf) == Ok(n) && sent(), // B in the fix: read, then answer
         false => sent() && got(buf) == Ok(n), // the deadlock: both write first
     };
-    // SAFETY: _exit is async-signal-safe; the child skips the parent's code.
-    unsafe { libc::_exit(if ok { 0 } else { 1 }) }
+    // _exit is async-signal-safe; the child skips the parent's code.
+    _exit(if ok { 0 } else { 1 })
 }
 // ANCHOR_END: pipe_child
 

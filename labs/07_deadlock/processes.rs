@@ -9,6 +9,7 @@ use nix::errno::Errno;
 use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::waitpid;
 use nix::unistd::{getpid, ForkResult, Pid};
+use proclab::_exit;
 use proclab::measure::fmt_duration;
 use proclab::{
     check, cleanup, clock, flush_stdout, lifeline, observe, procfacts, say,
@@ -62,8 +63,8 @@ fn lock_child(kind: Kind, first: &CStr, second: &CStr, g: &Gate) -> ! {
     } else {
         say!("got the second lock, finishing");
     }
-    // SAFETY: _exit is async-signal-safe; the exit status carries the errno.
-    unsafe { libc::_exit(err) }
+    // _exit is async-signal-safe; the exit status carries the errno.
+    _exit(err)
 }
 // ANCHOR_END: lock_child
 

@@ -7,6 +7,7 @@ use crate::wait::{reap, JoinOrDie};
 use nix::errno::Errno;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::{getpid, pipe, read, ForkResult};
+use proclab::_exit;
 use proclab::lifeline::die_with_parent;
 use proclab::{check, cleanup, die, flush_stdout, observe, Lab, Nanos, OrDie};
 use proclab::{Stopwatch, Summary, Watchdog};
@@ -62,10 +63,10 @@ fn pipe_transfer() -> Duration {
                 drop(r);
                 for _ in 0..BULK / CHUNK {
                     if proclab::fdio::write_all(&w, &src).is_err() {
-                        unsafe { libc::_exit(1) }
+                        _exit(1)
                     }
                 }
-                unsafe { libc::_exit(0) }
+                _exit(0)
             }
             ForkResult::Parent { child } => child,
         };

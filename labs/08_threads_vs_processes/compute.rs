@@ -7,6 +7,7 @@ use crate::tvp::{self, job, part};
 use nix::sys::mman::{mmap_anonymous, munmap, MapFlags, ProtFlags};
 use nix::sys::wait::waitpid;
 use nix::unistd::{getpid, ForkResult};
+use proclab::_exit;
 use proclab::lifeline::die_with_parent;
 use proclab::measure::{fmt_duration, time_n};
 use proclab::{check, cleanup, flush_stdout, observe, say, Lab, Nanos, OrDie};
@@ -42,7 +43,7 @@ fn split_processes(size: u64, workers: u64, slots: &Slots) -> u64 {
                 die_with_parent(me);
                 let (lo, hi) = part(size, workers, k);
                 slots.put(k as usize, job(lo, hi)); // into the shared page
-                unsafe { libc::_exit(0) }
+                _exit(0)
             }
             ForkResult::Parent { child } => kids.push(child),
         }

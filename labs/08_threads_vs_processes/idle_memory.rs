@@ -6,6 +6,7 @@ use crate::claims::{times, Table};
 use crate::memory::{memory_of, sleeping_threads, Mem};
 use crate::wait::{reap, JoinOrDie};
 use nix::unistd::{getpid, pipe, read, ForkResult, Pid};
+use proclab::_exit;
 use proclab::lifeline::die_with_parent;
 use proclab::{check, cleanup, flush_stdout, observe, procfacts, say, Lab, OrDie};
 use std::os::fd::{AsFd, AsRawFd};
@@ -67,9 +68,10 @@ fn idle_processes(lab: &mut Lab, n: u32, way: &str) -> (Mem, usize) {
         match unsafe { cleanup::fork_tracked() } {
             ForkResult::Child => {
                 die_with_parent(me);
-                unsafe { libc::close(wake_w.as_raw_fd()) }; // or EOF never comes
+                // SAFETY: close(2) of this child's copy, or EOF never comes.
+                unsafe { libc::close(wake_w.as_raw_fd()) };
                 let _ = read(wake_r.as_fd(), &mut [0u8; 1]); // until EOF
-                unsafe { libc::_exit(0) }
+                _exit(0)
             }
             ForkResult::Parent { child } => kids.push(child), // and tracked
         }

@@ -7,6 +7,7 @@ use crate::wait::{reap, JoinOrDie};
 use nix::errno::Errno;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::{getpid, pipe, read, write, ForkResult};
+use proclab::_exit;
 use proclab::lifeline::die_with_parent;
 use proclab::{
     cleanup, die, flush_stdout, observe, Lab, Nanos, OrDie, Stopwatch, Watchdog,
@@ -50,7 +51,7 @@ fn pipe_rtt(rounds: u32) -> Duration {
             while read(there_r.as_fd(), &mut b) == Ok(1) {
                 let _ = write(&back_w, &b); // echo it back
             }
-            unsafe { libc::_exit(0) }
+            _exit(0)
         }
         ForkResult::Parent { child } => child,
     };

@@ -6,6 +6,7 @@ use crate::claims::{times, Table};
 use crate::wait::JoinOrDie;
 use nix::sys::wait::waitpid;
 use nix::unistd::{fork, ForkResult};
+use proclab::_exit;
 use proclab::{
     check, flush_stdout, observe, Lab, Nanos, OrDie, Stopwatch, Summary,
 };
@@ -21,7 +22,7 @@ fn fork_and_reap() {
     flush_stdout();
     // SAFETY: the child only calls _exit (it ends at once: no lifeline needed).
     match unsafe { fork() }.or_die("fork") {
-        ForkResult::Child => unsafe { libc::_exit(0) },
+        ForkResult::Child => _exit(0),
         ForkResult::Parent { child } => {
             waitpid(child, None).or_die("waitpid"); // it only exits: short
         }

@@ -5,6 +5,7 @@
 use super::pool::pack;
 use super::task::{hangs, work, Mode, HANG, SLOW};
 use super::wire::{Frame, Frames, FRAME, STOP, TASK};
+use proclab::_exit;
 use proclab::fdio::write_all;
 use std::os::fd::{BorrowedFd, RawFd};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -67,6 +68,6 @@ pub fn close_all(fds: &[RawFd]) {
 
 /// `_exit(2)`: a forked child never returns into the master's code.
 pub fn leave(code: i32) -> ! {
-    // SAFETY: _exit is async-signal-safe; it ends this process at once.
-    unsafe { libc::_exit(code) }
+    // _exit is async-signal-safe; it ends this process at once.
+    _exit(code)
 }

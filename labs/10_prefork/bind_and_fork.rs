@@ -9,6 +9,7 @@ use crate::signals;
 use crate::worker::{accept_loop, on_fast, on_term, set_handler, Cfg};
 use nix::errno::Errno;
 use nix::unistd::{getpid, getppid, ForkResult, Pid};
+use proclab::_exit;
 use proclab::{check, cleanup, die, flush_stdout, observe, procfacts, say_as, Lab};
 use std::os::fd::RawFd;
 use std::time::Duration;
@@ -120,8 +121,8 @@ fn worker_main(cfg: &Cfg, master: Pid, bufs: &mut Bufs) -> ! {
     // SAFETY: prctl takes no pointers here.
     unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) };
     if getppid() != master {
-        // SAFETY: _exit is async-signal-safe. The master died before prctl.
-        unsafe { libc::_exit(0) }
+        // _exit is async-signal-safe. The master died before prctl.
+        _exit(0)
     }
     let graceful = if cfg.sigterm_fast { on_fast } else { on_term }; // tests only
     set_handler(libc::SIGTERM, Some(graceful)); // finish the request, then stop
@@ -135,16 +136,15 @@ fn worker_main(cfg: &Cfg, master: Pid, bufs: &mut Bufs) -> ! {
     // ANCHOR_END: worker
     if cfg.broken {
         say_as!("worker", "broken deploy: exiting with code 70 at start");
-        // SAFETY: _exit is async-signal-safe.
-        unsafe { libc::_exit(70) }
+        _exit(70)
     }
     let listen_fd = cfg.listener();
     say_as!("worker", "ready, blocking in accept()");
     let me = getpid().as_raw();
     let (conns, reqs) = accept_loop(listen_fd, cfg, bufs, me, Some(master));
     say_as!("worker", "stopping: served {conns} connections, {reqs} requests");
-    // SAFETY: _exit is async-signal-safe; a worker never returns into main.
-    unsafe { libc::_exit(0) }
+    // _exit is async-signal-safe; a worker never returns into main.
+    _exit(0)
 }
 
 pub fn run(lab: &mut Lab, m: &mut Master) {

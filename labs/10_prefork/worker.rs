@@ -6,6 +6,7 @@ use crate::bind_and_fork::bind_listener;
 use crate::serve::{serve_connection, Bufs};
 use libc::SOCK_CLOEXEC as CLOEXEC;
 use nix::unistd::{getppid, Pid};
+use proclab::_exit;
 use std::os::fd::RawFd;
 use std::ptr::null_mut;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -68,8 +69,7 @@ pub extern "C" fn on_term(_: libc::c_int) {
 
 /// SIGINT, SIGQUIT: leave now.
 pub extern "C" fn on_fast(_: libc::c_int) {
-    // SAFETY: _exit is async-signal-safe.
-    unsafe { libc::_exit(0) }
+    _exit(0)
 }
 
 /// Install `handler` for `sig` (None: ignore it), without SA_RESTART: a blocked accept,

@@ -6,6 +6,7 @@ use crate::Args;
 use nix::errno::Errno;
 use nix::sys::signal::{sigprocmask, SigSet, SigmaskHow, Signal};
 use nix::unistd::{fork, getpid, pipe, write, ForkResult, Pid};
+use proclab::_exit;
 use proclab::lifeline::{die_with_parent, Lifeline};
 use proclab::{cleanup, die, fdio, flush_stdout, procfacts, say_as};
 use proclab::{Deadline, Lab, OrDie};
@@ -66,8 +67,7 @@ impl Member<'_> {
         rec[..4].copy_from_slice(&(role as i32).to_ne_bytes());
         rec[4..].copy_from_slice(&getpid().as_raw().to_ne_bytes());
         if write(self.ready, &rec) != Ok(rec.len()) {
-            // SAFETY: _exit is async-signal-safe.
-            unsafe { libc::_exit(1) }
+            _exit(1)
         }
     }
 }

@@ -6,6 +6,7 @@
 use nix::sys::signal::{killpg, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::{execv, fork, getpid, setpgid, ForkResult, Pid};
+use proclab::_exit;
 use proclab::lifeline::{die_with_parent, Lifeline};
 use proclab::{cleanup, flush_stdout, procfacts, OrDie};
 use std::ffi::CString;
@@ -117,8 +118,7 @@ fn launch(bin: &Path, dir: &Path, port: u16, lifeline: &Lifeline) -> Option<Ngin
                 }
             }
             let _ = execv(&exe, &argv);
-            // SAFETY: _exit is async-signal-safe.
-            unsafe { libc::_exit(127) }
+            _exit(127)
         }
         ForkResult::Parent { child } => child,
     };
@@ -165,8 +165,7 @@ fn sentinel(group: Pid, lifeline: &Lifeline, made: &[CString]) -> Pid {
                     libc::rmdir(p.as_ptr());
                 }
             }
-            // SAFETY: _exit is async-signal-safe.
-            unsafe { libc::_exit(0) }
+            _exit(0)
         }
         ForkResult::Parent { child } => child,
     }

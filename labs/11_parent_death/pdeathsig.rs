@@ -9,6 +9,7 @@ use crate::Args;
 use nix::sys::prctl;
 use nix::sys::signal::{kill, Signal, Signal::SIGKILL};
 use nix::unistd::{getppid, read, write};
+use proclab::_exit;
 use proclab::lifeline::Lifeline;
 use proclab::{check, say_as, Lab, OrDie};
 
@@ -42,8 +43,7 @@ fn sigterm_when_parent_dies(m: &Member, recheck: bool) {
             "child",
             "my parent {parent} is already gone (ppid {now}): exiting"
         );
-        // SAFETY: _exit is async-signal-safe.
-        unsafe { libc::_exit(PARENT_GONE) }
+        _exit(PARENT_GONE)
     }
 }
 // ANCHOR_END: pdeathsig

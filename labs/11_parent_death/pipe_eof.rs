@@ -10,6 +10,7 @@ use crate::Args;
 use nix::errno::Errno;
 use nix::sys::signal::{kill, Signal, Signal::SIGKILL};
 use nix::unistd::{getppid, pipe, read};
+use proclab::_exit;
 use proclab::lifeline::Lifeline;
 use proclab::{check, say_as, Lab, OrDie};
 
@@ -41,8 +42,7 @@ fn child(m: &Member) -> ! {
         "child",
         "EOF on the pipe: my parent is gone or going (getppid: {ppid})"
     );
-    // SAFETY: _exit is async-signal-safe.
-    unsafe { libc::_exit(0) } // ends on its own, with status 0
+    _exit(0) // ends on its own, with status 0
 }
 // ANCHOR_END: eof
 

@@ -6,6 +6,7 @@ use crate::region::Region;
 use crate::spawn_ways::{spawn_true, vfork_true, TrueProgram};
 use nix::sys::wait::waitpid;
 use nix::unistd::{fork, getpid, ForkResult};
+use proclab::_exit;
 use proclab::measure::{fmt_bytes, fmt_duration, time_n};
 use proclab::{
     check, flush_stdout, observe, procfacts, Lab, Nanos, OrDie, Summary,
@@ -48,7 +49,7 @@ pub fn run(lab: &mut Lab, max_mib: u64, runs: u32, huge: bool) {
             flush_stdout();
             // SAFETY: the child only calls _exit (it ends at once: no lifeline).
             match unsafe { fork() }.or_die("fork") {
-                ForkResult::Child => unsafe { libc::_exit(0) },
+                ForkResult::Child => _exit(0),
                 ForkResult::Parent { child } => {
                     // It only exits: a short wait, which frees its page tables.
                     waitpid(child, None).or_die("waitpid");

@@ -7,6 +7,7 @@ use crate::shared_after_fork::Child;
 use crate::smaps::Smaps;
 use nix::errno::Errno;
 use nix::unistd::getpid;
+use proclab::_exit;
 use proclab::clock::now_ns;
 use proclab::wait::waitpid_by;
 use proclab::Nanos;
@@ -23,8 +24,7 @@ pub fn child(region: &Region, cmd: &OwnedFd, rep: &OwnedFd, skip: bool) -> ! {
     let _ = fdio::write_all(rep, b"r"); // ready: look at our smaps now
     let mut n = [0u8; 8];
     if fdio::read_full(cmd, &mut n) != Ok(8) {
-        // SAFETY: _exit is async-signal-safe.
-        unsafe { libc::_exit(1) }
+        _exit(1)
     }
     // skip (tests only): write nothing
     let n = if skip { 0 } else { u64::from_ne_bytes(n) as usize };
@@ -36,8 +36,7 @@ pub fn child(region: &Region, cmd: &OwnedFd, rep: &OwnedFd, skip: bool) -> ! {
     let _ = fdio::write_all(rep, &took.to_ne_bytes());
     // Wait until the parent has looked (EOF), then leave.
     let _ = fdio::read_full(cmd, &mut [0u8; 1]);
-    // SAFETY: _exit is async-signal-safe.
-    unsafe { libc::_exit(0) }
+    _exit(0)
 }
 // ANCHOR_END: child_writes
 

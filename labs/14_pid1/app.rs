@@ -5,6 +5,7 @@
 use crate::ns::{self, Ends};
 use crate::privileges::Ctx;
 use nix::unistd::{getpid, getppid};
+use proclab::_exit;
 
 /// Commands the lab sends.
 pub const PING: i64 = 1;
@@ -34,8 +35,7 @@ fn fork_then(f: impl FnOnce()) {
     // SAFETY: the child runs `f`, async-signal-safe like everything here.
     if let Ok(nix::unistd::ForkResult::Child) = unsafe { nix::unistd::fork() } {
         f();
-        // SAFETY: _exit is async-signal-safe.
-        unsafe { libc::_exit(1) }
+        _exit(1)
     }
 }
 
@@ -57,8 +57,8 @@ pub fn app(ends: &Ends, ctx: &Ctx, how: How) -> ! {
             _ => {}
         }
     }
-    // SAFETY: end of file: the lab is gone. _exit is async-signal-safe.
-    unsafe { libc::_exit(0) }
+    // end of file: the lab is gone. _exit is async-signal-safe.
+    _exit(0)
 }
 // ANCHOR_END: app
 
@@ -69,8 +69,7 @@ fn kill_init(ends: &Ends) -> ! {
     // SAFETY: kill has no memory-safety preconditions; errno is read at once.
     let (rc, errno) = unsafe { (libc::kill(init, libc::SIGKILL), errno()) };
     ns::send(ends.report, [KILLED, init as i64, rc as i64, errno]);
-    // SAFETY: _exit is async-signal-safe.
-    unsafe { libc::_exit(0) }
+    _exit(0)
 }
 // ANCHOR_END: kill_init
 
@@ -102,15 +101,15 @@ fn parent_of_orphans(ends: &Ends, ctx: &Ctx, n: i64, how: How) -> ! {
             let mut byte = 0u8;
             // SAFETY: one byte into `byte`: blocks until the lab releases it.
             unsafe { libc::read(ends.release, (&raw mut byte).cast(), 1) };
-            // SAFETY: exits; nobody waits, so it stays a zombie of its adopter.
-            unsafe { libc::_exit(0) }
+            // exits; nobody waits, so it stays a zombie of its adopter.
+            _exit(0)
         });
     }
     if how.parent_stays {
         ctx.lifeline.wait_then_exit() // tests only: nobody is orphaned
     }
-    // SAFETY: exits without a wait: a zombie itself, since PID 1 never waits.
-    unsafe { libc::_exit(0) }
+    // exits without a wait: a zombie itself, since PID 1 never waits.
+    _exit(0)
 }
 // ANCHOR_END: orphans
 

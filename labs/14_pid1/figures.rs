@@ -3,6 +3,7 @@
 //! machine can spare pids for), each step's observation and the table of them.
 
 use nix::unistd::{fork, ForkResult};
+use proclab::_exit;
 use proclab::measure::{fmt_duration, Stopwatch, Summary};
 use proclab::{cleanup, flush_stdout, observe, Lab, OrDie};
 use std::time::Duration;
@@ -53,7 +54,7 @@ pub fn fork_time(rounds: usize) -> Duration {
         let sw = Stopwatch::start();
         // SAFETY: the child only calls _exit.
         let child = match unsafe { fork() }.or_die("fork") {
-            ForkResult::Child => unsafe { libc::_exit(0) },
+            ForkResult::Child => _exit(0),
             ForkResult::Parent { child } => child,
         };
         samples.push(sw.elapsed());

@@ -8,6 +8,7 @@ use nix::sys::signal::{kill, SigSet, SigmaskHow::SIG_BLOCK, Signal};
 use nix::sys::wait::WaitStatus::{Exited, Signaled, StillAlive};
 use nix::sys::wait::{waitpid, WaitPidFlag};
 use nix::unistd::{fork, ForkResult, Pid};
+use proclab::_exit;
 use proclab::{check, observe, Lab};
 use std::ffi::c_char;
 use std::ptr::null_mut;
@@ -68,8 +69,7 @@ fn spawn(argv: &Argv, envp: &Argv, mask: &SigSet) -> Pid {
             libc::_exit(127)
         },
         Ok(ForkResult::Parent { child }) => child,
-        // SAFETY: _exit is async-signal-safe.
-        Err(_) => unsafe { libc::_exit(1) },
+        Err(_) => _exit(1),
     }
 }
 
@@ -87,9 +87,9 @@ fn reap(program: Pid, sw: Switches) {
             Ok(_) => continue, // an adopted orphan: reaped, nothing more to do
         };
         let code = if sw.status_zero { 0 } else { code };
-        // SAFETY: _exit is async-signal-safe. The kernel then kills whatever is
+        // _exit is async-signal-safe. The kernel then kills whatever is
         // left in the namespace.
-        unsafe { libc::_exit(code) }
+        _exit(code)
     }
 }
 // ANCHOR_END: reap

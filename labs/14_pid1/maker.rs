@@ -4,6 +4,7 @@
 //! async-signal-safe calls only.
 
 use crate::ns::{self, Ends, Record};
+use proclab::_exit;
 use proclab::clock::now_ns;
 
 /// Commands: make N zombies; reap them all; fork one child and reap it.
@@ -32,8 +33,8 @@ pub fn maker(ends: &Ends, reaps: bool) -> ! {
         };
         ns::send(ends.report, reply);
     }
-    // SAFETY: end of file: the lab is gone.
-    unsafe { libc::_exit(0) }
+    // end of file: the lab is gone.
+    _exit(0)
 }
 
 fn errno() -> i64 {
@@ -48,7 +49,7 @@ fn make(n: i64) -> Record {
     while made < n {
         // SAFETY: the child only calls _exit.
         match unsafe { libc::fork() } {
-            0 => unsafe { libc::_exit(0) }, // a zombie now: nobody waits
+            0 => _exit(0), // a zombie now: nobody waits
             -1 => return [MADE, made, errno(), (now_ns() - start) as i64],
             _ => made += 1,
         }
@@ -75,7 +76,7 @@ fn reap_all() -> Record {
 fn fork_one() -> Record {
     // SAFETY: the child only calls _exit.
     match unsafe { libc::fork() } {
-        0 => unsafe { libc::_exit(0) },
+        0 => _exit(0),
         -1 => [FORKED, errno(), 0, 0],
         pid => {
             // SAFETY: as in reap_all.

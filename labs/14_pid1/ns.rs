@@ -7,6 +7,7 @@ pub use crate::wire::{command, recv, send, Record};
 use nix::errno::Errno;
 use nix::sys::signal::{kill, sigprocmask, SigSet, SigmaskHow, Signal};
 use nix::unistd::Pid;
+use proclab::_exit;
 use proclab::wait::waitpid_by;
 use proclab::{cleanup, fdio, flush_stdout, Deadline, OrDie, Status};
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
@@ -161,8 +162,8 @@ pub fn spawn(ctx: &Ctx, flags: libc::c_int, run: impl FnOnce(&Ends)) -> Child {
             // getppid() is 0 in a new namespace (the parent is outside it), so the
             // lifeline tells whether the lab died before prctl took effect.
             if ctx.lifeline.sleep_ms(0) {
-                // SAFETY: as above.
-                unsafe { libc::_exit(1) }
+                // as above.
+                _exit(1)
             }
             // ANCHOR_END: tie
             // SAFETY: as above; stdin becomes /dev/null (no init may take the tty),
@@ -179,8 +180,8 @@ pub fn spawn(ctx: &Ctx, flags: libc::c_int, run: impl FnOnce(&Ends)) -> Child {
                 release: release_r.as_raw_fd(),
             };
             run(&ends);
-            // SAFETY: `run` does not return; if it did, leave without the lab's code.
-            unsafe { libc::_exit(1) }
+            // `run` does not return; if it did, leave without the lab's code.
+            _exit(1)
         }
         Some(pid) => Child { pid, report, cmd, release, ended: None },
     }

@@ -9,6 +9,7 @@ use crate::ns;
 use crate::Args;
 use nix::errno::Errno;
 use nix::sys::wait::waitpid;
+use proclab::_exit;
 use proclab::lifeline::Lifeline;
 use proclab::{cleanup, die, say, OrDie};
 use std::ffi::CString;
@@ -74,7 +75,7 @@ pub fn probe(args: &Args) -> Ctx {
 fn try_clone(flags: libc::c_int) -> Result<(), Errno> {
     // SAFETY: the child only calls _exit.
     match unsafe { ns::clone_tracked(flags) }? {
-        None => unsafe { libc::_exit(0) },
+        None => _exit(0),
         Some(pid) => {
             let _ = waitpid(pid, None);
             cleanup::forget(pid);

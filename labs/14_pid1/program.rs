@@ -7,6 +7,7 @@ use crate::ns;
 use crate::Args;
 use nix::sys::wait::waitpid;
 use nix::unistd::{fork, getpid, ForkResult};
+use proclab::_exit;
 use std::os::fd::RawFd;
 
 /// Where the program finds its pipes (the init passes them on, as it does stdin).
@@ -31,9 +32,9 @@ pub fn run(args: &Args) -> ! {
                     let pid = getpid().as_raw() as i64;
                     ns::send(REPORT_FD, [ORPHAN, pid, adopter, me as i64]);
                 }
-                // SAFETY: the orphan's parent leaves at once, and the orphan after
+                // the orphan's parent leaves at once, and the orphan after
                 // its report: a zombie for whoever adopted it.
-                unsafe { libc::_exit(0) }
+                _exit(0)
             }
             // The program waits for its own child, not for the orphan.
             Ok(ForkResult::Parent { child }) => drop(waitpid(child, None)),

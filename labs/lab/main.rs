@@ -1,18 +1,26 @@
 //! # lab: the runner
 //!
-//! `cargo run --bin lab` lists the labs (`roster.rs`, the one list of labs); `lab all` runs
-//! them and prints a table of verdicts (`all.rs`); `lab record` writes the book's measured
-//! outputs and, from the same runs' events, their pictures (`record.rs`, `svg.rs`);
-//! `lab benchmarks` runs the criterion groups beside the C reference and writes their
-//! figures (`benchmarks.rs`, `benchsum.rs`); `lab charts` draws them (`charts.rs`).
+//! `lab` lists the labs (`roster.rs`); `lab all` runs them (`all.rs`); `lab record` writes
+//! the book's outputs and, from the same runs' events, their pictures (`record.rs`,
+//! `svg.rs`); `lab benchmarks` runs the benches beside the C reference (`benchmarks.rs`,
+//! `benchsum.rs`), `lab charts` draws them (`charts.rs`); `lab exercises`, `check`,
+//! `hint` and `watch` are the exercises' (`exercises.rs`, `check.rs`).
 
 mod all;
 mod benchmarks;
 mod benchsum;
 mod charts;
+mod check;
+mod checks;
+mod exercise_list;
+mod exercises;
+mod observer;
 mod record;
 mod roster;
 mod svg;
+mod teardown;
+mod timeline;
+mod watch;
 
 use clap::{Parser, Subcommand};
 use proclab::procfacts;
@@ -67,6 +75,20 @@ enum Cmd {
         #[arg(long)]
         no_run: bool,
     },
+    /// List the exercises (exercises/) and your progress.
+    Exercises {
+        /// One JSON object per exercise instead.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Build your exercise and judge it from the kernel's accounting.
+    Check(check::CheckArgs),
+    /// A hint for an exercise.
+    Hint { name: String },
+    /// Check an exercise again every time you save it.
+    Watch { name: Option<String> },
+    #[command(hide = true)]
+    Observe(check::ObserveArgs),
 }
 
 fn main() {
@@ -80,6 +102,11 @@ fn main() {
         Cmd::Benchmarks { groups, no_run } => {
             benchmarks::benchmarks(&groups, no_run)
         }
+        Cmd::Exercises { json } => exercises::list(json),
+        Cmd::Check(a) => check::check(&a),
+        Cmd::Hint { name } => exercises::hint(&name),
+        Cmd::Watch { name } => watch::watch(name.as_deref()),
+        Cmd::Observe(a) => check::observe(&a),
     }
 }
 

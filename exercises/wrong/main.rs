@@ -1,0 +1,50 @@
+//! Plausible wrong solutions, one module per exercise, each saying in its header what it
+//! gets wrong and which check fails; and `fake`, which prints what a solution printed
+//! (the file named by PROCLAB_FAKE_OUTPUT) without doing anything. `lab check NAME
+//! --variant wrong` runs this program with argv[0] set to NAME (or `fake`).
+
+macro_rules! dispatch {
+    ($($m:ident),* $(,)?) => {
+        $(mod $m;)*
+        fn main() {
+            let arg0 = std::env::args().next().unwrap_or_default();
+            let name = arg0.rsplit('/').next().unwrap_or("").replace('-', "_");
+            $(if name == stringify!($m) { return $m::main(); })*
+            if name == "fake" {
+                return fake();
+            }
+            eprintln!("no wrong solution called {arg0:?}");
+            std::process::exit(2)
+        }
+    };
+}
+
+dispatch!(
+    fork_wait_all,
+    fork_exit_status,
+    exec_cloexec,
+    exec_replace,
+    zombie_handler,
+    zombie_daemon,
+    orphan_subreaper,
+    pipe_eof,
+    pipe_sigpipe,
+    shm_counter,
+    tvp_threads,
+    deadlock_order,
+    deadlock_pipes,
+    pool_retry,
+    prefork_respawn,
+    prefork_graceful,
+    pdeathsig,
+    pgroup_stop,
+    cow_read_only,
+    shm_unlink,
+    pid1_init,
+);
+
+/// Print the lines a solution printed, and exit 0.
+fn fake() {
+    let path = std::env::var("PROCLAB_FAKE_OUTPUT").unwrap_or_default();
+    print!("{}", std::fs::read_to_string(path).unwrap_or_default());
+}

@@ -1,0 +1,34 @@
+//! A wrong solution of orphan-subreaper: the child sets PR_SET_CHILD_SUBREAPER, not the
+//! supervisor. The flag only concerns the child's own orphans while it lives; when it exits,
+//! its orphan goes to the nearest subreaper above it (the checker). The check `adopted`
+//! fails.
+
+use nix::sys::prctl;
+use nix::sys::wait::waitpid;
+use nix::unistd::{fork, getppid, setpgid, ForkResult, Pid};
+use proclab::say_as;
+use std::time::Duration;
+use proclab::_exit;
+
+pub fn main() {
+    // SAFETY: the child calls only fork and _exit.
+    match unsafe { fork() }.expect("fork") {
+        ForkResult::Child => {
+            let _ = setpgid(Pid::from_raw(0), Pid::from_raw(0)); // a job of its own
+            // The subreaper flag, set in the child: it dies with the child.
+            let _ = prctl::set_child_subreaper(true);
+            // SAFETY: the grandchild only sleeps, writes one line and calls _exit.
+            if let Ok(ForkResult::Child) = unsafe { fork() } {
+                std::thread::sleep(Duration::from_millis(300));
+                say_as!("grandchild", "my parent is now {}", getppid());
+                _exit(42)
+            }
+            _exit(0) // leaves its child an orphan
+        }
+        ForkResult::Parent { child } => say_as!("supervisor", "forked {child}"),
+    }
+    // Reap until there is no child left (ECHILD).
+    while let Ok(status) = waitpid(Pid::from_raw(-1), None) {
+        say_as!("supervisor", "reaped: {status:?}");
+    }
+}
