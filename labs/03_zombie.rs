@@ -66,6 +66,8 @@ fn main() {
         }
     }
     // ANCHOR_END: make
+    let pids: Vec<i32> = kids.iter().map(|(pid, _)| pid.as_raw()).collect();
+    observe!(lab, "forked", "forked {n} children {pids:?}", n = pids.len(), pids);
     if reap_first {
         for &(pid, _) in &kids {
             let _ = waitpid(pid, None);
@@ -142,6 +144,7 @@ fn main() {
         "state",
         "kill({pid}, SIGKILL) returned 0; 100 ms later it is {state}",
         pid = victim.as_raw(),
+        sent = "SIGKILL",
         state,
         phase = "after_sigkill"
     );
@@ -208,6 +211,7 @@ fn main() {
         "sig_ign",
         "child {pid} was seen in [{states_seen}], then was gone; {wait}",
         pid = child.as_raw(),
+        forked = true,
         states_seen,
         gone,
         wait

@@ -26,6 +26,13 @@ use std::fmt::Display;
 use std::io::{BufRead, IsTerminal, Write};
 use std::sync::Mutex;
 
+pub mod lanes;
+mod reading;
+pub mod timeline;
+#[cfg(test)]
+#[path = "report/timeline_tests.rs"]
+mod timeline_tests;
+
 /// The flags every lab takes. Flatten it into the lab's own clap parser:
 /// `#[command(flatten)] common: Common`.
 #[derive(clap::Args, Debug, Clone, Default)]
@@ -38,7 +45,15 @@ pub struct Common {
     /// against a deadline.
     #[arg(long)]
     pub step: bool,
+    /// At the end, draw what happened as lanes, one per process: fork, exec, the states
+    /// seen, signals sent, exit and reaping, the process trees (not with --json).
+    #[arg(long)]
+    pub timeline: bool,
 }
+
+/// The environment variable naming a file into which the lab also writes its JSON events
+/// (whatever its output), so that `lab record` gets the text and the events of one run.
+pub const EVENTS_VAR: &str = "PROCLAB_EVENTS";
 
 /// What a run of a lab ended with (the `outcome` of the verdict).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -71,6 +86,10 @@ struct Record {
     section: String,
     checks: Vec<(String, bool)>,
     start_ns: u64,
+    /// Every event so far, kept when `--timeline` or [`EVENTS_VAR`] asks for them.
+    events: Option<Vec<Value>>,
+    events_path: Option<std::path::PathBuf>,
+    timeline: bool,
 }
 
 static RECORD: Mutex<Option<Record>> = Mutex::new(None);
@@ -106,6 +125,12 @@ impl Lab {
             }
         }
         let step = common.step && std::io::stdin().is_terminal() && !common.json;
+        // Read once, here, and removed so that no child (a re-executed worker) writes it.
+        let events_path =
+            std::env::var_os(EVENTS_VAR).map(std::path::PathBuf::from);
+        std::env::remove_var(EVENTS_VAR);
+        let timeline = common.timeline && !common.json;
+        let keep = timeline || events_path.is_some();
         *RECORD.lock().unwrap_or_else(|p| p.into_inner()) = Some(Record {
             name,
             claim: claim.into(),
@@ -114,6 +139,9 @@ impl Lab {
             section: String::new(),
             checks: Vec::new(),
             start_ns: clock::lab_ns(),
+            events: keep.then(Vec::new),
+            events_path,
+            timeline,
         });
         Lab { _guard: cleanup::Guard }
     }
@@ -141,12 +169,14 @@ impl Lab {
             r.json
         })
         .unwrap_or(false);
-        if json {
-            emit(
-                "section",
-                Map::from_iter([("title".to_string(), Value::from(title))]),
-            );
-        } else {
+        emit(
+            "section",
+            Map::from_iter([
+                ("title".to_string(), Value::from(title)),
+                ("pid".to_string(), Value::from(narrate::owner())),
+            ]),
+        );
+        if !json {
             let t = paint("1", &format!("== {title} =="));
             narrate::write_all_fd(1, format!("\n{t}\n").as_bytes());
         }
@@ -188,11 +218,10 @@ impl Lab {
         obj: &mut Map<String, Value>,
         text: &str,
     ) {
-        if self.json() {
-            obj.insert("kind".into(), kind.into());
-            obj.insert("text".into(), text.into());
-            emit("observation", std::mem::take(obj));
-        } else {
+        obj.insert("kind".into(), kind.into());
+        obj.insert("text".into(), text.into());
+        emit("observation", std::mem::take(obj));
+        if !self.json() {
             let tag = paint("33", "observed:");
             narrate::write_all_fd(1, format!("  {tag} {text}\n").as_bytes());
         }
@@ -212,14 +241,13 @@ impl Lab {
             r.json
         })
         .unwrap_or(false);
-        if json {
-            let mut obj: Map<String, Value> =
-                facts.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
-            obj.insert("name".into(), name.into());
-            obj.insert("ok".into(), ok.into());
-            obj.insert("text".into(), text.into());
-            emit("check", obj);
-        } else {
+        let mut obj: Map<String, Value> =
+            facts.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
+        obj.insert("name".into(), name.into());
+        obj.insert("ok".into(), ok.into());
+        obj.insert("text".into(), text.clone().into());
+        emit("check", obj);
+        if !json {
             let tag = if ok {
                 paint("32", "✓ verified:")
             } else {
@@ -246,32 +274,31 @@ impl Lab {
     /// Print a table (human output), or record it as one observation of kind `kind` with
     /// `headers` and `rows` (with `--json`).
     pub fn table(&mut self, kind: &str, headers: &[&str], rows: &[Vec<String>]) {
-        if self.json() {
-            let obj = Map::from_iter([
-                ("kind".to_string(), Value::from(kind)),
-                ("headers".to_string(), json!(headers)),
-                ("rows".to_string(), json!(rows)),
-            ]);
-            emit("observation", obj);
-            return;
+        let obj = Map::from_iter([
+            ("kind".to_string(), Value::from(kind)),
+            ("headers".to_string(), json!(headers)),
+            ("rows".to_string(), json!(rows)),
+        ]);
+        emit("observation", obj);
+        if !self.json() {
+            narrate::write_all_fd(1, render_table(headers, rows).as_bytes());
         }
-        narrate::write_all_fd(1, render_table(headers, rows).as_bytes());
     }
 
     /// Show the processes below `root` (pid, ppid, state, command) like `ps -f --forest`.
     pub fn show_tree(&mut self, root: nix::unistd::Pid) {
         let rows = crate::procfacts::tree(root.as_raw());
+        let facts: Vec<Value> = rows
+            .iter()
+            .map(|r| json!({"pid": r.pid, "ppid": r.ppid, "state": r.state.to_string(), "cmd": r.cmd, "depth": r.depth}))
+            .collect();
+        let obj = Map::from_iter([
+            ("kind".to_string(), Value::from("tree")),
+            ("root".to_string(), Value::from(root.as_raw())),
+            ("processes".to_string(), facts.into()),
+        ]);
+        emit("observation", obj);
         if self.json() {
-            let rows: Vec<Value> = rows
-                .iter()
-                .map(|r| json!({"pid": r.pid, "ppid": r.ppid, "state": r.state.to_string(), "cmd": r.cmd, "depth": r.depth}))
-                .collect();
-            let obj = Map::from_iter([
-                ("kind".to_string(), Value::from("tree")),
-                ("root".to_string(), Value::from(root.as_raw())),
-                ("processes".to_string(), rows.into()),
-            ]);
-            emit("observation", obj);
             return;
         }
         let mut out = String::from("      PID    PPID S  CMD\n");
@@ -332,6 +359,14 @@ impl Lab {
     }
 }
 
+/// The lab time now, in µs since the lab started: the clock of every event's `t_us`. A
+/// fact reported after the moment it describes names that moment `at_us`, so the
+/// timeline puts it in its place (a thread's kills, reported when it has been joined).
+pub fn lab_time_us() -> u64 {
+    let start = with(|r| r.start_ns).unwrap_or(0);
+    clock::lab_ns().saturating_sub(start) / 1000
+}
+
 /// Print the verdict (JSON or human) from the record. Nothing if no lab was started.
 fn verdict(outcome: Outcome, error: Option<&str>) {
     let Some((name, claim, json, checks)) =
@@ -343,18 +378,35 @@ fn verdict(outcome: Outcome, error: Option<&str>) {
     let failed: Vec<&str> =
         checks.iter().filter(|(_, ok)| !ok).map(|(n, _)| n.as_str()).collect();
     let n = checks.len();
-    if json {
-        let mut obj = Map::new();
-        obj.insert("ok".into(), (outcome == Outcome::Verified).into());
-        obj.insert("outcome".into(), outcome.as_str().into());
-        obj.insert("claim".into(), claim.into());
-        obj.insert("checks".into(), n.into());
-        obj.insert("failed".into(), json!(failed));
-        if let Some(e) = error {
-            obj.insert("error".into(), e.into());
+    let mut obj = Map::new();
+    obj.insert("ok".into(), (outcome == Outcome::Verified).into());
+    obj.insert("outcome".into(), outcome.as_str().into());
+    obj.insert("claim".into(), claim.clone().into());
+    obj.insert("checks".into(), n.into());
+    obj.insert("failed".into(), json!(failed));
+    if let Some(e) = error {
+        obj.insert("error".into(), e.into());
+    }
+    emit("verdict", obj);
+    let (events, path, timeline) = with(|r| {
+        (r.events.take().unwrap_or_default(), r.events_path.take(), r.timeline)
+    })
+    .unwrap_or_default();
+    if let Some(path) = path {
+        let lines: String = events.iter().map(|e| format!("{e}\n")).collect();
+        if let Err(e) = std::fs::write(&path, lines) {
+            eprintln!(
+                "warning: cannot write the events to {}: {e}",
+                path.display()
+            );
         }
-        emit("verdict", obj);
-    } else {
+    }
+    if !json {
+        if timeline {
+            let drawn = timeline::Timeline::from_events(&events)
+                .ascii(timeline::ASCII_WIDTH);
+            narrate::write_all_fd(1, format!("\n{drawn}").as_bytes());
+        }
         let line = match outcome {
             Outcome::Verified => paint("1;32", &format!("verdict: VERIFIED ({n} of {n} checks): {claim}")),
             Outcome::NotObserved if n == 0 => paint(
@@ -407,7 +459,8 @@ fn signal_name(sig: i32) -> &'static str {
     nix::sys::signal::Signal::try_from(sig).map(|s| s.as_str()).unwrap_or("signal")
 }
 
-/// One JSON line on stdout: `{"event": event, "lab": ..., "section": ..., "t_us": ..., ...}`.
+/// One event, `{"event": event, "lab": ..., "section": ..., "t_us": ..., ...}`: a JSON line on
+/// stdout with `--json`, and kept for `--timeline` and the events file ([`EVENTS_VAR`]).
 fn emit(event: &str, mut obj: Map<String, Value>) {
     let Some((name, section, start)) =
         with(|r| (r.name, r.section.clone(), r.start_ns))
@@ -423,8 +476,17 @@ fn emit(event: &str, mut obj: Map<String, Value>) {
         "t_us".into(),
         ((clock::lab_ns().saturating_sub(start)) / 1000).into(),
     );
-    let line = Value::Object(obj).to_string();
-    narrate::write_all_fd(1, format!("{line}\n").as_bytes());
+    let event = Value::Object(obj);
+    let json = with(|r| {
+        if let Some(events) = r.events.as_mut() {
+            events.push(event.clone());
+        }
+        r.json
+    })
+    .unwrap_or(false);
+    if json {
+        narrate::write_all_fd(1, format!("{event}\n").as_bytes());
+    }
 }
 
 fn paint(code: &str, text: &str) -> String {

@@ -1,12 +1,16 @@
 //! The book and the layout: every lab has its bin, its chapter (listed in SUMMARY.md, with
 //! the code included by anchor and the measured output included), its recorded output and
-//! its README row; and the recorded output still has the shape of a fresh run.
+//! its README row; the recorded output still has the shape of a fresh run; and each chapter
+//! shows the picture drawn from the events of the run it prints.
 mod common;
 
 #[path = "../labs/lab/roster.rs"]
 #[allow(dead_code)]
 mod roster;
 use roster::LABS;
+#[path = "../labs/lab/svg.rs"]
+#[allow(dead_code)]
+mod svg;
 use std::fs;
 use std::path::Path;
 
@@ -256,4 +260,126 @@ fn readme_table_is_the_roster() {
         .collect();
     let table = format!("| # | run | what it shows |\n| --- | --- | --- |\n{rows}");
     assert!(readme.contains(&table), "README.md's table of labs differs from the roster; it should read:\n{table}");
+}
+
+/// Whole numbers in `text` (pids among them).
+fn numbers(text: &str) -> std::collections::HashSet<&str> {
+    text.split(|c: char| !c.is_ascii_digit()).filter(|w| !w.is_empty()).collect()
+}
+
+#[test]
+fn every_chapter_shows_the_picture_of_the_run_it_prints() {
+    let mut bad = Vec::new();
+    for l in LABS {
+        let chapter = read(&format!("book/src/{}", l.chapter));
+        let output = format!("{{{{#include measured/{}.txt}}}}", l.name);
+        let picture = format!("](measured/{}.svg)", l.name);
+        match (chapter.find(&output), chapter.find(&picture)) {
+            (Some(o), Some(p)) if o < p => {
+                let line = chapter[..p].rsplit('\n').next().unwrap_or("");
+                if !line.starts_with("![") {
+                    bad.push(format!("{}: the picture is not an image: {line}", l.chapter));
+                }
+            }
+            _ => bad.push(format!(
+                "{} does not show ![...](measured/{}.svg) after its measured output",
+                l.chapter, l.name
+            )),
+        }
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("book/src/measured");
+        let get =
+            |ext: &str| fs::read_to_string(root.join(format!("{}.{ext}", l.name)));
+        let (Ok(text), Ok(events), Ok(svg)) =
+            (get("txt"), get("events.jsonl"), get("svg"))
+        else {
+            bad.push(format!(
+                "measured/{0}.txt, .events.jsonl or .svg is missing: run `cargo run --bin lab -- record {0}`",
+                l.name
+            ));
+            continue;
+        };
+        bad.extend(picture_problems(l.name, &text, &events, &svg));
+    }
+    assert!(bad.is_empty(), "{}", bad.join("\n"));
+}
+
+/// What keeps `svg` from being the picture of the run recorded in `text`, whose events
+/// are `events` (JSON lines): nothing when the events printed the text, the picture is
+/// their drawing, and every pid drawn is in the text.
+fn picture_problems(
+    name: &str,
+    text: &str,
+    events: &str,
+    svg: &str,
+) -> Vec<String> {
+    let mut bad = Vec::new();
+    // The events are those of the recorded run: every line they print is in it.
+    let events: Vec<serde_json::Value> =
+        events.lines().filter_map(|e| serde_json::from_str(e).ok()).collect();
+    let printed = events
+        .iter()
+        .filter(|e| e["event"] == "observation" || e["event"] == "check")
+        .filter_map(|e| e["text"].as_str());
+    let mut n = 0;
+    for line in printed {
+        n += 1;
+        if !text.contains(line) {
+            bad.push(format!(
+                "measured/{}.events.jsonl is not the run of {}.txt: it printed {line:?}",
+                name, name
+            ));
+            break;
+        }
+    }
+    if n == 0 {
+        bad.push(format!("measured/{}.events.jsonl holds no observation", name));
+    }
+    // The picture is drawn from those events, as the drawing does it now.
+    let timeline = proclab::report::timeline::Timeline::from_events(&events);
+    if svg::render(&timeline) != svg {
+        bad.push(format!(
+            "measured/{}.svg is not the drawing of its events: run `cargo run --bin lab -- redraw {}`",
+            name, name
+        ));
+    }
+    // Every process drawn on a lane is one the recorded text names.
+    let named = numbers(text);
+    let pids = timeline.pids();
+    let missing: Vec<&i32> =
+        pids.iter().filter(|p| !named.contains(p.to_string().as_str())).collect();
+    if pids.len() < 2 || !missing.is_empty() {
+        bad.push(format!(
+            "measured/{}.svg draws {} processes; not in the recorded text: {missing:?}",
+            name,
+            pids.len()
+        ));
+    }
+    for p in &pids {
+        if !svg.contains(&format!("data-pid=\"{p}\"")) {
+            bad.push(format!("measured/{}.svg has no lane for {p}", name));
+        }
+    }
+    bad
+}
+
+#[test]
+fn a_picture_of_another_run_is_caught() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("book/src/measured");
+    let get = |f: &str| fs::read_to_string(root.join(f)).unwrap();
+    let (text, events, svg) =
+        (get("zombie.txt"), get("zombie.events.jsonl"), get("zombie.svg"));
+    assert_eq!(
+        picture_problems("zombie", &text, &events, &svg),
+        Vec::<String>::new()
+    );
+    // Another run's events and picture beside this text.
+    let (fork_events, fork_svg) = (get("fork.events.jsonl"), get("fork.svg"));
+    let other = picture_problems("zombie", &text, &fork_events, &fork_svg);
+    assert!(other.iter().any(|p| p.contains("is not the run of")), "{other:?}");
+    // A picture changed by hand, or drawn from other events.
+    let edited = svg.replacen("reaped: exit 7", "reaped: exit 8", 1);
+    let bad = picture_problems("zombie", &text, &events, &edited);
+    assert!(bad.iter().any(|p| p.contains("is not the drawing")), "{bad:?}");
+    let bad = picture_problems("zombie", &text, &events, &fork_svg);
+    assert!(bad.iter().any(|p| p.contains("is not the drawing")), "{bad:?}");
 }

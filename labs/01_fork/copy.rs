@@ -71,6 +71,7 @@ pub fn run(lab: &mut Lab) {
         "at address {parent_addr} the child saw {child_value}, the parent still \
          sees {parent_value}; the child {status}",
         pid = child.as_raw(),
+        forked = true,
         child_value,
         parent_value,
         child_addr = format!("{child_addr:#x}"),

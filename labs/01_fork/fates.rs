@@ -144,7 +144,22 @@ pub fn run(lab: &mut Lab, args: &Args) {
     }
     let pids: Vec<i32> = kids.iter().map(|k| k.0.as_raw()).collect();
     let n = kids.len();
-    observe!(lab, "forked", "{n} children forked; none reaped yet:", pids, n);
+    let signalled: Vec<i32> = kids
+        .iter()
+        .filter(|k| {
+            k.1 == Fate::KilledByParent && !proclab::test_removes("no_sigterm")
+        })
+        .map(|k| k.0.as_raw())
+        .collect();
+    observe!(
+        lab,
+        "forked",
+        "{n} children forked; SIGTERM sent to {signalled:?}; none reaped yet:",
+        pids,
+        n,
+        signalled,
+        sent = "SIGTERM"
+    );
     lab.show_tree(parent);
     if !lab.stepping() && args.linger_ms > 0 {
         let ms = args.linger_ms;

@@ -83,6 +83,8 @@ pub fn run(lab: &mut Lab) {
         "fd_listing",
         "`ls -l /proc/self/fd` run by child {pid} after exec ({status}):\n{listing}",
         pid = child.as_raw(),
+        forked = true,
+        exec = "ls",
         fds,
         status,
         exec_error = result.err().map(|e| format!("{e:?}"))

@@ -53,6 +53,7 @@ pub fn run(lab: &mut Lab) {
         "exec_failure",
         "the child sent back {errno_text}; waitpid: {status}",
         pid = child.as_raw(),
+        forked = true,
         errno = errno.map(|e| format!("{e:?}")),
         errno_text =
             result.err().map_or("nothing".into(), proclab::wait::errno_text),

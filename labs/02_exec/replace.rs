@@ -53,6 +53,7 @@ pub fn run(lab: &mut Lab) {
         "image",
         "before exec: /proc/{pid}/comm = {comm}, exe = {exe}",
         pid,
+        forked = true,
         phase = "before",
         comm = comm_before.clone().unwrap_or_default(),
         exe = exe_before.clone().unwrap_or_default()
@@ -88,7 +89,15 @@ pub fn run(lab: &mut Lab) {
         lab.not_observed("pid_kept_image_changed", why);
     };
     cleanup::forget(child);
-    observe!(lab, "sleep_reaped", "waitpid({pid}): {status}", pid, status);
+    let sent = "SIGTERM";
+    observe!(
+        lab,
+        "sleep_reaped",
+        "sent {sent}; waitpid({pid}): {status}",
+        pid,
+        sent,
+        status
+    );
     check!(
         lab,
         "pid_kept_image_changed",

@@ -119,6 +119,7 @@ pub fn make_orphan(
         "before",
         "the child {pid} says getppid() = {ppid}; /proc/{pid}/stat says ppid {seen}",
         orphan = pid,
+        forked = true,
         parent = parent.as_raw(),
         ppid,
         ppid_from_proc

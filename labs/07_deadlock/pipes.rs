@@ -126,6 +126,9 @@ pub fn run(lab: &mut Lab, args: &Args) -> Row {
         "broken",
         "broken: A {sa}; B {sb}; {t} after the start",
         scenario = "pipes",
+        pids = [a.as_raw(), b.as_raw()],
+        signalled = [a.as_raw(), b.as_raw()],
+        sent = "SIGKILL",
         statuses = [sa, sb],
         ended_after_ms = took.as_millis() as u64
     );

@@ -171,6 +171,8 @@ pub fn run(lab: &mut Lab, args: &Args, files: &LockFiles) -> Row {
         "broken",
         "broken: SIGKILL to {c2}, waitpid: {victim_status}; then {c1} {survivor_status}",
         scenario = "processes",
+        signalled = [c2.as_raw()],
+        sent = "SIGKILL",
         victim_status = victim,
         survivor_status = survivor,
         victim = c2.as_raw(),

@@ -145,7 +145,7 @@ pub fn run(lab: &mut Lab, args: &Args, role: Role) -> Row {
         let (after, len) = (fmt_duration(Duration::from_micros(us)), edges.len());
         observe!(lab, "cycle",
             "wait-for graph of worker {pid}, {after} after the last thread asked:\n      {chain}\n      -> back to the start: a cycle of {len}",
-            scenario = name, pid = pid.as_raw(), edges, detected_after_us = us);
+            scenario = name, pid = pid.as_raw(), role = "worker", edges, detected_after_us = us);
     }
     // The graph closes: every holder is itself one of the cycle's waiters.
     let closes =
@@ -210,7 +210,7 @@ pub fn run(lab: &mut Lab, args: &Args, role: Role) -> Row {
         (fmt_duration(took), if fired { " (the watchdog fired)" } else { "" });
     observe!(lab, "broken",
         "broken: SIGKILL to worker {pid}, waitpid: {status}; {t} from its start to reaped{note}",
-        scenario = name, pid = pid.as_raw(), status, watchdog_fired = fired,
+        scenario = name, pid = pid.as_raw(), sent = "SIGKILL", status, watchdog_fired = fired,
         ended_after_ms = took.as_millis() as u64, deadline_ms = args.deadline_ms,
         hold_ms = args.hold_ms);
     let killed = status.signal() == Some(Signal::SIGKILL);

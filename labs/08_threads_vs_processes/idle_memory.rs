@@ -88,12 +88,14 @@ fn idle_processes(lab: &mut Lab, n: u32, way: &str) -> (Mem, usize) {
     observe!(
         lab,
         "memory",
-        "{n} idle processes ({asleep} seen asleep): RSS summed over them grew by \
-         {rss_kib} KiB, PSS by {pss_kib} KiB, page tables by {pte_kib} KiB",
+        "{n} idle processes (pids {pid_range}, {asleep} seen asleep): RSS summed over \
+         them grew by {rss_kib} KiB, PSS by {pss_kib} KiB, page tables by {pte_kib} KiB",
+        pid_range = format!("{} to {}", kids[0], kids[kids.len() - 1]),
         way,
         workers = n,
         asleep,
         pids = &group[..group.len() - 1],
+        forked = true,
         rss_kib = grew.rss,
         pss_kib = grew.pss,
         pte_kib = grew.pte

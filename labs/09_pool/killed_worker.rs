@@ -9,6 +9,7 @@ use super::task::{hangs, Mode, Task};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::{getpid, Pid};
 use proclab::procfacts::{self, State};
+use proclab::report::lab_time_us;
 use proclab::{check, observe, Lab};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -38,7 +39,9 @@ impl ProcPool {
         let worker = self.spawn(w); // a new process in the same slot
         let (slot, new) = (w, worker.pid);
         let ppid = procfacts::ppid(new.as_raw()).unwrap_or(0); // from /proc
-        let r = Replacement { slot, old, status, running, retried, new, ppid };
+        let at_us = lab_time_us(); // when (the report comes after the map)
+        let r =
+            Replacement { slot, old, status, running, retried, new, ppid, at_us };
         self.replacements.push(r);
         self.workers[w] = worker; // the old pipes are closed here
     }
@@ -51,6 +54,8 @@ struct Kill {
     task: usize,
     attempt: u32,
     state: State,
+    /// When it was sent (lab time): reported only once the killer is joined.
+    at_us: u64,
 }
 
 /// A thread of the master that watches the board, as an operator reads `ps`,
@@ -74,9 +79,9 @@ fn killer(
                     && !tried.contains(&pid)
                 {
                     tried.push(pid);
-                    let state = State::of(pid);
+                    let (state, at_us) = (State::of(pid), lab_time_us());
                     if kill(Pid::from_raw(pid), Signal::SIGKILL).is_ok() {
-                        kills.push(Kill { pid, task, attempt, state });
+                        kills.push(Kill { pid, task, attempt, state, at_us });
                     }
                 }
             }
@@ -101,7 +106,7 @@ pub fn run(lab: &mut Lab, pool: &mut ProcPool) {
         let (pid, task, attempt, state) = (k.pid, k.task, k.attempt, k.state);
         observe!(lab, "killed",
             "SIGKILL to worker {pid} while it ran task {task} (attempt {attempt}, state {state})",
-            pid, task, attempt, state);
+            pid, sent = "SIGKILL", task, attempt, state, at_us = k.at_us);
     }
     let me = getpid().as_raw();
     let mut replaced = 0;
@@ -111,7 +116,7 @@ pub fn run(lab: &mut Lab, pool: &mut ProcPool) {
         let running = task.map_or("none".into(), |t| t.to_string());
         observe!(lab, "died",
             "EOF on slot {slot}'s result pipe; waitpid({pid}): {status}; it was running task {running}",
-            slot, pid = old, status, task, attempt);
+            slot, pid = old, status, task, attempt, at_us = r.at_us);
         match r.running {
             Some((task, a)) if r.retried => observe!(lab, "retried",
                 "task {task} put back first in the queue for attempt {attempt}", task, attempt = a + 1),
@@ -123,7 +128,7 @@ pub fn run(lab: &mut Lab, pool: &mut ProcPool) {
         let (new_pid, ppid) = (r.new.as_raw(), r.ppid);
         observe!(lab, "replaced",
             "slot {slot}: worker {old_pid} replaced by a new fork, {new_pid} (ppid {ppid})",
-            slot, new_pid, old_pid = old, ppid);
+            slot, new_pid, old_pid = old, ppid, at_us = r.at_us);
         let was_killed = kills.iter().any(|k| k.pid == old);
         let by_sigkill = status.signal() == Some(Signal::SIGKILL);
         replaced +=

@@ -152,6 +152,8 @@ pub struct Replacement {
     pub new: Pid,
     /// The new worker's ppid, from /proc.
     pub ppid: i32,
+    /// When it was replaced, in lab time.
+    pub at_us: u64,
 }
 
 pub use proclab::wait::{reap_by, reap_or_kill};

@@ -126,7 +126,8 @@ pub fn run(lab: &mut Lab, args: &Args) {
     observe!(lab, "producer_blocked",
         "the queue stayed full {closed} and the producer had still sent {sent_while_held}; its longest write(2) blocked for {blocked}; then it {status}",
         sent_while_held = still, longest_write_us = blocked_ns / 1000,
-        held_full_us = closed_ns / 1000, status, gate_bytes = opened.map_or(0, |_| consumers));
+        held_full_us = closed_ns / 1000, status, gate_bytes = opened.map_or(0, |_| consumers),
+        producer_pid = producer.as_raw());
     check!(lab, "back_pressure",
         state.0 == 'S' && queued == cap && sent == cap / MSG as u64 && still == sent && blocked_ns >= closed_ns,
         "with the queue full the producer slept inside write(2) and sent nothing more until consumers took messages");

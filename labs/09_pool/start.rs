@@ -87,6 +87,7 @@ pub fn run(lab: &mut Lab, args: &Args) -> ProcPool {
             "worker",
             "worker {pid}: ppid {ppid}, state {state}, waiting in {wchan}",
             pid,
+            forked = true,
             ppid,
             state,
             wchan

@@ -29,6 +29,8 @@ pub enum Fate {
 /// Dead or alive? A dead child of ours (re-parented to us, the subreaper) is
 /// reaped and its wait status says how it ended; /proc describes a live one.
 pub fn look(pid: Pid) -> Fate {
+    // /proc first: a child that ends after this read is still reaped below.
+    let facts = procfacts::facts(pid.as_raw());
     // WNOHANG: reap it if it has ended, return at once if not.
     match waitpid(pid, Some(WaitPidFlag::WNOHANG)) {
         Ok(WaitStatus::StillAlive) | Err(Errno::ECHILD) => {}
@@ -38,7 +40,7 @@ pub fn look(pid: Pid) -> Fate {
         }
         Err(e) => die("waitpid", e),
     }
-    match procfacts::facts(pid.as_raw()) {
+    match facts {
         Some(f) if f.state != 'Z' => {
             Fate::Alive { ppid: f.ppid, state: State(f.state), pgrp: f.pgrp }
         }
@@ -121,8 +123,14 @@ pub fn await_deaths(pids: &[Pid]) -> Vec<Fate> {
 }
 
 /// Wait (bounded) for the parent the observer has just signalled, reap it, and say how
-/// it ended.
-pub fn reap_parent(lab: &mut Lab, way: &str, parent: Pid) -> Status {
+/// it ended: the parent is `signalled[0]`, and the lab sent `sent` to all of them.
+pub fn reap_parent(
+    lab: &mut Lab,
+    way: &str,
+    signalled: &[Pid],
+    sent: Signal,
+) -> Status {
+    let parent = signalled[0];
     let status = match await_deaths(&[parent])[0] {
         Fate::Dead(s) => s,
         _ => Status(Ok(WaitStatus::StillAlive)),
@@ -133,6 +141,8 @@ pub fn reap_parent(lab: &mut Lab, way: &str, parent: Pid) -> Status {
         "parent {pid}: waitpid says {status}",
         scenario = way,
         pid = parent.as_raw(),
+        sent = sent.as_str(),
+        signalled = signalled.iter().map(|p| p.as_raw()).collect::<Vec<_>>(),
         status
     );
     status
@@ -187,6 +197,7 @@ pub fn end_survivor(lab: &mut Lab, way: &str, pid: Pid) -> bool {
         "the observer sent SIGTERM to {pid}: {end}",
         scenario = way,
         pid = pid.as_raw(),
+        sent = "SIGTERM",
         fate = end
     );
     end.signal() == Some(Signal::SIGTERM)

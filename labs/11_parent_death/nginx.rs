@@ -65,7 +65,7 @@ pub fn run(lab: &mut Lab, args: &Args, lifeline: &Lifeline) -> Option<Way> {
     } else {
         kill(master, Signal::SIGKILL).or_die("kill"); // `kill -9 <nginx master>`
     }
-    let master_end = fate::reap_parent(lab, "nginx", master);
+    let master_end = fate::reap_parent(lab, "nginx", &[master], Signal::SIGKILL);
     std::thread::sleep(Duration::from_millis(args.linger_ms));
     let fates: Vec<Fate> = workers.iter().map(|&w| fate::look(w)).collect();
     let answered_by = nginx_run::get(port); // does anyone still serve?

@@ -7,7 +7,7 @@ use crate::fate;
 use crate::summary::Way;
 use crate::Args;
 use nix::sys::prctl;
-use nix::sys::signal::{kill, Signal};
+use nix::sys::signal::{kill, Signal, Signal::SIGKILL};
 use nix::unistd::{getppid, read, write};
 use proclab::_exit;
 use proclab::lifeline::Lifeline;
@@ -65,7 +65,7 @@ pub fn run(lab: &mut Lab, args: &Args, lifeline: &Lifeline) -> Way {
     lab.section("2. PR_SET_PDEATHSIG: a signal when the parent dies");
     let fam = family::start(lab, &RECIPE, args, lifeline);
     kill(fam.parent, Signal::SIGKILL).or_die("kill"); // the same kill -9 as in 1
-    let parent_end = fate::reap_parent(lab, RECIPE.name, fam.parent);
+    let parent_end = fate::reap_parent(lab, RECIPE.name, &[fam.parent], SIGKILL);
     // The late child may go on: its parent is reaped, it was re-parented.
     write(&fam.go, b"g").or_die("write");
     let fates = fate::await_deaths(&fam.children); // bounded

@@ -62,7 +62,8 @@ pub fn run(lab: &mut Lab, args: &Args, lifeline: &Lifeline) -> Way {
         lab.not_observed("pgroup_members_die", format_args!("killpg({pgid}): {e}"));
     }
     // ANCHOR_END: killpg
-    let parent_end = fate::reap_parent(lab, RECIPE.name, fam.parent);
+    let group = [&[fam.parent][..], &fam.children].concat(); // the parent first
+    let parent_end = fate::reap_parent(lab, RECIPE.name, &group, Signal::SIGTERM);
     let fates = fate::await_deaths(&fam.children);
     // The leaver had time to die too, if the signal had reached it.
     std::thread::sleep(Duration::from_millis(args.linger_ms));

@@ -8,7 +8,7 @@ use crate::fate;
 use crate::summary::Way;
 use crate::Args;
 use nix::errno::Errno;
-use nix::sys::signal::{kill, Signal};
+use nix::sys::signal::{kill, Signal, Signal::SIGKILL};
 use nix::unistd::{getppid, pipe, read};
 use proclab::_exit;
 use proclab::lifeline::Lifeline;
@@ -50,7 +50,7 @@ pub fn run(lab: &mut Lab, args: &Args, lifeline: &Lifeline) -> Way {
     lab.section("4. A pipe only the parent writes: EOF when it dies");
     let fam = family::start(lab, &RECIPE, args, lifeline);
     kill(fam.parent, Signal::SIGKILL).or_die("kill"); // the same kill -9 as in 1
-    let parent_end = fate::reap_parent(lab, RECIPE.name, fam.parent);
+    let parent_end = fate::reap_parent(lab, RECIPE.name, &[fam.parent], SIGKILL);
     let fates = fate::await_deaths(&fam.children);
     fate::observe(lab, RECIPE.name, "child", fam.parent, &fam.children, &fates);
     let n = fates.len();

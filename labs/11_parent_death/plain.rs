@@ -5,7 +5,7 @@ use crate::family::{self, Member, Recipe, Role};
 use crate::fate::{self, Fate};
 use crate::summary::Way;
 use crate::Args;
-use nix::sys::signal::{kill, Signal};
+use nix::sys::signal::{kill, Signal, Signal::SIGKILL};
 use nix::unistd::getpid;
 use proclab::lifeline::{self, Lifeline};
 use proclab::{check, Lab, OrDie};
@@ -37,7 +37,7 @@ pub fn run(lab: &mut Lab, args: &Args, lifeline: &Lifeline) -> Way {
     // `kill -9 <master>`; the observer is the parent's parent: waitpid says how
     // it died.
     kill(fam.parent, Signal::SIGKILL).or_die("kill");
-    let parent_end = fate::reap_parent(lab, RECIPE.name, fam.parent);
+    let parent_end = fate::reap_parent(lab, RECIPE.name, &[fam.parent], SIGKILL);
     // Time for the children to die, if they were going to.
     std::thread::sleep(Duration::from_millis(args.linger_ms));
     // Alive or dead? Whose child now?

@@ -34,6 +34,7 @@ impl Smaps {
             lab,
             "smaps",
             "{who:<6} {pid}: {self}",
+            forked = who == "child" && phase == "after_fork",
             phase,
             who,
             pid,

@@ -116,6 +116,7 @@ pub fn run(lab: &mut Lab, child: Child, k: usize) {
         "the parent still reads its own values in the pages the child overwrote: \
          {parent_sees} (the child wrote into its copies); the child {status}",
         parent_sees,
+        pid = child.pid.as_raw(),
         status
     );
 }

@@ -197,8 +197,11 @@ fn could_not_compile(
 /// `lab observe NAME PROGRAM ARG0`: the observer process (started by `lab check`).
 pub fn observe(a: &ObserveArgs) -> ! {
     let ex = exercises::find_or_exit(&a.name);
-    let mut lab =
-        Lab::start("check", ex.goal, &Common { json: a.json, step: false });
+    let mut lab = Lab::start(
+        "check",
+        ex.goal,
+        &Common { json: a.json, step: false, timeline: false },
+    );
     let mut obs = Observer::start(a.program.clone(), &a.arg0, a.json);
     lab.section(&format!("{}: {}", ex.name, ex.task));
     (ex.check)(&mut lab, &mut obs);

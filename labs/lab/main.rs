@@ -1,14 +1,15 @@
 //! # lab: the runner
 //!
-//! `cargo run --bin lab` lists the labs (`roster.rs`, the one list of labs); `lab all` runs
-//! them and prints a table of verdicts (`all.rs`); `lab record` writes the book's measured
-//! outputs (`record.rs`); `lab benchmarks` runs the criterion groups beside the C
-//! reference and writes their figures (`benchmarks.rs`, `benchsum.rs`). `lab exercises`,
-//! `lab check`, `lab hint` and `lab watch` are the exercises' (`exercises.rs`, `check.rs`).
+//! `lab` lists the labs (`roster.rs`); `lab all` runs them (`all.rs`); `lab record` writes
+//! the book's outputs and, from the same runs' events, their pictures (`record.rs`,
+//! `svg.rs`); `lab benchmarks` runs the benches beside the C reference (`benchmarks.rs`,
+//! `benchsum.rs`), `lab charts` draws them (`charts.rs`); `lab exercises`, `check`,
+//! `hint` and `watch` are the exercises' (`exercises.rs`, `check.rs`).
 
 mod all;
 mod benchmarks;
 mod benchsum;
+mod charts;
 mod check;
 mod checks;
 mod exercise_list;
@@ -16,6 +17,7 @@ mod exercises;
 mod observer;
 mod record;
 mod roster;
+mod svg;
 mod teardown;
 mod timeline;
 mod watch;
@@ -49,6 +51,21 @@ enum Cmd {
         /// Only these labs.
         names: Vec<String>,
     },
+    /// Draw the pictures again (book/src/measured/NAME.svg) from the events recorded
+    /// beside each output, without running anything (after a change to the drawing).
+    Redraw {
+        /// Only these labs.
+        names: Vec<String>,
+        /// Where the events are and the pictures go (default: book/src/measured).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+    /// Draw one chart per benchmark group (book/src/measured/chart-GROUP.svg) from the
+    /// figures `lab benchmarks` recorded (bench-GROUP.txt), Rust and C side by side.
+    Charts {
+        /// Only these groups (e.g. spawn roundtrip); all when empty.
+        groups: Vec<String>,
+    },
     /// Run the criterion groups and the rounds against the C reference (or only the
     /// groups named), then write the figures into book/src/measured/ (bench-*.txt).
     Benchmarks {
@@ -80,6 +97,8 @@ fn main() {
         Cmd::List => list(),
         Cmd::All { names } => all::all(&select(&names)),
         Cmd::Record { names } => record::record(&select(&names)),
+        Cmd::Redraw { names, dir } => record::redraw(&select(&names), dir),
+        Cmd::Charts { groups } => charts::charts(&groups),
         Cmd::Benchmarks { groups, no_run } => {
             benchmarks::benchmarks(&groups, no_run)
         }
@@ -116,7 +135,9 @@ fn list() {
     for l in LABS {
         println!("  {:02} {:<22} {}", l.number, l.name, l.shows);
     }
-    println!("\nEvery lab takes --help, --json and --step. The book: `mdbook serve book`.");
+    println!(
+        "\nEvery lab takes --help, --json, --step and --timeline. The book: `mdbook serve book`."
+    );
 }
 
 /// Build every lab (cargo run only built this one), then return the directory of the binaries.
@@ -157,8 +178,19 @@ pub struct Outcome {
 }
 
 pub fn run(dir: &Path, l: &LabInfo, json: bool) -> Outcome {
+    run_env(dir, l, json, &[])
+}
+
+/// [`run`] with extra environment variables (`lab record` names the events file).
+pub fn run_env(
+    dir: &Path,
+    l: &LabInfo,
+    json: bool,
+    env: &[(&str, &Path)],
+) -> Outcome {
     let mut cmd = Command::new(dir.join(l.name));
     cmd.args(l.args)
+        .envs(env.iter().map(|(k, v)| (k, v.as_os_str())))
         .env("NO_COLOR", "1")
         .stdin(Stdio::null())
         .stderr(Stdio::inherit());

@@ -1,0 +1,276 @@
+//! `lab charts`: one chart per group of the Rust-against-C rounds, drawn from what
+//! `lab benchmarks` recorded (`book/src/measured/bench-versus-c.txt`): for each pair the
+//! Rust median and the C median side by side, and the ratio (the median of per-round
+//! ratios, with its q1–q3) beside the C bar; times on a log scale (a group spans 5 µs to
+//! 1 ms), bandwidths on a linear one. 750 px wide with 13 px text, the width of the book's
+//! page. Written to `book/src/measured/chart-GROUP.svg`; criterion's report stays in
+//! target/criterion.
+
+use std::fmt::Write;
+use std::path::Path;
+
+/// One pair of a group, as recorded: the Rust and C medians (ns, or GiB/s), the ratio
+/// and its q1–q3.
+#[derive(Debug, PartialEq)]
+pub struct Bar {
+    pub name: String,
+    pub rust: f64,
+    pub c: f64,
+    pub ratio: String,
+    pub iqr: String,
+}
+
+/// A group: its name, what one iteration is, whether its figures are bandwidths.
+#[derive(Debug, PartialEq)]
+pub struct Group {
+    pub name: String,
+    pub what: String,
+    pub bandwidth: bool,
+    pub bars: Vec<Bar>,
+}
+
+/// `932.5 µs` -> 932500.0 (ns).
+fn to_ns(value: &str, unit: &str) -> Option<f64> {
+    let v: f64 = value.parse().ok()?;
+    let scale = match unit {
+        "ns" => 1.0,
+        "µs" | "us" => 1e3,
+        "ms" => 1e6,
+        "s" => 1e9,
+        _ => return None,
+    };
+    Some(v * scale)
+}
+
+/// The groups of a recorded `bench-versus-c.txt`: a line `group: what one iteration
+/// is`, a header `pair N Rust C Rust/C q1–q3 ...`, then one row per pair, either
+/// `name N 36.2 µs 24.3 µs 1.47 1.42–1.53 ...` or (bandwidths) `name N 3.21 3.24 1.01 ...`.
+pub fn parse(text: &str) -> Vec<Group> {
+    let mut groups: Vec<Group> = Vec::new();
+    let mut open = false;
+    for line in text.lines() {
+        let t: Vec<&str> = line.split_whitespace().collect();
+        if t.first() == Some(&"pair") {
+            open = true;
+            continue;
+        }
+        if t.is_empty() || line.starts_with(['$', '#']) {
+            open = false;
+            continue;
+        }
+        let head = line.split_once(": ").filter(|(g, _)| !g.contains(' '));
+        if let (false, Some((name, what))) = (open, head) {
+            let bandwidth = name == "bandwidth";
+            let (name, what) = (name.to_string(), what.to_string());
+            groups.push(Group { name, what, bandwidth, bars: Vec::new() });
+            continue;
+        }
+        let (Some(g), true) = (groups.last_mut(), open && t.len() >= 7) else {
+            continue;
+        };
+        let bar = if g.bandwidth {
+            let (rust, c) = (t[2].parse().ok(), t[3].parse().ok());
+            rust.zip(c).map(|(rust, c)| (rust, c, t[4], t[5]))
+        } else {
+            let (rust, c) = (to_ns(t[2], t[3]), to_ns(t[4], t[5]));
+            rust.zip(c)
+                .filter(|_| t.len() >= 8)
+                .map(|(rust, c)| (rust, c, t[6], t[7]))
+        };
+        if let Some((rust, c, ratio, iqr)) = bar {
+            let (name, ratio, iqr) =
+                (t[0].to_string(), ratio.to_string(), iqr.to_string());
+            g.bars.push(Bar { name, rust, c, ratio, iqr });
+        }
+    }
+    groups.retain(|g| !g.bars.is_empty());
+    groups
+}
+
+/// A duration, short: `408 ns`, `11.4 µs`, `1.13 ms`.
+fn fmt_ns(ns: f64) -> String {
+    let (v, unit) = match ns {
+        n if n < 1e3 => (n, "ns"),
+        n if n < 1e6 => (n / 1e3, "µs"),
+        n if n < 1e9 => (n / 1e6, "ms"),
+        n => (n / 1e9, "s"),
+    };
+    if v < 10.0 {
+        format!("{v:.2} {unit}")
+    } else if v < 100.0 {
+        format!("{v:.1} {unit}")
+    } else {
+        format!("{v:.0} {unit}")
+    }
+}
+
+const W: f64 = 750.0;
+const CW: f64 = 7.83;
+const LABEL: f64 = 34.0 * CW;
+const FONT: &str = "font-family=\"DejaVu Sans Mono, Menlo, Consolas, monospace\"";
+
+/// Where a figure goes on the bar axis, and the labels of the scale: a log scale over
+/// whole decades for times, a linear one from 0 for bandwidths.
+struct Scale {
+    lo: f64,
+    hi: f64,
+    log: bool,
+}
+
+impl Scale {
+    fn of(g: &Group) -> Scale {
+        let all = g.bars.iter().flat_map(|b| [b.rust, b.c]);
+        let (lo, hi) =
+            all.fold((f64::MAX, 0.0f64), |(l, h), v| (l.min(v), h.max(v)));
+        if g.bandwidth {
+            return Scale {
+                lo: 0.0,
+                hi: (hi / 5.0).ceil().max(1.0) * 5.0,
+                log: false,
+            };
+        }
+        let (lo, hi) = (lo.max(1.0).log10().floor(), hi.max(10.0).log10().ceil());
+        Scale { lo, hi: hi.max(lo + 1.0), log: true }
+    }
+    /// 0 to 1 along the axis.
+    fn at(&self, v: f64) -> f64 {
+        let v = if self.log { v.max(1.0).log10() } else { v };
+        ((v - self.lo) / (self.hi - self.lo)).clamp(0.0, 1.0)
+    }
+    fn ticks(&self) -> Vec<(f64, String)> {
+        if self.log {
+            let label = |d: i32| {
+                fmt_ns(10f64.powi(d)).replace(".00 ", " ").replace(".0 ", " ")
+            };
+            (self.lo as i32..=self.hi as i32)
+                .map(|d| (10f64.powi(d), label(d)))
+                .collect()
+        } else {
+            let step = self.hi / 5.0;
+            (0..=5)
+                .map(|i| (step * i as f64, format!("{:.0} GiB/s", step * i as f64)))
+                .collect()
+        }
+    }
+}
+
+fn value(g: &Group, v: f64) -> String {
+    if g.bandwidth {
+        format!("{v:.2} GiB/s")
+    } else {
+        fmt_ns(v)
+    }
+}
+
+/// The chart of one group. Deterministic.
+pub fn render(g: &Group) -> String {
+    let scale = Scale::of(g);
+    let (x0, x1) = (LABEL + 12.0, W - 96.0);
+    let x = |v: f64| x0 + scale.at(v) * (x1 - x0);
+    let mut s = String::new();
+    let mut y = 24.0;
+    let title =
+        format!("{}: Rust and C, the same work in alternating rounds", g.name);
+    let _ = writeln!(s, "<text x=\"8\" y=\"{y}\" font-size=\"15\" font-weight=\"bold\">{title}</text>");
+    y += 20.0;
+    let what: String = g.what.chars().take(92).collect();
+    let _ = writeln!(
+        s,
+        "<text x=\"8\" y=\"{y}\" font-size=\"13\" fill=\"#444\">{what}</text>"
+    );
+    y += 18.0;
+    let top = y;
+    for b in &g.bars {
+        let name: String = b.name.chars().take(33).collect();
+        let ratio = format!("  Rust/C {} ({})", b.ratio, b.iqr);
+        for (v, colour, label) in
+            [(b.rust, "#4a6fa5", name), (b.c, "#c25e00", ratio)]
+        {
+            let (w, ty, shown) = ((x(v) - x0).max(2.0), y + 12.0, value(g, v));
+            let _ = writeln!(
+                s,
+                "<text x=\"8\" y=\"{ty:.1}\" font-size=\"13\" fill=\"{colour}\">{label}</text>\n\
+                 <rect x=\"{x0:.1}\" y=\"{y:.1}\" width=\"{w:.1}\" height=\"15\" fill=\"{colour}\"/>\n\
+                 <text x=\"{:.1}\" y=\"{ty:.1}\" font-size=\"13\">{shown}</text>",
+                x0 + w + 6.0
+            );
+            y += 19.0;
+        }
+        y += 9.0;
+    }
+    // The scale, under the bars.
+    let mut grid = String::new();
+    for (v, label) in scale.ticks() {
+        let (tx, ty) = (x(v), y + 16.0);
+        let _ = writeln!(
+            grid,
+            "<line x1=\"{tx:.1}\" y1=\"{top:.1}\" x2=\"{tx:.1}\" y2=\"{y:.1}\" stroke=\"#ddd\"/>\n\
+             <text x=\"{tx:.1}\" y=\"{ty:.1}\" font-size=\"12\" fill=\"#555\" \
+             text-anchor=\"middle\">{label}</text>"
+        );
+    }
+    y += 34.0;
+    let kind =
+        if g.bandwidth { "GiB/s, higher is faster" } else { "time, log scale" };
+    let note = format!("blue: Rust, orange: C (medians over the rounds; {kind})");
+    let _ = writeln!(
+        s,
+        "<text x=\"8\" y=\"{y:.1}\" font-size=\"13\" fill=\"#444\">{note}</text>"
+    );
+    let h = y + 12.0;
+    format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{W}\" height=\"{h:.0}\" \
+         viewBox=\"0 0 {W} {h:.0}\" {FONT}>\n<rect width=\"100%\" height=\"100%\" \
+         fill=\"#fff\"/>\n{grid}{s}</svg>\n"
+    )
+}
+
+/// `lab charts`: a chart for every group of the recorded `bench-versus-c.txt` (or the
+/// groups named).
+pub fn charts(only: &[String]) {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("book/src/measured");
+    let path = dir.join("bench-versus-c.txt");
+    let Ok(text) = std::fs::read_to_string(&path) else {
+        eprintln!(
+            "error: no {}: run `cargo run --release --bin lab -- benchmarks`",
+            path.display()
+        );
+        std::process::exit(1)
+    };
+    for g in parse(&text) {
+        if only.is_empty() || only.contains(&g.name) {
+            let out = dir.join(format!("chart-{}.svg", g.name));
+            std::fs::write(&out, render(&g)).expect("write the chart");
+            eprintln!("{} pairs -> {}", g.bars.len(), out.display());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_recorded_rounds_read_as_groups_of_bars() {
+        let text = "$ cargo bench --bench versus_c -- --why\n# recorded by `lab benchmarks`\n\
+            Rust against C: the same work.\n\n\
+            spawn: one iteration starts a worker and waits for it\n\
+            pair  N  Rust  C Rust/C  q1–q3  min–max  C own Rust/own\n\
+            fork_exit_wait   100  207.8 µs  216.5 µs   1.03  0.98–1.30  0.29–1.50  147.6 µs  1.39\n\
+            vfork_true_wait   30   1.34 ms   1.35 ms   1.18  0.82–1.60  0.38–4.35   1.34 ms  1.02\n\n\
+            bandwidth: GiB/s of the median iteration\n\
+            pair  N  Rust  C Rust/C  q1–q3  min–max ÷memcpy  C own Rust/own\n\
+            memcpy_64KiB  400  29.22  28.96   0.99  0.97–1.00  0.56–1.02  1.00  29.38  0.99\n\n\
+            why: each ratio beside what was measured\n\
+            fork_exit_wait   1.03  within 1.00 ± 0.05; the same system calls\n";
+        let groups = parse(text);
+        assert_eq!(groups.len(), 2, "{groups:?}");
+        assert_eq!(groups[0].name, "spawn");
+        let b = &groups[0].bars[1];
+        assert_eq!((b.rust, b.c), (1.34e6, 1.35e6));
+        assert_eq!((b.ratio.as_str(), b.iqr.as_str()), ("1.18", "0.82–1.60"));
+        assert!(groups[1].bandwidth && groups[1].bars[0].rust == 29.22);
+        let svg = render(&groups[0]);
+        assert!(svg.contains("Rust/C 1.03 (0.98–1.30)") && svg.contains("208 µs"));
+    }
+}
