@@ -13,6 +13,18 @@ use proclab::{check, cleanup, die, flush_stdout, observe, procfacts, say_as, Lab
 use std::os::fd::RawFd;
 use std::time::Duration;
 
+/// 127.0.0.1:`port` as the kernel takes it, and its length.
+pub fn loopback(port: u16) -> (libc::sockaddr_in, libc::socklen_t) {
+    let ip = u32::from(std::net::Ipv4Addr::LOCALHOST).to_be();
+    let addr = libc::sockaddr_in {
+        sin_family: libc::AF_INET as libc::sa_family_t,
+        sin_port: port.to_be(),
+        sin_addr: libc::in_addr { s_addr: ip },
+        sin_zero: [0; 8],
+    };
+    (addr, size_of::<libc::sockaddr_in>() as libc::socklen_t)
+}
+
 /// The listening socket on 127.0.0.1:`port`; returns it and the port it got (port 0: the
 /// kernel picks). With `listen` false (SO_REUSEPORT) the socket only holds the port.
 /// `defer_s` > 0: TCP_DEFER_ACCEPT for that many seconds (see `defer_accept`).
@@ -22,16 +34,7 @@ pub fn bind_listener(
     listen: bool,
     defer_s: i32,
 ) -> (RawFd, u16) {
-    let ip = u32::from(std::net::Ipv4Addr::LOCALHOST).to_be();
-    let sin_addr = libc::in_addr { s_addr: ip };
-    let af = libc::AF_INET as libc::sa_family_t;
-    let addr = libc::sockaddr_in {
-        sin_family: af,
-        sin_port: port.to_be(),
-        sin_addr,
-        sin_zero: [0; 8],
-    };
-    let len = size_of::<libc::sockaddr_in>() as libc::socklen_t;
+    let (addr, len) = loopback(port);
     // ANCHOR: bind
     let tcp = libc::SOCK_STREAM | libc::SOCK_CLOEXEC;
     // SAFETY: socket(2) takes no pointers.
@@ -129,6 +132,9 @@ impl Master {
                 let born = lab_now();
                 self.workers.push(Worker { pid: child, born, retiring: false });
                 let pid = child.as_raw();
+                if self.quiet {
+                    return child;
+                }
                 observe!(
                     lab,
                     "worker_started",

@@ -12,19 +12,24 @@ use proclab::{Common, Lab, OrDie};
 use read::Timing;
 use std::time::Duration;
 
+mod attack;
+mod behind_nginx;
 mod bind_and_fork;
 mod body;
 mod client;
 mod fields;
 mod graceful_stop;
 mod http;
+mod idle_clients;
 mod kill_under_load;
 mod master;
 mod read;
 mod request_line;
 mod resize;
 mod serve;
+mod siege;
 mod signals;
+mod slow_clients;
 mod spread;
 mod threads;
 mod wire;
@@ -221,6 +226,18 @@ fn main() {
         spread::run(&mut lab, &mut m);
         kill_under_load::run(&mut lab, &mut m);
         graceful_stop::run(&mut lab, &mut m);
+    }
+    let d =
+        siege::Demo::new(n, (timing, defer_s), a.idle, a.slow, a.attack_ms, cfg);
+    let all = a.part == Part::All;
+    if all || a.part == Part::Idle {
+        idle_clients::run(&mut lab, &d);
+    }
+    if all || a.part == Part::Slow {
+        slow_clients::run(&mut lab, &d);
+    }
+    if all || a.part == Part::Nginx {
+        behind_nginx::run(&mut lab, &d);
     }
     lab.finish()
 }
