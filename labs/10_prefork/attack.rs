@@ -100,9 +100,9 @@ fn open(port: u16, role: Role) -> nix::Result<Conn> {
     let flags = SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC;
     let fd = socket::socket(AddressFamily::Inet, SockType::Stream, flags, None)?;
     let (addr, len) = loopback(port);
-    // SAFETY: `addr` is a live sockaddr_in of `len` bytes.
-    let rc =
-        unsafe { libc::connect(fd.as_raw_fd(), (&raw const addr).cast(), len) };
+    let at = (&raw const addr).cast();
+    // SAFETY: `at` points to a live sockaddr_in of `len` bytes.
+    let rc = unsafe { libc::connect(fd.as_raw_fd(), at, len) };
     if rc < 0 && Errno::last() != Errno::EINPROGRESS {
         return Err(Errno::last());
     }

@@ -73,9 +73,10 @@ pub fn bind_listener(
 pub const BACKLOG: i32 = 2048;
 
 // ANCHOR: defer
-/// TCP_DEFER_ACCEPT: the kernel completes the handshake but hands the connection to
-/// `accept` only once its first byte has arrived, or once `secs` have passed (rounded up
-/// to its SYN-ACK retransmissions: 1, 3, 7, 15 s...). Returns the seconds it keeps.
+/// TCP_DEFER_ACCEPT: the kernel completes the handshake but hands the
+/// connection to `accept` only once its first byte has arrived, or once
+/// `secs` have passed (rounded up to its SYN-ACK retransmissions: 1, 3, 7,
+/// 15 s...). Returns the seconds it keeps.
 pub fn defer_accept(fd: RawFd, secs: i32) -> i32 {
     let tcp = libc::IPPROTO_TCP;
     if sockopt(fd, tcp, libc::TCP_DEFER_ACCEPT, &secs) < 0 {
@@ -118,8 +119,8 @@ pub fn listening(
 }
 
 impl Master {
-    // ANCHOR: spawn
     /// Fork one worker. The master's other methods are in master.rs.
+    // ANCHOR: spawn
     pub fn spawn(&mut self, lab: &mut Lab, why: String) -> Pid {
         flush_stdout(); // or text still buffered would be printed by the worker too
 
@@ -128,20 +129,18 @@ impl Master {
         match unsafe { cleanup::fork_tracked() } {
             ForkResult::Child => worker_main(&self.cfg, self.me, &mut self.bufs),
             ForkResult::Parent { child } => {
-                // recorded by fork_tracked: killed and reaped on every way out
-                let born = lab_now();
+                let born = lab_now(); // tracked: reaped on every way out
                 self.workers.push(Worker { pid: child, born, retiring: false });
                 let pid = child.as_raw();
-                if self.quiet {
-                    return child;
+                if !self.quiet {
+                    observe!(
+                        lab,
+                        "worker_started",
+                        "master forked worker {pid} ({why})",
+                        pid,
+                        why
+                    );
                 }
-                observe!(
-                    lab,
-                    "worker_started",
-                    "master forked worker {pid} ({why})",
-                    pid,
-                    why
-                );
                 child
             }
         }

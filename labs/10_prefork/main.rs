@@ -111,10 +111,16 @@ struct Args {
     /// Run the scripted scenario against itself (port 0, 3 workers) and exit with a verdict.
     #[arg(long, conflicts_with_all = ["reuseport", "broken_workers"])]
     demo: bool,
-    /// With --demo: all of it, or one part: the server (sections 1 to 4), idle clients
-    /// (5), slow clients (6), nginx in front (7).
-    #[arg(long, value_enum, default_value_t = Part::All, requires = "demo")]
-    part: Part,
+    /// With --demo: all of it, or some parts (a comma list): the server (sections 1 to
+    /// 4), idle clients (5), slow clients (6), nginx in front (7).
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "all",
+        requires = "demo"
+    )]
+    part: Vec<Part>,
     /// With --demo: connections that never send a byte (1 to 4000).
     #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..=4000))]
     idle: u64,
@@ -221,7 +227,8 @@ fn main() {
     if !a.demo {
         m.serve(lab); // until SIGTERM or SIGINT
     }
-    if matches!(a.part, Part::All | Part::Server) {
+    let part = |p: Part| a.part.contains(&Part::All) || a.part.contains(&p);
+    if part(Part::Server) {
         bind_and_fork::run(&mut lab, &mut m);
         spread::run(&mut lab, &mut m);
         kill_under_load::run(&mut lab, &mut m);
@@ -229,14 +236,13 @@ fn main() {
     }
     let d =
         siege::Demo::new(n, (timing, defer_s), a.idle, a.slow, a.attack_ms, cfg);
-    let all = a.part == Part::All;
-    if all || a.part == Part::Idle {
+    if part(Part::Idle) {
         idle_clients::run(&mut lab, &d);
     }
-    if all || a.part == Part::Slow {
+    if part(Part::Slow) {
         slow_clients::run(&mut lab, &d);
     }
-    if all || a.part == Part::Nginx {
+    if part(Part::Nginx) {
         behind_nginx::run(&mut lab, &d);
     }
     lab.finish()

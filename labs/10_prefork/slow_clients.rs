@@ -15,11 +15,9 @@ pub fn run(lab: &mut Lab, d: &Demo) {
     let keep_on = proclab::test_removes("defences_stay_on"); // tests only
     let off = if keep_on { d.on } else { defences_off() };
     let (slow, n) = (d.slow, d.workers);
-    // ANCHOR: slow_off
     let bare = Server::start(lab, d, off);
     let held = siege(&bare, d.plan(bare.port, false, true));
     bare.stop(lab);
-    // ANCHOR_END: slow_off
     let (share, free, cut) = (held.out.share(), held.free, held.out.slow_cut.len());
     let queued = held.server.queued;
     observe!(lab, "slow_off", "no defence: with {slow} slow heads arriving, {free} of {n} \
