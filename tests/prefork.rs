@@ -423,6 +423,7 @@ fn bad_flags_exit_2() {
     assert_usage_error("prefork", &["--head-max-ms", "120001"]);
     assert_usage_error("prefork", &["--min-rate", "1000001"]);
     assert_usage_error("prefork", &["--max-requests", "x"]);
+    assert_usage_error("prefork", &["--model", "threads", "--max-requests", "5"]);
     assert_usage_error("prefork", &["--part", "idle"]); // needs --demo
     assert_usage_error("prefork", &["--demo", "--part", "slowloris"]);
     assert_usage_error("prefork", &["--demo", "--idle", "0"]);

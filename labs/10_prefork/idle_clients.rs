@@ -40,10 +40,10 @@ pub fn run(lab: &mut Lab, d: &Demo) {
     let (share, queued, free) =
         (starved.out.share(), starved.server.queued, starved.free);
     let served = answered(&starved);
-    observe!(lab, "idle_off", "no defence ({defences}): with {idle} idle connections \
-        open, {free} of {n} workers were free (in accept4) and {queued} connections \
-        waited in the accept queue; the probe got {served} ({share:.1}%)",
-        defences = describe(off), idle, n, free, queued, served, share);
+    observe!(lab, "idle_off", "no defence ({defences}), {idle} idle connections: \
+        mid-attack {free} of {n} workers free (in accept4), accept queue {queued}; the \
+        probe got {served} ({share:.1}%)",
+        defences = describe(off), idle, free, n, queued, served, share);
     check!(lab, "idle_starve", share < 50.0 && free == 0,
         "with no defence the idle connections hold every worker: {share:.1}% of the \
          probe's requests answered (below 50%), {free} workers free", share, free);
@@ -58,10 +58,19 @@ pub fn run(lab: &mut Lab, d: &Demo) {
     let first_byte = timing
         .first_byte
         .map_or("none".into(), |f| format!("{} ms", f.as_millis()));
-    observe!(lab, "idle_deadline", "a first-byte deadline of {first_byte} kept by the \
-        workers themselves (no TCP_DEFER_ACCEPT): they cut {cut} idle connections, \
-        {first}-{last} ms after their connect, one worker-deadline each; the probe got \
-        {share:.1}% of its requests answered", first_byte, cut, first, last, share);
+    observe!(
+        lab,
+        "idle_deadline",
+        "the workers' own first-byte deadline \
+        ({first_byte}, no TCP_DEFER_ACCEPT): {cut} idle connections cut, the first \
+        {first} ms after its connect, one per worker per deadline; the probe got \
+        {share:.1}% of its requests answered",
+        first_byte,
+        cut,
+        first,
+        last_ms = last,
+        share
+    );
 
     // ANCHOR: idle_on
     let (kept, tries) = best_of_3(
@@ -81,13 +90,15 @@ pub fn run(lab: &mut Lab, d: &Demo) {
     let (first, last) = lifetimes(&kept.out.idle_cut);
     let p99_text = p99.map_or("over 500 ms".into(), |p| Nanos(p).to_string());
     let (syncookies, overflows) = (kept.syncookies, kept.overflows);
-    observe!(lab, "idle_on", "defended ({defences}): mid-attack the kernel held {syn_recv} \
-        connections before accept (SYN_RECV) and {queued} were in the accept queue, {free} \
-        of {n} workers free; {cut} handed over silent once the deferral ended were closed \
-        at once ({first}-{last} ms after their connect); the probe got {served} ({share:.1}%), p99 {p99_text} (TcpExt: \
-        {syncookies} SYN cookies, {overflows} accept-queue overflows)",
-        defences = describe(d.on), syn_recv, queued, free, n, cut, first, last, served, share,
-        p99_ms = p99.map(|p| p.as_millis() as u64), p99_text, syncookies, overflows, tries);
+    observe!(lab, "idle_on", "defended ({defences}): mid-attack {syn_recv} connections \
+        waited in the kernel before accept (SYN_RECV), accept queue {queued}, {free} of \
+        {n} workers free; the {cut} handed over silent when the deferral ended were \
+        closed at once, {first} to {last} ms after their connect; the probe got {served} \
+        ({share:.1}%), p99 {p99_text}; TcpExt: SYN cookies {syncookies}, accept-queue \
+        overflows {overflows}",
+        defences = describe(d.on), syn_recv, queued, free, n, cut, first, last, served,
+        share, p99_ms = p99.map(|p| p.as_millis() as u64), p99_text, syncookies,
+        overflows, tries);
     check!(lab, "idle_defended", unharmed(&kept),
         "with TCP_DEFER_ACCEPT, {idle} idle connections cost a normal client nothing: \
          {share:.1}% of its requests answered (at least 99%), p99 {p99_text} (at most \

@@ -197,8 +197,10 @@ impl Args {
 fn main() {
     let a = Args::parse();
     let n = a.workers();
-    if a.demo && (a.model == Model::Threads || n < 2) {
-        let why = "--demo runs the process model with at least 2 workers";
+    let threads = a.model == Model::Threads;
+    if (a.demo && (threads || n < 2)) || (threads && a.max_requests > 0) {
+        let why =
+            "--demo and --max-requests need the process model (--demo: 2 workers)";
         Args::command().error(clap::error::ErrorKind::ArgumentConflict, why).exit();
     }
     let mut lab = Lab::start("prefork", a.claim(), &a.common);
@@ -212,7 +214,6 @@ fn main() {
     let (timing, defer_s) = a.defences();
     let listen = bind_and_fork::bind_listener;
     let (fd, port) = listen(port, reuseport, !reuseport, defer_s);
-    let threads = a.model == Model::Threads;
     if !a.demo {
         bind_and_fork::listening(&mut lab, port, n, threads, reuseport);
     }

@@ -30,13 +30,16 @@ pub struct Timing {
 }
 
 impl Timing {
-    /// How long `bytes` may take to arrive, from the first of them (mod_reqtimeout's rule).
+    // ANCHOR: rate
+    /// How long `bytes` may take to arrive, from the first of them: `head`, plus
+    /// one second per `min_rate` bytes, at most `head_max` (mod_reqtimeout's rule).
     pub fn allowed(&self, bytes: u64) -> Option<Duration> {
-        let base = self.head?;
+        let base = self.head?; // None: no deadline at all
         let per_rate = bytes.saturating_mul(1000).checked_div(self.min_rate);
         let extra = Duration::from_millis(per_rate.unwrap_or(0));
         Some((base + extra).min(self.head_max.max(base)))
     }
+    // ANCHOR_END: rate
 }
 
 /// How reading a head ended.
