@@ -10,6 +10,7 @@ use proclab::{check, observe, Lab, Nanos, OrDie};
 
 pub fn run(lab: &mut Lab, d: &Demo) {
     lab.section("7. nginx in front: an event loop holds the slow and idle clients");
+    d.note_limits(lab);
     // Tests only: as on a machine without nginx.
     let missing = proclab::test_removes("nginx_missing");
     let Some(bin) = nginx::find().filter(|_| !missing) else {

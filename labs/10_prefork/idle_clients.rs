@@ -14,17 +14,7 @@ use std::time::{Duration, Instant};
 
 pub fn run(lab: &mut Lab, d: &Demo) {
     lab.section("5. Idle connections: clients that connect and never send a byte");
-    if let Some(nofile) = d.nofile {
-        let idle = d.idle;
-        observe!(
-            lab,
-            "nofile",
-            "RLIMIT_NOFILE allows {nofile} descriptors (its hard \
-            limit): the attack uses {idle} idle connections",
-            nofile,
-            idle
-        );
-    }
+    d.note_limits(lab);
     // Tests only: the server meant to have no defence has them all.
     let keep_on = proclab::test_removes("defences_stay_on");
     let off = if keep_on { d.on } else { defences_off() };

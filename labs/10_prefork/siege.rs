@@ -12,12 +12,12 @@ use crate::signals;
 use crate::worker::Cfg;
 use nix::sys::resource::{getrlimit, setrlimit, Resource};
 use nix::sys::signal::Signal;
-use proclab::{procfacts, Lab};
+use proclab::{observe, procfacts, Lab};
 use std::time::Duration;
 
 /// What the attack sections are given: the workers, the defences of a defended server, the
 /// attack's size, and the configuration the others start from (the test switches).
-#[derive(Clone, Copy)]
+#[derive(Clone)]
 pub struct Demo {
     pub workers: usize,
     pub on: (Timing, i32),
@@ -27,6 +27,8 @@ pub struct Demo {
     pub cfg: Cfg,
     /// RLIMIT_NOFILE after raising it, when it was too low for the attack asked for.
     pub nofile: Option<u64>,
+    /// Said so already (in the first attack section that runs).
+    noted: std::cell::Cell<bool>,
 }
 
 impl Demo {
@@ -55,6 +57,22 @@ impl Demo {
             run: Duration::from_millis(run_ms),
             cfg,
             nofile: (limit < want).then_some(limit),
+            noted: Default::default(),
+        }
+    }
+
+    /// Say, once, if the descriptor limit made the attack smaller than asked.
+    pub fn note_limits(&self, lab: &mut Lab) {
+        if let Some(nofile) = self.nofile.filter(|_| !self.noted.replace(true)) {
+            let idle = self.idle;
+            observe!(
+                lab,
+                "nofile",
+                "RLIMIT_NOFILE allows {nofile} descriptors (its hard \
+                limit): the attack opens {idle} idle connections",
+                nofile,
+                idle
+            );
         }
     }
 

@@ -12,6 +12,7 @@ pub fn run(lab: &mut Lab, d: &Demo) {
     lab.section(
         "6. Slow heads (slowloris): clients that never finish their request",
     );
+    d.note_limits(lab);
     let keep_on = proclab::test_removes("defences_stay_on"); // tests only
     let off = if keep_on { d.on } else { defences_off() };
     let (slow, n) = (d.slow, d.workers);
