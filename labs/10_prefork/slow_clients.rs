@@ -46,8 +46,8 @@ pub fn run(lab: &mut Lab, d: &Demo) {
     let text = |v: Option<u64>| v.map_or("-".into(), |ms| format!("{ms} ms"));
     let (held, most_ms, first) =
         (text(held_ms), text(deadline_ms), text(first_cut_ms));
-    observe!(lab, "slow_on", "defended ({defences}): {cut} slow heads cut in \
-        {attack_ms} ms, {answered_408} of them with a 408; the workers held each at most \
+    observe!(lab, "slow_on", "defended ({defences}): {cut} slow heads cut during \
+        the attack, {answered_408} of them with a 408; the workers held each at most \
         {held} (the rule allows {most_ms} at most); the first cut came {first} after its \
         connect",
         defences = describe(d.on), cut, attack_ms = d.run.as_millis() as u64,
