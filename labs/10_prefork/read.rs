@@ -74,8 +74,9 @@ pub fn read_head(
         (false, _) => t.keepalive, // apart from the head's clock
     };
     let mut first = (*len > 0).then(Instant::now); // a pipelined request
+    let mut ready = fresh; // its bytes came with it; a kept-alive one waits first
     loop {
-        if *len < buf.len() && !take(fd, buf, len, &mut first) {
+        if ready && *len < buf.len() && !take(fd, buf, len, &mut first) {
             return Head::Closed;
         }
         match scan(&buf[..*len], *len == buf.len()) {
@@ -103,7 +104,7 @@ pub fn read_head(
         if STOP.load(Ordering::SeqCst) && *len == 0 && !fresh {
             return Head::Closed;
         }
-        wait_readable(fd, deadline.map(|d| d - now));
+        ready = wait_readable(fd, deadline.map(|d| d - now));
     }
 }
 
@@ -130,14 +131,14 @@ fn take(
     }
 }
 
-/// Sleep until `fd` has bytes, for at most `left` and at most one tick (so the worker looks
-/// at STOP and the clock), or until a signal.
-fn wait_readable(fd: RawFd, left: Option<Duration>) {
+/// Sleep until `fd` has bytes (true), for at most `left` and at most one tick (so the
+/// worker looks at STOP and the clock), or until a signal.
+fn wait_readable(fd: RawFd, left: Option<Duration>) -> bool {
     let tick = Duration::from_millis(TICK_MS);
     let ms = left.unwrap_or(tick).min(tick).as_micros().div_ceil(1000) as i32;
     let mut p = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
     // SAFETY: one valid pollfd.
-    unsafe { libc::poll(&mut p, 1, ms) };
+    unsafe { libc::poll(&mut p, 1, ms) > 0 }
 }
 
 /// How reading a body ended.
@@ -174,7 +175,7 @@ pub fn read_body(
         if deadline.is_some_and(|d| now >= d) {
             return BodyEnd::TooSlow;
         }
-        wait_readable(fd, deadline.map(|d| d - now));
+        let _ = wait_readable(fd, deadline.map(|d| d - now));
         if !take(fd, buf, len, &mut first) {
             return BodyEnd::Closed;
         }
