@@ -16,6 +16,7 @@
 //! - [`wait`]: how a child ended, as TLPI prints it (`exited, status 7`), and
 //!   `waitpid_by`, a waitpid with a deadline.
 //! - [`lifeline`]: descendants that end when the lab dies, even by SIGKILL.
+//! - [`nginx`]: a real nginx from a temporary prefix on 127.0.0.1, with a sentinel.
 //! - [`cpu`]: pin to a CPU; [`bytes`]: a test pattern and a checksum.
 //!
 //! Only what several labs use lives here; what serves one lab lives with that lab, and
@@ -31,6 +32,7 @@ mod janitor;
 pub mod lifeline;
 pub mod measure;
 pub mod narrate;
+pub mod nginx;
 pub mod procfacts;
 pub mod report;
 pub mod wait;

@@ -1,7 +1,13 @@
 //! The prefork server: its demo's verdict, and the server itself driven by a bounded client
-//! of our own (no wrk, no nginx), on 127.0.0.1 with a port the kernel picks.
+//! of our own (no wrk), on 127.0.0.1 with a port the kernel picks. HTTP as the RFCs say is
+//! in prefork/http.rs, the slow and idle clients and nginx in front in prefork/attacks.rs.
 mod common;
 use common::*;
+
+#[path = "prefork/attacks.rs"]
+mod attacks;
+#[path = "prefork/http.rs"]
+mod http;
 
 use serde_json::Value;
 use std::io::{Read, Write};
@@ -10,14 +16,14 @@ use std::time::{Duration, Instant};
 
 /// A server started with `--json --port 0`; killed (with its workers, by PDEATHSIG) if a
 /// test fails half-way.
-struct Server {
+pub struct Server {
     s: Option<Started>,
-    port: u16,
-    master: i32,
+    pub port: u16,
+    pub master: i32,
 }
 
 impl Server {
-    fn start(args: &[&str]) -> Server {
+    pub fn start(args: &[&str]) -> Server {
         let mut all = vec!["--port", "0"];
         all.extend_from_slice(args);
         let mut s = start_json("prefork", &all);
@@ -34,7 +40,7 @@ impl Server {
         self.s.as_mut().expect("running")
     }
     /// The next `n` workers the master reports forking.
-    fn workers_started(&mut self, n: usize) -> Vec<i32> {
+    pub fn workers_started(&mut self, n: usize) -> Vec<i32> {
         (0..n)
             .map(|_| {
                 let v = self
@@ -45,14 +51,14 @@ impl Server {
             })
             .collect()
     }
-    fn next(&mut self, kind: &str) -> Value {
+    pub fn next(&mut self, kind: &str) -> Value {
         let k = kind.to_string();
         self.started()
             .wait_for(move |v| v["kind"] == k.as_str())
             .unwrap_or_else(|| panic!("no {kind} observation"))
     }
     /// Send `sig`, wait for the end, assert nothing is left; returns the exit code.
-    fn stop(mut self, sig: i32) -> Option<i32> {
+    pub fn stop(mut self, sig: i32) -> Option<i32> {
         interrupt(self.s.take().expect("running"), sig).code()
     }
 }
@@ -67,7 +73,7 @@ impl Drop for Server {
 }
 
 /// Send raw bytes on a new connection and read until the server closes it (bounded).
-fn raw(port: u16, req: &[u8]) -> Result<String, String> {
+pub fn raw(port: u16, req: &[u8]) -> Result<String, String> {
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
     let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2))
         .map_err(|e| e.to_string())?;
@@ -80,7 +86,7 @@ fn raw(port: u16, req: &[u8]) -> Result<String, String> {
 }
 
 /// GET `path` with `Connection: close`: (status, body).
-fn get(port: u16, path: &str) -> Result<(u16, String), String> {
+pub fn get(port: u16, path: &str) -> Result<(u16, String), String> {
     let text = raw(
         port,
         format!(
@@ -97,11 +103,11 @@ fn get(port: u16, path: &str) -> Result<(u16, String), String> {
     Ok((status, body))
 }
 
-fn worker_of(body: &str) -> i32 {
+pub fn worker_of(body: &str) -> i32 {
     body.split_whitespace().nth(1).and_then(|p| p.parse().ok()).unwrap_or(0)
 }
 
-fn alive(pid: i32) -> bool {
+pub fn alive(pid: i32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
         .ok()
         .and_then(|s| {
@@ -110,7 +116,7 @@ fn alive(pid: i32) -> bool {
         .unwrap_or(false)
 }
 
-fn syscall_of(pid: i32) -> Option<i64> {
+pub fn syscall_of(pid: i32) -> Option<i64> {
     std::fs::read_to_string(format!("/proc/{pid}/syscall"))
         .ok()?
         .split_whitespace()
@@ -119,7 +125,7 @@ fn syscall_of(pid: i32) -> Option<i64> {
         .ok()
 }
 
-fn until<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
+pub fn until<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
     let end = Instant::now() + timeout;
     loop {
         if let Some(v) = f() {
@@ -132,10 +138,20 @@ fn until<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
     }
 }
 
+/// The demo runs that attack the server take turns: two at once on a small machine would
+/// measure each other.
+pub static ATTACKS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+pub fn attacking() -> std::sync::MutexGuard<'static, ()> {
+    ATTACKS.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 #[test]
 fn demo_verifies_spread_replacement_and_graceful_stop() {
+    let _turn = attacking();
     let run = run_json("prefork", &["--demo"]);
     run.assert_verified();
+    attacks::assert_the_attack_sections(&run);
     // One connection at a time with every worker asleep in accept4: the kernel wakes
     // the one that has waited longest, so the workers take turns.
     let order = run.observation("wake_order");
@@ -175,7 +191,8 @@ fn demo_verifies_spread_replacement_and_graceful_stop() {
 fn workers_that_wait_in_epoll_exclusive_do_not_take_turns() {
     // One thing changed: each worker waits in epoll_pwait (its own instance, EPOLLEXCLUSIVE)
     // before accept. The kernel then wakes the first idle worker that registered, every time.
-    let run = run_removed("prefork", &["--demo"], "epoll_exclusive");
+    let run =
+        run_removed("prefork", &["--demo", "--part", "server"], "epoll_exclusive");
     run.assert_not_observed("longest_waiting_woken");
     run.assert_not_observed("spread");
 }
@@ -183,13 +200,14 @@ fn workers_that_wait_in_epoll_exclusive_do_not_take_turns() {
 #[test]
 fn workers_with_sockets_of_their_own_do_not_share_one() {
     // One thing changed: every worker opens its own socket on the port (SO_REUSEPORT).
-    let run = run_removed("prefork", &["--demo"], "own_socket");
+    let run = run_removed("prefork", &["--demo", "--part", "server"], "own_socket");
     run.assert_not_observed("one_socket_all_in_accept");
 }
 
 #[test]
 fn a_master_that_does_not_replace_the_dead_fails_the_replacement_check() {
-    let run = run_removed("prefork", &["--demo"], "no_replacement");
+    let run =
+        run_removed("prefork", &["--demo", "--part", "server"], "no_replacement");
     run.assert_not_observed("replaced");
     let deaths = run.observations("worker_died");
     assert!(deaths.iter().take(2).all(|d| d["replaced"] == false), "{deaths:?}");
@@ -197,14 +215,15 @@ fn a_master_that_does_not_replace_the_dead_fails_the_replacement_check() {
 
 #[test]
 fn a_worker_that_leaves_at_sigterm_drops_the_request_in_flight() {
-    let run = run_removed("prefork", &["--demo"], "sigterm_fast");
+    let run =
+        run_removed("prefork", &["--demo", "--part", "server"], "sigterm_fast");
     run.assert_not_observed("in_flight_finished");
     assert_eq!(run.observation("in_flight_answer")["ok"], false);
 }
 
 #[test]
 fn without_keep_alive_a_connection_carries_one_request() {
-    let run = run_removed("prefork", &["--demo"], "close_each");
+    let run = run_removed("prefork", &["--demo", "--part", "server"], "close_each");
     run.assert_not_observed("keepalive_one_worker");
 }
 
@@ -216,7 +235,7 @@ fn an_interrupted_demo_cleans_up_and_dies_of_the_signal() {
     for section in 1..=4 {
         for after in [0, 150] {
             for sig in [libc::SIGINT, libc::SIGTERM] {
-                let mut s = start_json("prefork", &["--demo"]);
+                let mut s = start_json("prefork", &["--demo", "--part", "server"]);
                 let mut seen = 0;
                 s.wait_for(|v| {
                     seen += (v["event"] == "section") as usize;
@@ -287,59 +306,6 @@ fn requests_spread_a_killed_worker_is_replaced_and_graceful_stop_loses_nothing()
     for p in now {
         assert!(!alive(p), "worker {p} alive after shutdown");
     }
-}
-
-#[test]
-fn malformed_and_oversized_requests_get_400_and_431_and_the_server_carries_on() {
-    let mut srv = Server::start(&["--workers", "1"]);
-    srv.workers_started(1);
-    let port = srv.port;
-    for bad in [
-        &b"GARBAGE\r\n\r\n"[..],
-        b"GET / HTTP/1.1\r\n\r\n", // HTTP/1.1 without Host
-        b"GET / HTTP/9.9\r\nHost: x\r\n\r\n",
-        b"GET nopath HTTP/1.1\r\nHost: x\r\n\r\n",
-        b"GET / HTTP/1.1\r\nHost: x\r\nno colon here\r\n\r\n",
-    ] {
-        let r = raw(port, bad).expect("an answer");
-        assert!(r.starts_with("HTTP/1.1 400 "), "{bad:?} -> {r:?}");
-        assert_eq!(get(port, "/").unwrap().0, 200, "served after {bad:?}");
-    }
-    let mut big = b"GET / HTTP/1.1\r\nHost: x\r\nX-Big: ".to_vec();
-    big.extend(std::iter::repeat_n(b'a', 10_000));
-    big.extend_from_slice(b"\r\n\r\n");
-    assert!(raw(port, &big).unwrap().starts_with("HTTP/1.1 431 "));
-    assert_eq!(get(port, "/work?ms=99999").unwrap().0, 400, "bounded");
-    assert_eq!(get(port, "/cpu?n=0").unwrap().0, 400, "bounded");
-    assert_eq!(get(port, "/cpu?n=1000").unwrap().0, 200);
-    assert_eq!(get(port, "/nowhere").unwrap().0, 404);
-    // Keep-alive: two requests on one connection, same worker.
-    let r = raw(
-        port,
-        b"GET / HTTP/1.1\r\nHost: x\r\n\r\nGET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
-    )
-    .unwrap();
-    assert_eq!(r.matches("HTTP/1.1 200 OK").count(), 2, "{r}");
-    assert_eq!(srv.stop(libc::SIGINT), Some(0));
-}
-
-#[test]
-fn a_slow_client_is_dropped_and_cannot_hold_the_only_worker() {
-    let mut srv = Server::start(&["--workers", "1", "--timeout-ms", "300"]);
-    srv.workers_started(1);
-    let port = srv.port;
-    let addr = SocketAddr::from(([127, 0, 0, 1], port));
-    let mut slow =
-        TcpStream::connect_timeout(&addr, Duration::from_secs(2)).unwrap();
-    slow.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    slow.write_all(b"GET / HTTP/1.1\r\nHo").unwrap(); // and never the rest
-    let t = Instant::now();
-    assert_eq!(get(port, "/").expect("served after the slow one").0, 200);
-    assert!(t.elapsed() < Duration::from_secs(8));
-    let mut answer = String::new();
-    let _ = slow.read_to_string(&mut answer); // 408, then EOF
-    assert!(answer.is_empty() || answer.starts_with("HTTP/1.1 408 "), "{answer:?}");
-    assert_eq!(srv.stop(libc::SIGTERM), Some(0));
 }
 
 #[test]
@@ -446,13 +412,24 @@ fn bad_flags_exit_2() {
     assert_usage_error("prefork", &["--workers", "0"]);
     assert_usage_error("prefork", &["--workers", "1000"]);
     assert_usage_error("prefork", &["--port", "70000"]);
-    assert_usage_error("prefork", &["--timeout-ms", "5"]);
+    assert_usage_error("prefork", &["--head-ms", "60001"]);
     assert_usage_error("prefork", &["--model", "fibers"]);
     assert_usage_error("prefork", &["--demo", "--model", "threads"]);
     assert_usage_error("prefork", &["--demo", "--reuseport"]);
     assert_usage_error("prefork", &["--demo", "--workers", "1"]);
     assert_usage_error("prefork", &["--grace-ms", "50"]);
-    assert_usage_error("prefork", &["--timeout-ms", "70000"]);
+    assert_usage_error("prefork", &["--first-byte-ms", "-1"]);
+    assert_usage_error("prefork", &["--keepalive-ms", "60001"]);
+    assert_usage_error("prefork", &["--head-max-ms", "120001"]);
+    assert_usage_error("prefork", &["--min-rate", "1000001"]);
+    assert_usage_error("prefork", &["--max-requests", "x"]);
+    assert_usage_error("prefork", &["--model", "threads", "--max-requests", "5"]);
+    assert_usage_error("prefork", &["--part", "idle"]); // needs --demo
+    assert_usage_error("prefork", &["--demo", "--part", "slowloris"]);
+    assert_usage_error("prefork", &["--demo", "--idle", "0"]);
+    assert_usage_error("prefork", &["--demo", "--idle", "4001"]);
+    assert_usage_error("prefork", &["--demo", "--slow", "1001"]);
+    assert_usage_error("prefork", &["--demo", "--attack-ms", "499"]);
 }
 
 #[test]

@@ -4,7 +4,7 @@
 
 use crate::client::{accept_fd, socket_inode};
 use crate::master::{lab_now, Master, Worker};
-use crate::serve::{set_accept_tick, setsockopt_int, Bufs};
+use crate::serve::{set_accept_tick, setsockopt_int, sockopt, Bufs};
 use crate::signals;
 use crate::worker::{accept_loop, on_fast, on_term, set_handler, Cfg};
 use nix::errno::Errno;
@@ -14,19 +14,28 @@ use proclab::{check, cleanup, die, flush_stdout, observe, procfacts, say_as, Lab
 use std::os::fd::RawFd;
 use std::time::Duration;
 
-/// The listening socket on 127.0.0.1:`port`; returns it and the port it got (port 0: the
-/// kernel picks). With `listen` false (SO_REUSEPORT) the socket only holds the port.
-pub fn bind_listener(port: u16, reuseport: bool, listen: bool) -> (RawFd, u16) {
+/// 127.0.0.1:`port` as the kernel takes it, and its length.
+pub fn loopback(port: u16) -> (libc::sockaddr_in, libc::socklen_t) {
     let ip = u32::from(std::net::Ipv4Addr::LOCALHOST).to_be();
-    let sin_addr = libc::in_addr { s_addr: ip };
-    let af = libc::AF_INET as libc::sa_family_t;
     let addr = libc::sockaddr_in {
-        sin_family: af,
+        sin_family: libc::AF_INET as libc::sa_family_t,
         sin_port: port.to_be(),
-        sin_addr,
+        sin_addr: libc::in_addr { s_addr: ip },
         sin_zero: [0; 8],
     };
-    let len = size_of::<libc::sockaddr_in>() as libc::socklen_t;
+    (addr, size_of::<libc::sockaddr_in>() as libc::socklen_t)
+}
+
+/// The listening socket on 127.0.0.1:`port`; returns it and the port it got (port 0: the
+/// kernel picks). With `listen` false (SO_REUSEPORT) the socket only holds the port.
+/// `defer_s` > 0: TCP_DEFER_ACCEPT for that many seconds (see `defer_accept`).
+pub fn bind_listener(
+    port: u16,
+    reuseport: bool,
+    listen: bool,
+    defer_s: i32,
+) -> (RawFd, u16) {
+    let (addr, len) = loopback(port);
     // ANCHOR: bind
     let tcp = libc::SOCK_STREAM | libc::SOCK_CLOEXEC;
     // SAFETY: socket(2) takes no pointers.
@@ -45,17 +54,42 @@ pub fn bind_listener(port: u16, reuseport: bool, listen: bool) -> (RawFd, u16) {
     if listen {
         // From here on the kernel completes TCP handshakes by itself.
         // SAFETY: listen(2) takes no pointers.
-        if unsafe { libc::listen(fd, 1024) } < 0 {
+        if unsafe { libc::listen(fd, BACKLOG) } < 0 {
             die("listen", Errno::last());
         }
         set_accept_tick(fd); // accept4 gives up every TICK_MS: see worker.rs
     }
     // ANCHOR_END: bind
+    if listen && defer_s > 0 {
+        defer_accept(fd, defer_s);
+    }
     let (mut got, mut glen) = (addr, len);
     // SAFETY: `got` is a live sockaddr_in of `glen` bytes, for the port the kernel gave.
     unsafe { libc::getsockname(fd, (&raw mut got).cast(), &mut glen) };
     (fd, u16::from_be(got.sin_port))
 }
+
+/// The queue of connections the kernel has accepted for us, as gunicorn's `--backlog`
+/// (the kernel caps it at net.core.somaxconn).
+pub const BACKLOG: i32 = 2048;
+
+// ANCHOR: defer
+/// TCP_DEFER_ACCEPT: the kernel completes the handshake but hands the
+/// connection to `accept` only once its first byte has arrived, or once
+/// `secs` have passed (rounded up to its SYN-ACK retransmissions: 1, 3, 7,
+/// 15 s...). Returns the seconds it keeps.
+pub fn defer_accept(fd: RawFd, secs: i32) -> i32 {
+    let tcp = libc::IPPROTO_TCP;
+    if sockopt(fd, tcp, libc::TCP_DEFER_ACCEPT, &secs) < 0 {
+        die("setsockopt(TCP_DEFER_ACCEPT)", Errno::last());
+    }
+    let (mut kept, mut len) = (0i32, size_of::<i32>() as libc::socklen_t);
+    let at = (&raw mut kept).cast();
+    // SAFETY: `kept` is a live int of `len` bytes.
+    unsafe { libc::getsockopt(fd, tcp, libc::TCP_DEFER_ACCEPT, at, &mut len) };
+    kept
+}
+// ANCHOR_END: defer
 
 /// Where the server listens, with how many workers of which kind.
 pub fn listening(
@@ -86,8 +120,8 @@ pub fn listening(
 }
 
 impl Master {
-    // ANCHOR: spawn
     /// Fork one worker. The master's other methods are in master.rs.
+    // ANCHOR: spawn
     pub fn spawn(&mut self, lab: &mut Lab, why: String) -> Pid {
         flush_stdout(); // or text still buffered would be printed by the worker too
 
@@ -96,17 +130,18 @@ impl Master {
         match unsafe { cleanup::fork_tracked() } {
             ForkResult::Child => worker_main(&self.cfg, self.me, &mut self.bufs),
             ForkResult::Parent { child } => {
-                // recorded by fork_tracked: killed and reaped on every way out
-                let born = lab_now();
+                let born = lab_now(); // tracked: reaped on every way out
                 self.workers.push(Worker { pid: child, born, retiring: false });
                 let pid = child.as_raw();
-                observe!(
-                    lab,
-                    "worker_started",
-                    "master forked worker {pid} ({why})",
-                    pid,
-                    why
-                );
+                if !self.quiet {
+                    observe!(
+                        lab,
+                        "worker_started",
+                        "master forked worker {pid} ({why})",
+                        pid,
+                        why
+                    );
+                }
                 child
             }
         }
@@ -139,10 +174,14 @@ fn worker_main(cfg: &Cfg, master: Pid, bufs: &mut Bufs) -> ! {
         _exit(70)
     }
     let listen_fd = cfg.listener();
-    say_as!("worker", "ready, blocking in accept()");
+    if !cfg.quiet {
+        say_as!("worker", "ready, blocking in accept()");
+    }
     let me = getpid().as_raw();
     let (conns, reqs) = accept_loop(listen_fd, cfg, bufs, me, Some(master));
-    say_as!("worker", "stopping: served {conns} connections, {reqs} requests");
+    if !cfg.quiet {
+        say_as!("worker", "stopping: served {conns} connections, {reqs} requests");
+    }
     // _exit is async-signal-safe; a worker never returns into main.
     _exit(0)
 }

@@ -1,7 +1,7 @@
 //! The demo's side of the wire and of /proc: a bounded HTTP client of its own (one request,
 //! a background load, a keep-alive connection) and what /proc says about a worker.
 
-use crate::http::find;
+use crate::wire::find;
 use nix::unistd::Pid;
 use proclab::{clock, procfacts};
 use std::io::{Read, Write as _};

@@ -110,6 +110,9 @@ impl Master {
         self.stop_by = Some(lab_now() + grace);
         // ANCHOR_END: stop
         let (workers, signal) = (self.workers.len(), sig.as_str());
+        if self.quiet {
+            return;
+        }
         // After the signals, so that a --step pause here delays no worker.
         observe!(
             lab,

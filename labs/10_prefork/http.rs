@@ -2,45 +2,13 @@
 //! allocate and only make raw system calls, so a forked worker may use them. The part of
 //! the server that is not about processes, with its unit tests.
 
-use nix::errno::Errno;
-use std::fmt::{self, Write as _};
+use crate::fields::{parse_fields, Framing, FIELD_MAX};
+use crate::request_line::{parse_line, Method, Target, LINE_MAX};
+use crate::wire::{send_all, SliceWriter};
+use std::fmt::Write as _;
 use std::os::fd::RawFd;
-use std::time::{Duration, Instant};
 
-/// Where `needle` starts in `hay`.
-pub fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    hay.windows(needle.len()).position(|w| w == needle)
-}
-
-/// Before closing on an error: stop sending, then read and drop what the client still
-/// sends (bounded), because closing with unread bytes makes the kernel send a reset, which
-/// can destroy our error response before the client reads it.
-pub fn linger(fd: RawFd, scratch: &mut [u8]) {
-    // SAFETY: shutdown, poll and recv on our connection, into a live buffer.
-    unsafe {
-        libc::shutdown(fd, libc::SHUT_WR); // our FIN goes after the response
-        let deadline = Instant::now() + Duration::from_millis(500);
-        let mut drained = 0;
-        while Instant::now() < deadline && drained < 1 << 20 {
-            let mut p = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
-            if libc::poll(&mut p, 1, 100) <= 0 {
-                continue; // nothing yet (or a signal): bounded by the deadline
-            }
-            let n = libc::recv(
-                fd,
-                scratch.as_mut_ptr().cast(),
-                scratch.len(),
-                libc::MSG_DONTWAIT,
-            ); // discard
-            if n <= 0 {
-                return; // EOF: the client closed its side
-            }
-            drained += n as usize;
-        }
-    }
-}
-
-#[derive(Clone, Copy, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Conn {
     /// HTTP/1.1 default: keep the connection.
     Keep,
@@ -50,86 +18,102 @@ pub enum Conn {
 }
 
 /// A parsed request head.
+#[derive(Debug)]
 pub struct Req<'a> {
+    pub method: Method,
     /// HEAD: answer with the head only.
     pub head_only: bool,
+    /// The path (from an absolute-form target too); `*` for `OPTIONS *`, empty for CONNECT.
     pub path: &'a [u8],
     pub query: &'a [u8],
     pub conn: Conn,
+    /// How long the body is, which the server reads (or refuses with 413) before answering.
+    pub body: Framing,
+    /// `Expect: 100-continue`: the client waits for a 100 before it sends the body.
+    pub expect_continue: bool,
 }
 
-/// Parse a request head: `GET /path?query HTTP/1.1`, then `Name: value` lines. Anything
-/// else is a 400 (and a body, which this server does not take).
+/// Where a request head ends in a buffer, or why it is refused before it ends.
+#[derive(Debug, PartialEq)]
+pub enum Scan {
+    /// Not complete yet: read more.
+    Partial,
+    /// The head is the first this many bytes (its blank line included).
+    Complete(usize),
+    /// Refused now: a bare LF (400), a request line over the limit (414), a field line
+    /// over the limit or a head larger than the buffer (431).
+    Bad(u16),
+}
+
+/// Look at what has arrived of a head (`full`: the buffer has no room left). Answers as soon
+/// as the bytes decide, so a client with bare LF line ends is answered at once.
+pub fn scan(buf: &[u8], full: bool) -> Scan {
+    // One empty line before the request line is ignored (RFC 9112 §2.2).
+    let mut start = if buf.starts_with(b"\r\n") { 2 } else { 0 };
+    let mut first = true;
+    while let Some(lf) = buf[start..].iter().position(|&b| b == b'\n') {
+        let end = start + lf;
+        if end == 0 || buf[end - 1] != b'\r' {
+            return Scan::Bad(400); // a line must end in CRLF
+        }
+        let len = end - 1 - start;
+        if first && len > LINE_MAX {
+            return Scan::Bad(414);
+        }
+        if !first && len > FIELD_MAX {
+            return Scan::Bad(431);
+        }
+        if !first && len == 0 {
+            return Scan::Complete(end + 1);
+        }
+        (first, start) = (false, end + 1);
+    }
+    let open = buf.len() - start; // the line still arriving, perhaps with its CR
+    match (first, full) {
+        (true, _) if open > LINE_MAX + 1 => Scan::Bad(414),
+        (true, true) => Scan::Bad(414),
+        (false, _) if open > FIELD_MAX + 1 || full => Scan::Bad(431),
+        _ => Scan::Partial,
+    }
+}
+
+/// Parse a complete request head (as `scan` found it): the request line (request_line.rs),
+/// then the field lines (fields.rs). Err is the status to answer with, before closing.
 pub fn parse(head: &[u8]) -> Result<Req<'_>, u16> {
-    // Without the blank line's CRLF, every line ends with CR; the last piece is empty.
-    let mut lines = head[..head.len() - 2].split(|&b| b == b'\n');
-    let first = lines.next().ok_or(400u16)?;
-    let first = first.strip_suffix(b"\r".as_slice()).ok_or(400u16)?; // lines end with CRLF
-    let mut parts = first.split(|&b| b == b' ');
-    let (method, target, version) =
-        match (parts.next(), parts.next(), parts.next(), parts.next()) {
-            (Some(m), Some(t), Some(v), None) => (m, t, v),
-            _ => return Err(400),
-        };
-    if method.is_empty() || !method.iter().all(u8::is_ascii_uppercase) {
+    let head = head.strip_prefix(b"\r\n").unwrap_or(head);
+    let bare_lf = head
+        .iter()
+        .enumerate()
+        .any(|(i, &b)| b == b'\n' && (i == 0 || head[i - 1] != b'\r'));
+    let text = head.strip_suffix(b"\r\n\r\n").ok_or(400u16)?;
+    if bare_lf {
         return Err(400);
     }
-    if target.first() != Some(&b'/') || !target.iter().all(|b| b.is_ascii_graphic())
-    {
-        return Err(400);
-    }
-    let http11 = match version {
-        b"HTTP/1.1" => true,
-        b"HTTP/1.0" => false,
-        _ => return Err(400),
-    };
-    let (mut host, mut close, mut keep) = (false, false, false);
-    for line in lines.filter(|l| !l.is_empty()) {
-        let line = line.strip_suffix(b"\r".as_slice()).ok_or(400u16)?; // a bare LF is not HTTP
-        let colon = line.iter().position(|&b| b == b':').ok_or(400u16)?;
-        let (name, value) = (&line[..colon], line[colon + 1..].trim_ascii());
-        if name.is_empty()
-            || !name.iter().all(|&b| {
-                b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
-            })
-        {
-            return Err(400);
-        }
-        if name.eq_ignore_ascii_case(b"host") {
-            host = true;
-        } else if name.eq_ignore_ascii_case(b"connection") {
-            close |= has_token(value, b"close");
-            keep |= has_token(value, b"keep-alive");
-        } else if name.eq_ignore_ascii_case(b"transfer-encoding")
-            || (name.eq_ignore_ascii_case(b"content-length") && value != b"0")
-        {
-            return Err(400); // no request bodies here
-        }
-    }
-    if http11 && !host {
-        return Err(400); // HTTP/1.1 requires Host
-    }
-    let conn = match (http11, close, keep) {
+    let mut lines =
+        text.split(|&b| b == b'\n').map(|l| l.strip_suffix(b"\r").unwrap_or(l));
+    let line = parse_line(lines.next().unwrap_or_default())?;
+    let f = parse_fields(lines, line.http11)?;
+    let conn = match (line.http11, f.close, f.keep_alive) {
         (_, true, _) => Conn::Close,
         (true, false, _) => Conn::Keep,
-        (false, false, true) => Conn::KeepSay,
+        (false, false, true) => Conn::KeepSay, // HTTP/1.0 keep-alive, as it was used
         (false, false, false) => Conn::Close,
     };
-    let (path, query) = match target.iter().position(|&b| b == b'?') {
-        Some(q) => (&target[..q], &target[q + 1..]),
-        None => (target, &b""[..]),
+    let (path, query) = match line.target {
+        Target::Origin { path, query } => (path, query),
+        Target::Absolute { path, query, .. } => (path, query), // its host over Host's
+        Target::Asterisk => (&b"*"[..], &b""[..]),
+        Target::Authority(_) => (&b""[..], &b""[..]),
     };
-    match method {
-        b"GET" | b"HEAD" => {
-            Ok(Req { head_only: method == b"HEAD", path, query, conn })
-        }
-        _ => Err(405),
-    }
-}
-
-/// True if the comma-separated header value contains `token` (case-insensitive).
-fn has_token(value: &[u8], token: &[u8]) -> bool {
-    value.split(|&b| b == b',').any(|t| t.trim_ascii().eq_ignore_ascii_case(token))
+    Ok(Req {
+        method: line.method,
+        head_only: line.method == Method::Head,
+        path,
+        query,
+        conn,
+        body: f.body,
+        expect_continue: f.expect_continue && f.body != Framing::None,
+    })
 }
 
 /// `name=N` in a query string, if present and a number.
@@ -143,24 +127,31 @@ pub fn param(query: &[u8], name: &[u8]) -> Option<u64> {
     })
 }
 
-/// The reason phrase of a status.
-fn reason(status: u16) -> &'static str {
+/// The reason phrase of a status (RFC 9110 §15).
+pub fn reason(status: u16) -> &'static str {
     match status {
         200 => "OK",
         400 => "Bad Request",
         404 => "Not Found",
         405 => "Method Not Allowed",
         408 => "Request Timeout",
+        413 => "Content Too Large",
+        414 => "URI Too Long",
+        417 => "Expectation Failed",
         431 => "Request Header Fields Too Large",
+        501 => "Not Implemented",
+        505 => "HTTP Version Not Supported",
         _ => "Error",
     }
 }
 
-/// Write the whole response; false if the client went away or stalled.
+/// Write the whole response, with `headers` (whole lines, CRLF included, such as
+/// `Allow: GET\r\n`) after the standard ones; false if the client went away or stalled.
 pub fn respond(
     fd: RawFd,
     out: &mut [u8],
     status: u16,
+    headers: &[u8],
     body: &[u8],
     conn: Conn,
     head_only: bool,
@@ -173,10 +164,12 @@ pub fn respond(
     };
     let _ = write!(
         w,
-        "HTTP/1.1 {status} {}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n{conn_line}\r\n",
+        "HTTP/1.1 {status} {}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n",
         reason(status),
         body.len()
     );
+    w.put(headers);
+    let _ = write!(w, "{conn_line}\r\n");
     if !head_only {
         w.put(body);
     }
@@ -184,67 +177,12 @@ pub fn respond(
     send_all(fd, &out[..n])
 }
 
-/// Send all of `bytes` (bounded: 5 s); false if the client went away or stalled.
-pub fn send_all(fd: RawFd, mut bytes: &[u8]) -> bool {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while !bytes.is_empty() {
-        // SAFETY: the pointer and length describe a live slice.
-        let n = unsafe {
-            libc::send(
-                fd,
-                bytes.as_ptr().cast(),
-                bytes.len(),
-                libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT,
-            )
-        }; // no SIGPIPE if the client is gone
-        if n >= 0 {
-            bytes = &bytes[n as usize..];
-            continue;
-        }
-        match Errno::last() {
-            Errno::EINTR => {}
-            Errno::EAGAIN if Instant::now() < deadline => {
-                let mut p = libc::pollfd { fd, events: libc::POLLOUT, revents: 0 };
-                // SAFETY: one valid pollfd.
-                unsafe { libc::poll(&mut p, 1, 500) }; // a slow reader: wait, bounded
-            }
-            _ => return false,
-        }
-    }
-    true
-}
-
-/// A `fmt::Write` into a fixed slice (no heap); longer text is cut.
-pub struct SliceWriter<'a> {
-    buf: &'a mut [u8],
-    /// Bytes written so far.
-    pub len: usize,
-}
-
-impl<'a> SliceWriter<'a> {
-    pub fn new(buf: &'a mut [u8]) -> Self {
-        SliceWriter { buf, len: 0 }
-    }
-    pub fn put(&mut self, b: &[u8]) {
-        let n = b.len().min(self.buf.len() - self.len);
-        self.buf[self.len..self.len + n].copy_from_slice(&b[..n]);
-        self.len += n;
-    }
-}
-
-impl fmt::Write for SliceWriter<'_> {
-    fn write_str(&mut self, s: &str) -> fmt::Result {
-        self.put(s.as_bytes());
-        Ok(())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn status(head: &[u8]) -> Result<(), u16> {
-        parse(head).map(|_| ())
+    fn status(head: &[u8]) -> u16 {
+        parse(head).map_or_else(|s| s, |_| 200)
     }
 
     #[test]
@@ -255,46 +193,68 @@ mod tests {
         assert_eq!(param(r.query, b"x"), Some(1));
         assert_eq!(param(r.query, b"y"), None);
         assert!(r.conn == Conn::Close && !r.head_only);
-        let r =
-            parse(b"HEAD / HTTP/1.0\r\nconnection: keep-alive\r\n\r\n").unwrap();
-        assert!(r.conn == Conn::KeepSay && r.head_only);
-        assert!(parse(b"GET / HTTP/1.0\r\n\r\n").unwrap().conn == Conn::Close);
-        assert!(
-            parse(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n").unwrap().conn == Conn::Keep
-        );
-    }
-
-    #[test]
-    fn rejects_what_is_not_http() {
-        assert_eq!(status(b"GARBAGE\r\n\r\n"), Err(400));
-        assert_eq!(status(b"GET / HTTP/1.1\r\n\r\n"), Err(400), "1.1 needs Host");
-        assert_eq!(
-            status(b"GET  / HTTP/1.1\r\nHost: a\r\n\r\n"),
-            Err(400),
-            "two spaces"
-        );
-        assert_eq!(status(b"GET / HTTP/2.0\r\nHost: a\r\n\r\n"), Err(400));
-        assert_eq!(status(b"get / HTTP/1.1\r\nHost: a\r\n\r\n"), Err(400));
-        assert_eq!(status(b"GET / HTTP/1.1\nHost: a\r\n\r\n"), Err(400), "bare LF");
-        assert_eq!(
-            status(b"GET / HTTP/1.1\r\nHost : a\r\n\r\n"),
-            Err(400),
-            "space before colon"
-        );
-        assert_eq!(
-            status(b"GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\n"),
-            Err(400)
-        );
-        assert_eq!(status(b"POST / HTTP/1.1\r\nHost: a\r\n\r\n"), Err(405));
         assert_eq!(param(b"ms=99999999999999", b"ms"), None, "too long");
     }
 
     #[test]
-    fn writes_into_a_fixed_buffer() {
-        let mut buf = [0u8; 8];
-        let mut w = SliceWriter::new(&mut buf);
-        let _ = write!(w, "worker {}", 123456);
-        assert_eq!(w.len, 8, "cut at the end of the buffer");
-        assert_eq!(&buf, b"worker 1");
+    fn http_1_0_keep_alive_as_it_was_used() {
+        let r =
+            parse(b"HEAD / HTTP/1.0\r\nconnection: keep-alive\r\n\r\n").unwrap();
+        assert!(r.conn == Conn::KeepSay && r.head_only);
+        assert_eq!(parse(b"GET / HTTP/1.0\r\n\r\n").unwrap().conn, Conn::Close);
+        let r = parse(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n").unwrap();
+        assert_eq!(r.conn, Conn::Keep);
+        let r = parse(b"GET / HTTP/1.2\r\nHost: a\r\n\r\n").unwrap();
+        assert_eq!(r.conn, Conn::Keep, "HTTP/1.2 as 1.1");
+    }
+
+    #[test]
+    fn one_leading_empty_line_is_ignored() {
+        let head = b"\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n";
+        assert_eq!(scan(head, false), Scan::Complete(head.len()));
+        assert_eq!(status(head), 200);
+        assert_eq!(
+            status(b"\r\n\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n"),
+            400,
+            "only one"
+        );
+    }
+
+    #[test]
+    fn a_bare_lf_is_refused_as_soon_as_it_arrives() {
+        assert_eq!(scan(b"GET / HTTP/1.1\n", false), Scan::Bad(400));
+        assert_eq!(scan(b"GET / HTTP/1.1\r\nHost: a\n", false), Scan::Bad(400));
+        assert_eq!(scan(b"GET / HTTP/1.1\r\nHost: a\r\n", false), Scan::Partial);
+        assert_eq!(status(b"GET / HTTP/1.1\nHost: a\r\n\r\n"), 400);
+    }
+
+    #[test]
+    fn limits_are_answered_before_the_head_ends() {
+        let mut line = b"GET /".to_vec();
+        line.resize(LINE_MAX + 2, b'a');
+        assert_eq!(scan(&line, false), Scan::Bad(414), "no CRLF needed to know");
+        let mut field = b"GET / HTTP/1.1\r\nX: ".to_vec();
+        field.resize(16 + FIELD_MAX + 2, b'v');
+        assert_eq!(scan(&field, false), Scan::Bad(431));
+        assert_eq!(
+            scan(b"GET / HTTP/1.1\r\nX: y", true),
+            Scan::Bad(431),
+            "buffer full"
+        );
+        assert_eq!(scan(b"GET / HT", true), Scan::Bad(414));
+    }
+
+    #[test]
+    fn method_target_version_and_fields_come_from_their_modules() {
+        let r = parse(b"OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n").unwrap();
+        assert_eq!((r.method, r.path), (Method::Options, &b"*"[..]));
+        let r = parse(b"POST http://h/up HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nExpect: 100-continue\r\n\r\n").unwrap();
+        assert_eq!(
+            (r.path, r.body, r.expect_continue),
+            (&b"/up"[..], Framing::Length(3), true)
+        );
+        assert_eq!(status(b"GARBAGE\r\n\r\n"), 400);
+        assert_eq!(status(b"BREW / HTTP/1.1\r\nHost: a\r\n\r\n"), 501);
+        assert_eq!(status(b"GET / HTTP/1.1\r\n\r\n"), 400, "1.1 needs Host");
     }
 }

@@ -9,19 +9,30 @@
 
 use clap::{CommandFactory, Parser, ValueEnum};
 use proclab::{Common, Lab, OrDie};
+use read::Timing;
 use std::time::Duration;
 
+mod attack;
+mod behind_nginx;
 mod bind_and_fork;
+mod body;
 mod client;
+mod fields;
 mod graceful_stop;
 mod http;
+mod idle_clients;
 mod kill_under_load;
 mod master;
+mod read;
+mod request_line;
 mod resize;
 mod serve;
+mod siege;
 mod signals;
+mod slow_clients;
 mod spread;
 mod threads;
+mod wire;
 mod worker;
 
 #[derive(Clone, Copy, PartialEq, ValueEnum)]
@@ -35,8 +46,9 @@ enum Model {
 /// A prefork HTTP/1.1 server: a supervising master and N workers blocking in accept().
 ///
 /// GET / (the worker's pid), GET /work?ms=N (sleeps, N <= 10000), GET /cpu?n=N (burns CPU,
-/// N <= 50000000). Signals to the master: TERM graceful stop, INT/QUIT fast stop, TTIN one
-/// worker more, TTOU one fewer, HUP replace every worker one by one.
+/// N <= 50000000), POST or PUT /upload (reads the body, up to 1 MiB). Signals to the
+/// master: TERM graceful stop, INT/QUIT fast stop, TTIN one worker more, TTOU one fewer,
+/// HUP replace every worker one by one.
 #[derive(Parser)]
 #[command(name = "prefork", version)]
 struct Args {
@@ -54,10 +66,41 @@ struct Args {
     /// kernel spreads connections over the sockets by a hash of the addresses.
     #[arg(long)]
     reuseport: bool,
-    /// A request head (or an idle keep-alive connection) slower than this is dropped, in ms
-    /// (100 to 60000).
-    #[arg(long, default_value_t = 5000, value_parser = clap::value_parser!(u64).range(100..=60_000))]
-    timeout_ms: u64,
+    /// How long a new connection may stay silent before it is closed, in ms (0 to 60000;
+    /// 0: no limit). With TCP_DEFER_ACCEPT the kernel waits it out, not a worker.
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(0..=60_000))]
+    first_byte_ms: u64,
+    /// No TCP_DEFER_ACCEPT: a worker accepts a connection before its first byte and waits
+    /// for it itself (for --first-byte-ms).
+    #[arg(long)]
+    no_defer_accept: bool,
+    /// How long a kept-alive connection may wait for its next request, in ms (0 to 60000;
+    /// 0: no limit) [default: 2000 as gunicorn, 500 with --demo]
+    #[arg(long, value_parser = clap::value_parser!(u64).range(0..=60_000))]
+    keepalive_ms: Option<u64>,
+    /// How long a request head (or a body) may take from its first byte, in ms (0 to
+    /// 60000; 0: no limit), plus 1 s per --min-rate bytes received, up to --head-max-ms
+    /// [default: 5000, 1000 with --demo; Apache: 20000]
+    #[arg(long, value_parser = clap::value_parser!(u64).range(0..=60_000))]
+    head_ms: Option<u64>,
+    /// The most a head (or a body) may take however fast it comes, in ms (0 to 120000)
+    /// [default: 10000, 2000 with --demo; Apache: 40000]
+    #[arg(long, value_parser = clap::value_parser!(u64).range(0..=120_000))]
+    head_max_ms: Option<u64>,
+    /// Bytes per second that earn a head one more second (0 to 1000000; 0: none), as
+    /// Apache's MinRate.
+    #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u64).range(0..=1_000_000))]
+    min_rate: u64,
+    /// Every defence off: no TCP_DEFER_ACCEPT and no deadline (shows the attacks working).
+    #[arg(long)]
+    no_defences: bool,
+    /// A worker leaves after this many requests and the master forks another, as
+    /// gunicorn's --max-requests (0 to 1000000; 0: never).
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=1_000_000))]
+    max_requests: u64,
+    /// Each worker's --max-requests plus a random 0 to this (0 to 1000000).
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=1_000_000))]
+    max_requests_jitter: u64,
     /// Graceful stop (SIGTERM): how long workers get to finish their requests before
     /// SIGKILL, in ms (100 to 60000).
     #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(100..=60_000))]
@@ -68,8 +111,36 @@ struct Args {
     /// Run the scripted scenario against itself (port 0, 3 workers) and exit with a verdict.
     #[arg(long, conflicts_with_all = ["reuseport", "broken_workers"])]
     demo: bool,
+    /// With --demo: all of it, or some parts (a comma list): the server (sections 1 to
+    /// 4), idle clients (5), slow clients (6), nginx in front (7).
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "all",
+        requires = "demo"
+    )]
+    part: Vec<Part>,
+    /// With --demo: connections that never send a byte (1 to 4000).
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..=4000))]
+    idle: u64,
+    /// With --demo: slowloris connections, one byte every 200 ms (1 to 1000).
+    #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u64).range(1..=1000))]
+    slow: u64,
+    /// With --demo: how long each attack lasts, in ms (500 to 10000).
+    #[arg(long, default_value_t = 1500, value_parser = clap::value_parser!(u64).range(500..=10_000))]
+    attack_ms: u64,
     #[command(flatten)]
     common: Common,
+}
+
+#[derive(Clone, Copy, PartialEq, ValueEnum)]
+enum Part {
+    All,
+    Server,
+    Idle,
+    Slow,
+    Nginx,
 }
 
 impl Args {
@@ -81,14 +152,38 @@ impl Args {
             as usize
     }
 
+    /// The deadlines asked for (read.rs), and the seconds of TCP_DEFER_ACCEPT (0: none).
+    fn defences(&self) -> (Timing, i32) {
+        let ms = |v: Option<u64>, server: u64, demo: u64| {
+            let v = v.unwrap_or(if self.demo { demo } else { server });
+            (v > 0 && !self.no_defences).then(|| Duration::from_millis(v))
+        };
+        let first_byte = ms(Some(self.first_byte_ms), 0, 0);
+        let defer_s = match first_byte {
+            Some(d) if !self.no_defer_accept => d.as_millis().div_ceil(1000) as i32,
+            _ => 0,
+        };
+        let timing = Timing {
+            first_byte,
+            deferred: defer_s > 0,
+            keepalive: ms(self.keepalive_ms, 2000, 500),
+            head: ms(self.head_ms, 5000, 1000),
+            head_max: ms(self.head_max_ms, 10_000, 2000).unwrap_or_default(),
+            min_rate: self.min_rate,
+        };
+        (timing, defer_s)
+    }
+
     /// What this run sets out to show.
     fn claim(&self) -> &'static str {
         match (self.demo, self.model) {
             (true, _) => {
                 "the kernel spreads connections over workers blocked in accept on one \
-                 socket; the master sees each death through SIGCHLD and waitpid and \
-                 replaces the worker, so requests keep succeeding; SIGTERM stops them \
-                 without losing the request in flight"
+                 socket; the master replaces the dead, so requests keep succeeding; \
+                 SIGTERM loses no request in flight; idle and slow clients starve blocking \
+                 workers, TCP_DEFER_ACCEPT and deadlines defend against idle ones and cut \
+                 slow ones, and only a buffering proxy in front serves through many slow \
+                 ones"
             }
             (false, Model::Threads) => "the threads served until told to stop",
             (false, Model::Process) => {
@@ -102,8 +197,10 @@ impl Args {
 fn main() {
     let a = Args::parse();
     let n = a.workers();
-    if a.demo && (a.model == Model::Threads || n < 2) {
-        let why = "--demo runs the process model with at least 2 workers";
+    let threads = a.model == Model::Threads;
+    if (a.demo && (threads || n < 2)) || (threads && a.max_requests > 0) {
+        let why =
+            "--demo and --max-requests need the process model (--demo: 2 workers)";
         Args::command().error(clap::error::ErrorKind::ArgumentConflict, why).exit();
     }
     let mut lab = Lab::start("prefork", a.claim(), &a.common);
@@ -114,13 +211,15 @@ fn main() {
     // Tests only: in the demo each worker opens a socket of its own (SO_REUSEPORT).
     let reuseport = a.reuseport || (a.demo && proclab::test_removes("own_socket"));
     let port = a.port.unwrap_or(if a.demo { 0 } else { 8080 });
-    let (fd, port) = bind_and_fork::bind_listener(port, reuseport, !reuseport);
-    let threads = a.model == Model::Threads;
+    let (timing, defer_s) = a.defences();
+    let listen = bind_and_fork::bind_listener;
+    let (fd, port) = listen(port, reuseport, !reuseport, defer_s);
     if !a.demo {
         bind_and_fork::listening(&mut lab, port, n, threads, reuseport);
     }
-    let mut cfg = worker::Cfg::new(fd, port, reuseport, a.timeout_ms);
-    cfg.broken = a.broken_workers;
+    let mut cfg = worker::Cfg::new(fd, port, reuseport, timing);
+    (cfg.defer_s, cfg.broken) = (defer_s, a.broken_workers);
+    (cfg.max_requests, cfg.jitter) = (a.max_requests, a.max_requests_jitter);
     let grace = Duration::from_millis(a.grace_ms);
     if threads {
         threads::serve(lab, cfg, n, &signals, grace);
@@ -129,9 +228,23 @@ fn main() {
     if !a.demo {
         m.serve(lab); // until SIGTERM or SIGINT
     }
-    bind_and_fork::run(&mut lab, &mut m);
-    spread::run(&mut lab, &mut m);
-    kill_under_load::run(&mut lab, &mut m);
-    graceful_stop::run(&mut lab, &mut m);
+    let part = |p: Part| a.part.contains(&Part::All) || a.part.contains(&p);
+    if part(Part::Server) {
+        bind_and_fork::run(&mut lab, &mut m);
+        spread::run(&mut lab, &mut m);
+        kill_under_load::run(&mut lab, &mut m);
+        graceful_stop::run(&mut lab, &mut m);
+    }
+    let d =
+        siege::Demo::new(n, (timing, defer_s), a.idle, a.slow, a.attack_ms, cfg);
+    if part(Part::Idle) {
+        idle_clients::run(&mut lab, &d);
+    }
+    if part(Part::Slow) {
+        slow_clients::run(&mut lab, &d);
+    }
+    if part(Part::Nginx) {
+        behind_nginx::run(&mut lab, &d);
+    }
     lab.finish()
 }

@@ -52,6 +52,8 @@ pub struct Master {
     pub interrupts: SigSet,
     /// Tests only: the master does not replace a dead worker.
     pub no_replacement: bool,
+    /// The demo's attack servers: no observation per fork and per death.
+    pub quiet: bool,
     pub grace: Duration,
     /// Consecutive deaths of young workers (a crash loop).
     pub streak: u32,
@@ -77,6 +79,7 @@ impl Master {
             signals,
             interrupts: SigSet::empty(),
             no_replacement: proclab::test_removes("no_replacement"),
+            quiet: false,
             grace,
             streak: 0,
             next_spawn: lab_now(),
@@ -200,8 +203,10 @@ impl Master {
             let age = lab_now().saturating_sub(w.born);
             let replaced =
                 !w.retiring && self.stop_by.is_none() && !self.no_replacement;
-            // Young deaths in a row are a crash loop: wait 100 ms, 200 ms, ... up to 5 s.
-            self.streak = if age < YOUNG { self.streak + 1 } else { 0 };
+            // Young failures in a row are a crash loop: wait 100 ms, 200 ms, ... up to 5 s.
+            // (A worker that exits 0 young has served its --max-requests.)
+            let failed = status.code() != Some(0);
+            self.streak = if age < YOUNG && failed { self.streak + 1 } else { 0 };
             let delay = match self.streak {
                 0 | 1 => Duration::ZERO,
                 k => Duration::from_millis(100 << (k - 2).min(6))
@@ -212,6 +217,10 @@ impl Master {
                 self.reasons.push_back(format!("replaces {pid}"));
             }
             // ANCHOR_END: backoff
+            self.deaths.push(Death { pid, status });
+            if self.quiet {
+                continue;
+            }
             let then = match (replaced, delay.as_millis()) {
                 (false, _) => "not replaced".to_string(),
                 (true, 0) => "replacing it".to_string(),
@@ -227,7 +236,6 @@ impl Master {
                 replaced,
                 delay_ms = delay.as_millis() as u64
             );
-            self.deaths.push(Death { pid, status });
         }
     }
 }

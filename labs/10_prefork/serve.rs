@@ -1,16 +1,20 @@
-//! Serving one accepted connection: read a request head (bounded in size and in time), route
-//! it, write the answer. Called by a worker after `fork`, so the same rules hold as in the
-//! lab: raw system calls only, into buffers the master allocated before the fork (no heap,
-//! no locks). The HTTP parser and the response writer are in http.rs.
+//! Serving one accepted connection: read a request (under the deadlines of read.rs), route
+//! it, write the answer, and again while the client keeps the connection. Called by a
+//! worker after `fork`: raw system calls only, into buffers the master allocated before
+//! the fork (no heap, no locks). The HTTP parser is in http.rs and the files it names.
 
-use crate::http::{find, linger, param, parse, respond, Conn, Req, SliceWriter};
+use crate::body::Body;
+use crate::fields::Framing;
+use crate::http::{param, parse, reason, respond, Conn, Req};
+use crate::read::{read_body, read_head, BodyEnd, Head};
+use crate::request_line::Method;
+use crate::wire::{linger, send_all, SliceWriter};
 use crate::worker::{Cfg, STOP, TICK_MS};
 use nix::errno::Errno;
 use proclab::die;
 use std::fmt::Write as _;
 use std::os::fd::RawFd;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
 
 /// Largest request head (request line + headers) a worker accepts; more gets 431.
 const REQ_MAX: usize = 8192;
@@ -29,13 +33,18 @@ impl Bufs {
     }
 }
 
-/// setsockopt(SOL_SOCKET, `opt`) with the value `v`; the call's return value.
-fn sockopt<T>(fd: RawFd, opt: libc::c_int, v: &T) -> libc::c_int {
+/// setsockopt(`level`, `opt`) with the value `v`; the call's return value.
+pub fn sockopt<T>(
+    fd: RawFd,
+    level: libc::c_int,
+    opt: libc::c_int,
+    v: &T,
+) -> libc::c_int {
     // SAFETY: the option value is a live `T` of the declared size.
     unsafe {
         libc::setsockopt(
             fd,
-            libc::SOL_SOCKET,
+            level,
             opt,
             (v as *const T).cast(),
             size_of::<T>() as libc::socklen_t,
@@ -43,153 +52,164 @@ fn sockopt<T>(fd: RawFd, opt: libc::c_int, v: &T) -> libc::c_int {
     }
 }
 
-/// An int socket option; dies if the kernel refuses it.
+/// An int socket option at SOL_SOCKET; dies if the kernel refuses it.
 pub fn setsockopt_int(fd: RawFd, opt: libc::c_int, v: libc::c_int) {
-    if sockopt(fd, opt, &v) < 0 {
+    if sockopt(fd, libc::SOL_SOCKET, opt, &v) < 0 {
         die("setsockopt", Errno::last());
     }
 }
 
-/// accept() on this socket, and recv() on the sockets it accepts, give up after TICK_MS
-/// (EAGAIN), so a worker looks around.
+/// accept() on this socket gives up after TICK_MS (EAGAIN), so a worker looks around.
 pub fn set_accept_tick(fd: RawFd) {
     let tv =
         libc::timeval { tv_sec: 0, tv_usec: (TICK_MS * 1000) as libc::suseconds_t };
-    sockopt(fd, libc::SO_RCVTIMEO, &tv); // SO_RCVTIMEO bounds accept() too
+    sockopt(fd, libc::SOL_SOCKET, libc::SO_RCVTIMEO, &tv); // it bounds accept() too
 }
 
-enum Head {
-    /// A complete head of this many bytes is at the start of the buffer.
-    Complete(usize),
-    /// The client closed, or the connection was idle when we stopped: close quietly.
-    Closed,
-    TooLarge,
-    TimedOut,
-}
-
-/// Read until the buffer holds a whole request head (ends with CRLF CRLF), for at most
-/// `timeout` in all: a client that trickles its request in slower than that is dropped.
-fn read_head(
+/// Serve requests on one connection until it closes, asks to close, misbehaves, we stop,
+/// or `budget` (requests this worker may still serve) runs out. Returns how many requests
+/// got an answer.
+pub fn serve_connection(
     fd: RawFd,
-    buf: &mut [u8],
-    len: &mut usize,
-    timeout: Duration,
-    fresh: bool,
-) -> Head {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(end) = find(&buf[..*len], b"\r\n\r\n") {
-            return Head::Complete(end + 4);
-        }
-        if *len == buf.len() {
-            return Head::TooLarge;
-        }
-        if Instant::now() >= deadline {
-            return if *len == 0 { Head::Closed } else { Head::TimedOut };
-        }
-        // Stopping: an idle keep-alive connection is closed, unless a request already came;
-        // a new connection is not idle (its client is sending the request we accepted it for).
-        let idle_stop = STOP.load(Ordering::SeqCst) && *len == 0 && !fresh;
-        let flags = if idle_stop { libc::MSG_DONTWAIT } else { 0 };
-        let room = &mut buf[*len..];
-        let (at, room) = (room.as_mut_ptr().cast(), room.len());
-        // Sleep until bytes come, a signal, or the 500 ms SO_RCVTIMEO tick that the
-        // connection inherited from the listening socket.
-        // SAFETY: the pointer and length describe the free part of the buffer.
-        let n = unsafe { libc::recv(fd, at, room, flags) };
-        match n {
-            0 => return Head::Closed, // EOF: the client closed
-            n if n < 0 => match Errno::last() {
-                Errno::EAGAIN if idle_stop => return Head::Closed, // nothing had arrived
-                Errno::EAGAIN | Errno::EINTR => continue, // the tick or a signal: look again
-                _ => return Head::Closed,                 // ECONNRESET and the like
-            },
-            n => *len += n as usize,
-        }
-    }
-}
-
-/// Serve requests on one connection until it closes, asks to close, misbehaves or we stop.
-/// Returns how many requests got an answer.
-pub fn serve_connection(fd: RawFd, bufs: &mut Bufs, cfg: &Cfg, me: i32) -> u64 {
+    bufs: &mut Bufs,
+    cfg: &Cfg,
+    me: i32,
+    budget: &mut u64,
+) -> u64 {
     let (mut len, mut served) = (0usize, 0u64);
     loop {
-        let end = match read_head(
-            fd,
-            &mut bufs.req,
-            &mut len,
-            cfg.timeout,
-            served == 0,
-        ) {
+        let t = &cfg.timing;
+        let end = match read_head(fd, &mut bufs.req, &mut len, t, served == 0) {
             Head::Complete(end) => end,
-            Head::Closed => return served,
-            Head::TooLarge => {
-                respond(
-                    fd,
-                    &mut bufs.out,
-                    431,
-                    b"request head too large\n",
-                    Conn::Close,
-                    false,
+            Head::Closed | Head::Silent => return served,
+            Head::TooSlow { held_ms, bytes } => {
+                let mut text = [0u8; 96];
+                let mut w = SliceWriter::new(&mut text);
+                let _ = writeln!(
+                    w,
+                    "request head too slow: {bytes} bytes in {held_ms} ms"
                 );
-                linger(fd, &mut bufs.req);
+                let n = w.len;
+                refuse(fd, &mut bufs.out, &mut bufs.req, 408, &text[..n]);
                 return served;
             }
-            Head::TimedOut => {
-                respond(
+            Head::Bad(status) => {
+                refuse(
                     fd,
                     &mut bufs.out,
-                    408,
-                    b"request too slow\n",
-                    Conn::Close,
-                    false,
+                    &mut bufs.req,
+                    status,
+                    reason(status).as_bytes(),
                 );
                 return served;
             }
         };
-        let keep = match parse(&bufs.req[..end]) {
+        let (head, rest) = bufs.req.split_at_mut(end);
+        let mut rest_len = len - end;
+        let (keep, next) = match parse(head) {
             Ok(req) => {
-                let conn = if STOP.load(Ordering::SeqCst) || cfg.close_each {
-                    Conn::Close
-                } else {
-                    req.conn
-                };
-                let mut body = [0u8; 128];
-                let mut w = SliceWriter::new(&mut body);
-                let status = route(&req, me, &mut w);
-                let n = w.len;
-                respond(fd, &mut bufs.out, status, &body[..n], conn, req.head_only)
-                    && conn != Conn::Close
+                let last =
+                    STOP.load(Ordering::SeqCst) || cfg.close_each || *budget <= 1;
+                let conn = if last { Conn::Close } else { req.conn };
+                let out = &mut bufs.out;
+                answer(fd, &req, rest, &mut rest_len, out, conn, cfg, me)
             }
             Err(status) => {
-                respond(
-                    fd,
-                    &mut bufs.out,
-                    status,
-                    b"bad request\n",
-                    Conn::Close,
-                    false,
-                );
-                linger(fd, &mut bufs.req);
-                false
+                refuse(fd, &mut bufs.out, rest, status, reason(status).as_bytes());
+                (false, 0)
             }
         };
         served += 1;
-        bufs.req.copy_within(end..len, 0); // a pipelined next request stays in the buffer
-        len -= end;
+        *budget = budget.saturating_sub(1);
         if !keep {
             return served;
         }
+        // What came after this request is the next one (pipelining).
+        bufs.req.copy_within(end + next..end + rest_len, 0);
+        len = rest_len - next;
     }
 }
 
-/// The endpoints. Writes the body into `w`; returns the status.
-fn route(req: &Req, me: i32, w: &mut SliceWriter) -> u16 {
-    match req.path {
-        b"/" => {
-            let _ = writeln!(w, "worker {me}");
-            200
+/// Answer with an error and close: stop sending, then drain what the client still sends
+/// (not a slow client's: it is cut at once).
+fn refuse(fd: RawFd, out: &mut [u8], scratch: &mut [u8], status: u16, text: &[u8]) {
+    respond(fd, out, status, b"", text, Conn::Close, false);
+    let drain_ms = if status == 408 { 0 } else { 500 };
+    linger(fd, scratch, drain_ms);
+}
+
+/// Answer one request: read its body (or refuse it), then route it. Returns whether to keep
+/// the connection, and where in `rest` the next request starts.
+#[allow(clippy::too_many_arguments)]
+fn answer(
+    fd: RawFd,
+    req: &Req,
+    rest: &mut [u8],
+    rest_len: &mut usize,
+    out: &mut [u8],
+    conn: Conn,
+    cfg: &Cfg,
+    me: i32,
+) -> (bool, usize) {
+    let mut body = Body::new(req.body);
+    let mut next = 0;
+    if req.body != Framing::None {
+        // The client waits for this before it sends the body (RFC 9110 §10.1.1).
+        if req.expect_continue && !send_all(fd, b"HTTP/1.1 100 Continue\r\n\r\n") {
+            return (false, 0);
         }
+        let (status, text): (u16, &[u8]) =
+            match read_body(fd, rest, rest_len, &mut body, &cfg.timing) {
+                BodyEnd::Done(n) => {
+                    next = n;
+                    (0, b"")
+                }
+                BodyEnd::Closed => return (false, 0),
+                BodyEnd::TooSlow => (408, b"request body too slow\n"),
+                BodyEnd::Bad(status) => (status, b"bad request body\n"),
+            };
+        if status != 0 {
+            refuse(fd, out, rest, status, text);
+            return (false, 0);
+        }
+    }
+    let mut text = [0u8; 128];
+    let mut w = SliceWriter::new(&mut text);
+    let (status, headers) = route(req, &body, me, &mut w);
+    let n = w.len;
+    let sent = respond(fd, out, status, headers, &text[..n], conn, req.head_only);
+    (sent && conn != Conn::Close, next)
+}
+
+/// The resources, the methods each allows (405 and `Allow` otherwise), and what they do.
+/// Writes the body into `w`; returns the status and the header lines to add.
+fn route(
+    req: &Req,
+    body: &Body,
+    me: i32,
+    w: &mut SliceWriter,
+) -> (u16, &'static [u8]) {
+    use Method::*;
+    let (allow, methods): (&'static [u8], &[Method]) = match req.path {
+        b"/" | b"/work" | b"/cpu" => {
+            (b"Allow: GET, HEAD, OPTIONS\r\n", &[Get, Head, Options])
+        }
+        b"/upload" => (b"Allow: POST, PUT, OPTIONS\r\n", &[Post, Put, Options]),
+        // The server itself: OPTIONS *, and CONNECT (we are no tunnel).
+        b"*" | b"" => (b"Allow: GET, HEAD, POST, PUT, OPTIONS\r\n", &[Options]),
+        _ => {
+            let _ = writeln!(w, "not found");
+            return (404, b"");
+        }
+    };
+    if !methods.contains(&req.method) {
+        let _ = writeln!(w, "method not allowed");
+        return (405, allow);
+    }
+    if req.method == Options {
+        return (200, allow);
+    }
+    let status = match req.path {
         b"/work" => match param(req.query, b"ms").filter(|&ms| ms <= 10_000) {
             Some(ms) => {
                 sleep_ms(ms); // stands for a blocking call: a database, a disk, another service
@@ -218,11 +238,17 @@ fn route(req: &Req, me: i32, w: &mut SliceWriter) -> u16 {
                 400
             }
         },
-        _ => {
-            let _ = writeln!(w, "not found");
-            404
+        b"/upload" => {
+            let (n, fnv) = (body.len, body.fnv);
+            let _ = writeln!(w, "worker {me} received {n} bytes, fnv1a {fnv:016x}");
+            200
         }
-    }
+        _ => {
+            let _ = writeln!(w, "worker {me}");
+            200
+        }
+    };
+    (status, b"")
 }
 
 /// Sleep `ms` on the monotonic clock, through signals (a SIGTERM must not cut it short).

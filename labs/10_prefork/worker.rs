@@ -3,6 +3,7 @@
 //! `fork` it only makes raw system calls into buffers allocated before the fork.
 
 use crate::bind_and_fork::bind_listener;
+use crate::read::Timing;
 use crate::serve::{serve_connection, Bufs};
 use libc::SOCK_CLOEXEC as CLOEXEC;
 use nix::unistd::{getppid, Pid};
@@ -10,7 +11,6 @@ use proclab::_exit;
 use std::os::fd::RawFd;
 use std::ptr::null_mut;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
 
 /// A worker blocked in accept (or in recv: accepted sockets inherit the option) wakes at
 /// least this often (SO_RCVTIMEO) to look at STOP, its parent and the clock, in case a
@@ -26,8 +26,17 @@ pub struct Cfg {
     pub listen_fd: RawFd,
     pub port: u16,
     pub reuseport: bool,
-    pub timeout: Duration,
+    /// The deadlines of every connection (read.rs).
+    pub timing: Timing,
+    /// TCP_DEFER_ACCEPT asked for on the listening socket, in whole seconds (0: off).
+    pub defer_s: i32,
+    /// A worker leaves after this many requests (0: never), plus a random 0 to `jitter`,
+    /// as gunicorn's `--max-requests` and `--max-requests-jitter`.
+    pub max_requests: u64,
+    pub jitter: u64,
     pub broken: bool,
+    /// The demo's attack servers: workers do not narrate.
+    pub quiet: bool,
     /// Tests only: SIGTERM makes a worker leave at once, like SIGINT (no graceful stop).
     pub sigterm_fast: bool,
     /// Tests only: a worker waits in epoll_pwait (EPOLLEXCLUSIVE) before accept, so the
@@ -39,13 +48,17 @@ pub struct Cfg {
 
 impl Cfg {
     /// The configuration; the test switches are read here, before any fork.
-    pub fn new(fd: RawFd, port: u16, reuseport: bool, timeout_ms: u64) -> Cfg {
+    pub fn new(fd: RawFd, port: u16, reuseport: bool, timing: Timing) -> Cfg {
         Cfg {
             listen_fd: fd,
             port,
             reuseport,
-            timeout: Duration::from_millis(timeout_ms),
+            timing,
+            defer_s: 0,
+            max_requests: 0,
+            jitter: 0,
             broken: false,
+            quiet: false,
             sigterm_fast: proclab::test_removes("sigterm_fast"),
             epoll_exclusive: proclab::test_removes("epoll_exclusive"),
             close_each: proclab::test_removes("close_each"),
@@ -55,10 +68,22 @@ impl Cfg {
     /// The socket a worker accepts on: the shared one, or with SO_REUSEPORT one of its own.
     pub fn listener(&self) -> RawFd {
         if self.reuseport {
-            bind_listener(self.port, true, true).0
+            bind_listener(self.port, true, true, self.defer_s).0
         } else {
             self.listen_fd
         }
+    }
+
+    /// How many requests this worker serves before it leaves: `max_requests` plus a random
+    /// 0 to `jitter` (getrandom(2), a plain system call), or no limit.
+    pub fn budget(&self) -> u64 {
+        if self.max_requests == 0 {
+            return u64::MAX;
+        }
+        let mut r = [0u8; 8];
+        // SAFETY: getrandom writes at most 8 bytes into `r`.
+        unsafe { libc::getrandom(r.as_mut_ptr().cast(), 8, 0) };
+        self.max_requests + u64::from_ne_bytes(r) % (self.jitter + 1)
     }
 }
 
@@ -85,8 +110,8 @@ pub fn set_handler(sig: libc::c_int, handler: Option<extern "C" fn(libc::c_int)>
     }
 }
 
-/// Accept and serve connections until STOP (or the master is gone). Returns (connections,
-/// requests) served.
+/// Accept and serve connections until STOP, the master is gone, or the worker has served
+/// its `--max-requests`. Returns (connections, requests) served.
 pub fn accept_loop(
     listen_fd: RawFd,
     cfg: &Cfg,
@@ -94,10 +119,10 @@ pub fn accept_loop(
     me: i32,
     master: Option<Pid>,
 ) -> (u64, u64) {
-    let (mut conns, mut reqs) = (0, 0);
+    let (mut conns, mut reqs, mut budget) = (0, 0, cfg.budget());
     let ep = if cfg.epoll_exclusive { exclusive_epoll(listen_fd) } else { -1 };
     // ANCHOR: accept
-    while !STOP.load(Ordering::SeqCst) {
+    while !STOP.load(Ordering::SeqCst) && budget > 0 {
         let mut c = -1;
         if ep < 0 || epoll_ready(ep) {
             // Sleep until the kernel hands us a connection (or a signal, a tick).
@@ -112,7 +137,7 @@ pub fn accept_loop(
             }
             continue; // EINTR (a signal) or EAGAIN (the tick): look at STOP
         }
-        let served = serve_connection(c, bufs, cfg, me);
+        let served = serve_connection(c, bufs, cfg, me, &mut budget);
         conns += (served > 0) as u64; // one closed before a request does not count
         reqs += served;
         // SAFETY: c is the descriptor accept4 gave us; the client sees EOF.

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 pub fn run(lab: &mut Lab, args: &Args, lifeline: &Lifeline) -> Option<Way> {
     lab.section("5. nginx: kill -9 the master");
-    let Some(bin) = nginx_run::find() else {
+    let Some(bin) = proclab::nginx::find() else {
         let why =
             "nginx is not installed (apt-get install nginx to run this section)";
         observe!(lab, "nginx", "{why}: skipped", installed = false);
@@ -24,7 +24,7 @@ pub fn run(lab: &mut Lab, args: &Args, lifeline: &Lifeline) -> Option<Way> {
         }
         return None;
     };
-    let version = nginx_run::version(&bin);
+    let version = proclab::nginx::version(&bin);
     let killpg_instead = proclab::test_removes("nginx_killpg"); // tests only
     let nginx = match nginx_run::start(&bin, lifeline) {
         Ok(n) => n,

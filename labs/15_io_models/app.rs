@@ -3,7 +3,8 @@
 //! or the server's `--cpu-ms` and `--wait-ms` without a query. The same bytes come back
 //! from every model; the request is parsed by the prefork lab's http.rs.
 
-use crate::http::{param, Conn, Req, SliceWriter};
+use crate::http::{param, Conn, Req};
+use crate::wire::SliceWriter;
 use std::fmt::Write as _;
 
 /// What one request costs.

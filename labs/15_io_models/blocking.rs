@@ -4,8 +4,9 @@
 //! buffers made beforehand, with system calls only: a forked worker may run it.
 
 use crate::app::{render, route, spend_cpu};
-use crate::http::{find, parse, send_all, Conn};
+use crate::http::{parse, Conn};
 use crate::server::Cfg;
+use crate::wire::{find, send_all};
 use proclab::clock::now_ns;
 use std::os::fd::RawFd;
 use std::ptr::null_mut;

@@ -5,9 +5,9 @@
 
 use crate::app::spend_cpu;
 use crate::blocking::HEAD_MAX;
-use crate::http::find;
 use crate::loopkit::watch;
 use crate::server::Cfg;
+use crate::wire::find;
 use nix::errno::Errno;
 use proclab::clock::now_ns;
 use std::collections::BTreeSet;

@@ -4,8 +4,8 @@
 //! and what a load measured. Only 127.0.0.1, every call bounded in time.
 
 use crate::app::Cost;
-use crate::http::find;
 use crate::server::loopback;
+use crate::wire::find;
 use proclab::measure::fmt_duration;
 use proclab::{Deadline, Summary};
 use std::io::{Read, Write};

@@ -15,8 +15,13 @@ mod blocking;
 mod cpu_only;
 mod cpuview;
 mod eventloop;
+// The prefork lab's HTTP/1.1 parser and writer (RFC 9112), shared, not copied; this
+// lab uses a part of them.
+#[path = "../10_prefork/fields.rs"]
+#[allow(dead_code)]
+mod fields;
 #[path = "../10_prefork/http.rs"]
-#[allow(dead_code)] // the prefork lab's parser and writer; this lab uses a part
+#[allow(dead_code)]
 mod http;
 mod idle;
 mod launch;
@@ -29,6 +34,9 @@ mod plan;
 mod point;
 mod prefork;
 mod procview;
+#[path = "../10_prefork/request_line.rs"]
+#[allow(dead_code)]
+mod request_line;
 mod reuseport;
 mod rule;
 mod server;
@@ -36,6 +44,9 @@ mod slow;
 mod sweep;
 mod threads;
 mod waiting;
+#[path = "../10_prefork/wire.rs"]
+#[allow(dead_code)]
+mod wire;
 mod wrk;
 
 /// The servers: one app, served four ways (the thread way in two).

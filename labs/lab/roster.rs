@@ -96,7 +96,7 @@ pub const LABS: &[LabInfo] = &[
         name: "prefork",
         file: "10_prefork/main.rs",
         chapter: "10-prefork.md",
-        shows: "prefork HTTP server: workers share one socket, the master replaces the dead, SIGTERM loses no request",
+        shows: "prefork HTTP server: workers share one socket, the master replaces the dead, SIGTERM loses no request; idle and slow clients against deadlines, TCP_DEFER_ACCEPT and nginx in front",
         args: &["--demo"],
     },
     LabInfo {
