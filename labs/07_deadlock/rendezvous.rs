@@ -20,6 +20,7 @@ pub struct Rendezvous {
     moved: Condvar,
 }
 
+// ANCHOR: all_there
 /// True when every thread holds its first lock, or asks for one that another holds.
 fn all_there(steps: &[Step]) -> bool {
     let held = |lock| steps.contains(&Step::Holds(lock));
@@ -29,6 +30,7 @@ fn all_there(steps: &[Step]) -> bool {
         Step::Starting => false,
     })
 }
+// ANCHOR_END: all_there
 
 impl Rendezvous {
     pub fn new(n: usize) -> Rendezvous {
