@@ -21,7 +21,7 @@ pub struct Rendezvous {
 }
 
 // ANCHOR: all_there
-/// True when every thread holds its first lock, or asks for one that another holds.
+/// True when every thread holds its first lock, or asks for one another holds.
 fn all_there(steps: &[Step]) -> bool {
     let held = |lock| steps.contains(&Step::Holds(lock));
     steps.iter().all(|s| match *s {
