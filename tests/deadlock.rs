@@ -1,7 +1,9 @@
-//! The deadlock lab: every deadlock is seen as a cycle (which locks, which holders), broken
-//! within the deadline, and every fix finishes; SIGINT / SIGTERM in the middle of a deadlock
-//! leave no process and no /dev/shm entry; loom finds the lock-order deadlock in the
-//! two-thread version and none in the ordered one.
+//! The deadlock lab: every deadlock is seen as a cycle (which locks, which holders), each
+//! thread tied by the kernel to the mutex it waits for, broken within the deadline, and
+//! every fix finishes from the state the deadlock starts from; each removal switch turns
+//! its check; SIGINT / SIGTERM in the middle of a deadlock leave no process and no
+//! /dev/shm entry; a worker refuses to run unless the lab started it; loom finds the
+//! lock-order deadlock in the two-thread version and none in the ordered one.
 mod common;
 use common::*;
 use serde_json::Value;
@@ -48,6 +50,25 @@ fn edge(a: &str, b: &str, c: &str, d: &str) -> (String, String, String, String) 
     (a.into(), b.into(), c.into(), d.into())
 }
 
+/// The kernel's view of the cycle: each of `threads` asleep (S) in a futex wait whose
+/// address lies in the mutex the wait-for graph says it waits for, held by its holder;
+/// the tasks table shows the same address for it.
+fn assert_futex_waits_close_the_cycle(run: &Run, threads: &[&str]) {
+    let cycle = run.observation("cycle");
+    let waits = run.observation("futex_waits")["waits"].as_array().expect("waits");
+    let tasks = rows(run, "tasks");
+    assert_eq!(waits.len(), threads.len(), "{waits:?}");
+    for e in cycle["edges"].as_array().unwrap() {
+        let w = waits.iter().find(|w| w["thread"] == e["thread"]).expect("a wait");
+        assert_eq!(w["state"], "S", "{w}");
+        assert_eq!(w["lock"], e["waits_for"], "{w} vs {e}");
+        assert_eq!(w["held_by"], e["held_by"], "{w} vs {e}");
+        let t = tasks.iter().find(|r| r[1] == s(&e["thread"])).expect("its task");
+        assert_eq!((t[2].as_str(), &t[4]), ("S", &s(&w["futex"])), "{t:?}");
+        assert!(t[3].contains("futex"), "{t:?}");
+    }
+}
+
 #[test]
 fn two_threads_deadlock_is_seen_broken_and_the_four_fixes_finish() {
     let _g = serial();
@@ -59,34 +80,16 @@ fn two_threads_deadlock_is_seen_broken_and_the_four_fixes_finish() {
         vec![edge("t1", "A", "B", "t2"), edge("t2", "B", "A", "t1")],
         "t1 holds A and waits for B held by t2, and the other way round"
     );
-    // parking_lot's detector, when it answered before the deadline, found the same threads;
-    // when it did not, it was "not consulted" and no agreement is counted.
+    // parking_lot's detector, asked about the same ring on its own mutex, named both.
     let pl = run.observation("parking_lot");
-    let agreement = run.events.iter().find(|e| {
-        e["event"] == "check" && e["name"] == "threads_parking_lot_agrees"
-    });
-    assert_eq!(agreement.is_some(), pl["answered"] == true, "{pl}");
-    if pl["answered"] == true {
-        assert_eq!(pl["cycles"], 1);
-        let mut names: Vec<String> = pl["threads"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|t| s(&t["thread"]))
-            .collect();
-        names.sort();
-        assert_eq!(names, ["t1", "t2"]);
-    }
-    // From the outside: both threads asleep on a futex.
-    let tasks = rows(&run, "tasks");
-    for name in ["t1", "t2"] {
-        let t = tasks
-            .iter()
-            .find(|r| r[1] == name)
-            .unwrap_or_else(|| panic!("no task {name}"));
-        assert_eq!(t[2], "S", "{t:?}");
-        assert!(t[3].contains("futex"), "{t:?}");
-    }
+    assert_eq!(pl["answered"], true, "{pl}");
+    assert_eq!(pl["cycles"], 1);
+    let mut names: Vec<String> =
+        pl["threads"].as_array().unwrap().iter().map(|t| s(&t["thread"])).collect();
+    names.sort();
+    assert_eq!(names, ["t1", "t2"]);
+    // From the kernel: each thread asleep on a futex inside the mutex it waits for.
+    assert_futex_waits_close_the_cycle(&run, &["t1", "t2"]);
     let broken = run.observation("broken");
     assert_eq!(broken["status"]["signal"], "SIGKILL", "{broken}");
     assert!(broken["ended_after_ms"].as_u64().unwrap() <= 2000 + 1000, "{broken}");
@@ -101,7 +104,7 @@ fn two_threads_deadlock_is_seen_broken_and_the_four_fixes_finish() {
         assert_eq!(f["finished"], true, "{f}");
         &f["report"]
     };
-    for role in ["FixOrder", "FixJitter", "FixTimed", "FixOneLock"] {
+    for role in ["fix-order", "fix-jitter", "fix-timed", "fix-one-lock"] {
         let r = by(role);
         assert_eq!(
             (r["a"].as_u64(), r["b"].as_u64()),
@@ -118,13 +121,13 @@ fn two_threads_deadlock_is_seen_broken_and_the_four_fixes_finish() {
             >= 2 * lockstep["rounds"].as_u64().unwrap()
     );
     assert!(run.events.iter().all(|e| e["name"] != "livelock_in_lockstep"));
-    by("FixLockstep");
+    by("fix-lockstep");
     assert!(
-        by("FixJitter")["retries"].as_u64().unwrap() >= 1,
+        by("fix-jitter")["retries"].as_u64().unwrap() >= 1,
         "the first round always collides"
     );
     assert!(
-        by("FixTimed")["gave_up"].as_u64().unwrap() >= 1,
+        by("fix-timed")["gave_up"].as_u64().unwrap() >= 1,
         "the timed lock gave up"
     );
 }
@@ -218,9 +221,9 @@ fn philosophers_form_a_ring_and_the_ordered_fix_eats_every_meal() {
         })
         .collect();
     assert_eq!(edges(run.observation("cycle"), "thread"), want);
-    let tasks = rows(&run, "tasks");
+    assert_futex_waits_close_the_cycle(&run, &["phil0", "phil1", "phil2", "phil3"]);
     assert_eq!(
-        tasks.iter().filter(|r| r[1].starts_with("phil") && r[2] == "S").count(),
+        run.observation("parking_lot")["threads"].as_array().unwrap().len(),
         4
     );
     let fix = run.observation("fix");
@@ -318,12 +321,60 @@ fn a_short_deadline_still_ends_in_time_and_leaves_nothing() {
     assert!(matches!(run.code, Some(0) | Some(3)), "{}", run.stderr);
     let b = run.observation("broken");
     assert!(b["ended_after_ms"].as_u64().unwrap() <= 150 + 1000, "{b}");
-    // A parking_lot that had not answered was "not consulted": no agreement is counted.
-    let pl = run.observation("parking_lot");
-    let agreement =
-        run.events.iter().any(|e| e["name"] == "threads_parking_lot_agrees");
-    assert_eq!(agreement, pl["answered"] == true, "{pl}");
     assert_eq!(b["status"]["signal"], "SIGKILL", "{b}");
+    // A parking_lot that had not answered in time is a failed check, never agreement.
+    let pl = run.observation("parking_lot");
+    assert_eq!(
+        run.check("threads_parking_lot_agrees"),
+        pl["answered"] == true,
+        "{pl}"
+    );
+}
+
+#[test]
+fn the_human_output_names_roles_not_their_debug_form() {
+    let _g = serial();
+    let (code, out) =
+        run_human("deadlock", &["--scenario", "threads", "--iters", "50"]);
+    assert_eq!(code, Some(0), "{out}");
+    for debug in ["FixOrder", "FixJitter", "FixTimed", "FixOneLock", "(Pair)"] {
+        assert!(!out.contains(debug), "{debug} in:\n{out}");
+    }
+}
+
+/// Run `deadlock` with `args` and `env`; it must exit 2 within 5 s (a worker role that
+/// ran would deadlock for ever: it is killed, and the test fails).
+fn refused(args: &[&str], env: &[(&str, &str)]) {
+    let mut child = Command::new(bin("deadlock"))
+        .args(args)
+        .envs(env.iter().copied())
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start deadlock");
+    let end = Instant::now() + Duration::from_secs(5);
+    let status = loop {
+        if let Some(st) = child.try_wait().expect("try_wait") {
+            break st;
+        }
+        if Instant::now() > end {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("deadlock {args:?} ran as a worker: no lab watches it");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    assert_eq!(status.code(), Some(2), "deadlock {args:?}");
+}
+
+#[test]
+fn a_worker_role_refuses_to_run_unless_its_lab_started_it() {
+    refused(&["--role", "pair"], &[]);
+    refused(&["--role", "philosophers-parking-lot"], &[]);
+    refused(&["--role", "fix-order"], &[]);
+    // The variable must name the worker's parent (the test here, not pid 1).
+    refused(&["--role", "pair"], &[("PROCLAB_DEADLOCK_LAB", "1")]);
 }
 
 #[test]
@@ -351,6 +402,89 @@ fn threads_in_the_same_order_form_no_cycle_and_the_verdict_turns() {
     let run = run_removed("deadlock", &args, "same_order");
     run.assert_not_observed("threads_cycle_seen");
     assert!(run.observations("cycle").is_empty(), "no cycle to show");
+}
+
+#[test]
+fn threads_that_park_instead_of_locking_are_not_a_deadlock() {
+    let _g = serial();
+    // The audit's change: each thread sleeps (thread::park, also a futex wait) where it
+    // would ask for its second lock. The worker's own graph still "closes".
+    let args = ["--scenario", "threads", "--deadline-ms", "600", "--iters", "50"];
+    let run = run_removed("deadlock", &args, "park_instead_of_lock");
+    run.assert_not_observed("threads_cycle_seen");
+    run.assert_not_observed("threads_parking_lot_agrees");
+    assert_eq!(run.observation("cycle")["edges"].as_array().unwrap().len(), 2);
+    for w in run.observation("futex_waits")["waits"].as_array().unwrap() {
+        assert!(w["futex"].is_string(), "asleep on a futex all the same: {w}");
+        assert!(w["lock"].is_null(), "but on no mutex of the ring: {w}");
+    }
+    let pl = run.observation("parking_lot");
+    assert_eq!(pl["answered"], false, "{pl}");
+    assert!(pl["no_deadlock"].as_u64().unwrap() >= 1, "it said no deadlock: {pl}");
+}
+
+#[test]
+fn philosophers_that_park_instead_of_locking_are_not_a_deadlock() {
+    let _g = serial();
+    let args =
+        ["--scenario", "philosophers", "--deadline-ms", "600", "--iters", "50"];
+    let run = run_removed("deadlock", &args, "park_instead_of_lock");
+    run.assert_not_observed("philosophers_cycle_seen");
+    run.assert_not_observed("philosophers_parking_lot_agrees");
+}
+
+/// The threads scenario with the fix of `role` taken away by `switch`: that fix runs
+/// into the certain deadlock, is killed at the deadline, and `check` fails.
+fn fix_removed(switch: &str, role: &str, check: &str) {
+    let _g = serial();
+    let args = ["--scenario", "threads", "--deadline-ms", "1500", "--iters", "100"];
+    let run = run_removed("deadlock", &args, switch);
+    run.assert_not_observed(check);
+    let fix = run.observations("fix").into_iter().find(|f| f["role"] == role);
+    let fix = fix.unwrap_or_else(|| panic!("no fix {role}"));
+    assert_eq!(
+        (fix["finished"].as_bool(), fix["watchdog_fired"].as_bool()),
+        (Some(false), Some(true)),
+        "{fix}"
+    );
+    assert_eq!(fix["status"]["signal"], "SIGKILL", "{fix}");
+}
+
+#[test]
+fn the_order_fix_taken_away_deadlocks_for_certain() {
+    fix_removed("opposite_orders", "fix-order", "fix_order_finished");
+}
+
+#[test]
+fn the_try_lock_fix_taken_away_deadlocks_for_certain() {
+    fix_removed("lock_instead_of_try_lock", "fix-jitter", "fix_trylock_finished");
+}
+
+#[test]
+fn the_timed_lock_fix_taken_away_deadlocks_for_certain() {
+    fix_removed("lock_without_timeout", "fix-timed", "fix_timed_finished");
+}
+
+#[test]
+fn the_one_lock_fix_taken_away_deadlocks_for_certain() {
+    fix_removed(
+        "two_locks_instead_of_one",
+        "fix-one-lock",
+        "fix_one_lock_finished",
+    );
+}
+
+#[test]
+fn the_philosophers_fix_taken_away_deadlocks_for_certain() {
+    let _g = serial();
+    let args =
+        ["--scenario", "philosophers", "--deadline-ms", "1500", "--iters", "50"];
+    let run = run_removed("deadlock", &args, "left_fork_first");
+    run.assert_not_observed("philosophers_fix_finished");
+    let fix = run.observation("fix");
+    assert_eq!(fix["role"], "fix-philosophers");
+    assert_eq!(fix["watchdog_fired"], true, "{fix}");
+    assert!(run.check("philosophers_cycle_seen"), "only the fix was taken away");
 }
 
 #[test]

@@ -12,12 +12,14 @@ use proclab::{say, Common, Lab};
 use std::time::Duration;
 
 mod coffman;
+mod detector;
 mod fcntl;
 mod lockfiles;
 mod philosophers;
 mod pipes;
 mod processes;
 mod procview;
+mod rendezvous;
 mod threads;
 mod waitfor;
 mod watch;

@@ -1,7 +1,8 @@
 //! Scenario 5: N dining philosophers each take the left fork, then the right one: a ring
 //! of N waiters (`threads::ring` with N threads). The fix: take the lower-numbered fork
-//! first.
+//! first, tried from the state the ring starts from (each at its first fork).
 
+use crate::rendezvous::Rendezvous;
 use crate::wire::{self, Done, Msg};
 use crate::worker::{self, Role};
 use crate::{threads, Args, Row};
@@ -14,17 +15,23 @@ use std::sync::Arc;
 pub fn fix(n: usize, k: u64) {
     let forks: Arc<Vec<Mutex<u64>>> =
         Arc::new((0..n).map(|_| Mutex::new(0)).collect());
-    let meals = Arc::new(AtomicU64::new(0));
+    let (meals, meet) = (Arc::new(AtomicU64::new(0)), Arc::new(Rendezvous::new(n)));
+    // Tests only: every philosopher takes the left fork first, as in the ring.
+    let left_first =
+        Role::FixPhilosophers.removal_switch().is_some_and(proclab::test_removes);
     let sw = Stopwatch::start();
     let threads: Vec<_> = (0..n)
         .map(|i| {
-            let (forks, meals) = (forks.clone(), meals.clone());
+            let (forks, meals, meet) = (forks.clone(), meals.clone(), meet.clone());
             std::thread::spawn(move || {
                 // ANCHOR: fix_philosophers
                 let (left, right) = (i, (i + 1) % n);
                 let (low, high) = (left.min(right), left.max(right)); // the last turns
-                for _ in 0..k {
-                    let mut f1 = forks[low].lock();
+                let (low, high) =
+                    if left_first { (left, right) } else { (low, high) };
+                for round in 0..k {
+                    // Round 0: each at its first fork, holding it or waiting for it.
+                    let mut f1 = meet.first(&forks[low], i, round);
                     let mut f2 = forks[high].lock();
                     *f1 += 1;
                     *f2 += 1;
@@ -49,9 +56,9 @@ pub fn run(lab: &mut Lab, args: &Args) -> Row {
     let done = worker::finish(lab, Role::FixPhilosophers, args);
     let meals = done.as_ref().map_or(0, |d| d.meals);
     let want = args.philosophers as u64 * args.iters as u64;
-    row.fix = "lower-numbered fork first";
+    row.fix = Role::FixPhilosophers.title();
     row.fix_ok = check!(lab, "philosophers_fix_finished",
         done.is_some() && meals == want,
-        "taking the lower-numbered fork first: {meals} of {want} meals eaten, no deadlock");
+        "taking the lower-numbered fork first, from where the ring starts (each at its first fork): {meals} of {want} meals eaten, no deadlock");
     row
 }

@@ -1,6 +1,6 @@
 //! What the kernel shows of a deadlock, parsed from /proc: a worker's threads with their
-//! state and wait channel, a kernel stack, /proc/locks as a wait-for graph, and the bytes
-//! queued in a pipe.
+//! state, wait channel and the futex each sleeps on, a kernel stack, /proc/locks as a
+//! wait-for graph, and the bytes queued in a pipe.
 
 use nix::unistd::Pid;
 use proclab::procfacts;
@@ -14,32 +14,34 @@ pub struct Task {
     pub name: String,
     pub state: char,
     pub wchan: String,
+    /// The address it sleeps on in futex(2), if it does.
+    pub futex: Option<u64>,
 }
 
 impl Task {
-    /// The cells of its row in a table: tid, thread, state, wchan.
+    /// The cells of its row in a table: tid, thread, state, wchan, futex address.
     pub fn cells(&self) -> Vec<String> {
         let (tid, state) = (self.tid.to_string(), self.state.to_string());
-        vec![tid, self.name.clone(), state, self.wchan.clone()]
+        let futex = self.futex.map_or("-".into(), |a| format!("{a:#x}"));
+        vec![tid, self.name.clone(), state, self.wchan.clone(), futex]
     }
 }
 
-/// The threads of `pid` once every one of `names` sleeps (bounded by `left`, lab time),
-/// and the kernel stack of the first one (/proc/PID/task/TID/stack needs root).
-pub fn snapshot(pid: Pid, names: &[String], left: Duration) -> (Vec<Task>, String) {
-    let asleep = |t: &[Task]| {
-        names.iter().all(|n| t.iter().any(|r| &r.name == n && r.state == 'S'))
-    };
-    let tasks =
-        procfacts::poll_until(left, || Some(tasks(pid)).filter(|t| asleep(t)))
-            .unwrap_or_else(|| tasks(pid));
-    let mut stack = String::new();
-    if let Some(t) = tasks.iter().find(|t| names.first() == Some(&t.name)) {
-        let path = format!("/proc/{pid}/task/{}/stack", t.tid);
-        let text = std::fs::read_to_string(&path).unwrap_or_default();
-        stack = format!("{path}:\n{text}");
-    }
-    (tasks, stack)
+/// The threads of `pid` once `done` holds of them (or when `left` is over, lab time).
+pub fn snapshot(
+    pid: Pid,
+    left: Duration,
+    done: impl Fn(&[Task]) -> bool,
+) -> Vec<Task> {
+    procfacts::poll_until(left, || Some(tasks(pid)).filter(|t| done(t)))
+        .unwrap_or_else(|| tasks(pid))
+}
+
+/// The kernel stack of thread `tid` of `pid`, after its path (empty unless root).
+pub fn kernel_stack(pid: Pid, tid: i32) -> String {
+    let path = format!("/proc/{pid}/task/{tid}/stack");
+    let text = std::fs::read_to_string(&path).unwrap_or_default();
+    format!("{path}:\n{text}")
 }
 
 /// Every thread of `pid`, sorted by tid.
@@ -52,11 +54,28 @@ fn tasks(pid: Pid) -> Vec<Task> {
         .filter_map(|tid: i32| {
             let f = procfacts::facts(tid)?;
             let wchan = procfacts::wchan(tid).unwrap_or_else(|| "-".into());
-            Some(Task { tid, name: f.comm, state: f.state, wchan })
+            let path = format!("/proc/{pid}/task/{tid}/syscall");
+            let futex =
+                std::fs::read_to_string(path).ok().and_then(|s| futex_wait(&s));
+            Some(Task { tid, name: f.comm, state: f.state, wchan, futex })
         })
         .collect();
     rows.sort_by_key(|t| t.tid);
     rows
+}
+
+/// The address a thread waits on, from its /proc/PID/task/TID/syscall: the number of
+/// the system call it is blocked in, then its arguments (`202 0x5581c0a2b2c0 0x89 0x2
+/// ...` on x86-64: futex(addr, FUTEX_WAIT_BITSET | FUTEX_PRIVATE_FLAG, 2, ...)).
+/// None if it is running or in any other call.
+pub fn futex_wait(syscall: &str) -> Option<u64> {
+    let mut f = syscall.split_whitespace();
+    let nr: libc::c_long = f.next()?.parse().ok()?;
+    let hex = |s: &str| u64::from_str_radix(s.strip_prefix("0x")?, 16).ok();
+    let (addr, op) = (hex(f.next()?)?, hex(f.next()?)? as libc::c_int);
+    let cmd = op & libc::FUTEX_CMD_MASK;
+    let waits = cmd == libc::FUTEX_WAIT || cmd == libc::FUTEX_WAIT_BITSET;
+    (nr == libc::SYS_futex && waits).then_some(addr)
 }
 
 /// One line of /proc/locks: a lock held, or (`blocked`) a request waiting for one.
@@ -131,6 +150,24 @@ pub fn queued(fd: &OwnedFd) -> i32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn syscall_shows_the_address_of_a_futex_wait() {
+        let wait = "202 0x5581c0a2b2c0 0x89 0x2 0x0 0x0 0xffffffff 0x7ffd 0x7f12";
+        let nr = libc::SYS_futex;
+        assert_eq!(
+            futex_wait(&wait.replacen("202", &nr.to_string(), 1)),
+            Some(0x5581c0a2b2c0)
+        );
+        let wake =
+            format!("{nr} 0x5581c0a2b2c0 0x81 0x1 0x0 0x0 0x0 0x7ffd 0x7f12");
+        assert_eq!(futex_wait(&wake), None, "FUTEX_WAKE_PRIVATE is no wait");
+        assert_eq!(
+            futex_wait("0 0x3 0x7fed 0x20000 0x0 0x0 0x0 0x7ffc 0x7fed"),
+            None
+        );
+        assert_eq!(futex_wait("running"), None);
+    }
 
     #[test]
     fn proc_locks_shows_a_cycle_of_two_flock_waiters() {

@@ -1,33 +1,59 @@
 //! Scenarios 1 and 5: threads that each hold one lock and wait for the next one's, in a
-//! worker process. The lab sees the cycle from inside (the worker's wait-for graph, then
-//! parking_lot's detector) and from outside (/proc), and breaks it by killing the worker.
+//! worker process. The lab sees the cycle from inside (the worker's wait-for graph) and
+//! from the kernel (the futex each thread sleeps on is the mutex it waits for), and
+//! breaks it by killing the worker; then asks parking_lot's detector (detector.rs).
 
-use crate::procview::{snapshot, Task};
+use crate::procview::{kernel_stack, snapshot, Task};
 use crate::waitfor::WaitFor;
 use crate::watch::{hold, since};
-use crate::wire::{self, Msg, Stuck};
+use crate::wire::{self, Edge, Held, Msg};
 use crate::worker::{self, Role};
-use crate::{Args, Row};
+use crate::{detector, Args, Row};
 use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::waitpid;
-use parking_lot::Mutex;
 use proclab::measure::fmt_duration;
 use proclab::{check, cleanup, clock, observe, procfacts, say};
-use proclab::{Deadline, Lab, Status, Stopwatch, Watchdog};
+use proclab::{Deadline, Lab, State, Status, Watchdog};
 use std::sync::{Arc, Barrier};
 use std::time::Duration;
 
+/// A mutex of the ring: std's, whose waiters sleep in the kernel on a word inside it,
+/// or parking_lot's, whose detector sees its waiters.
+pub trait RingLock: Default + Send + Sync + 'static {
+    fn hold(&self) -> impl Sized + '_;
+}
+
+impl RingLock for std::sync::Mutex<()> {
+    fn hold(&self) -> impl Sized + '_ {
+        self.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl RingLock for parking_lot::Mutex<()> {
+    fn hold(&self) -> impl Sized + '_ {
+        self.lock()
+    }
+}
+
+/// Sleep for ever, without asking for any lock (the lab kills this process).
+pub fn park_forever() -> ! {
+    loop {
+        std::thread::park();
+    }
+}
+
 /// In the worker: thread i takes lock i, waits until every thread holds its first lock,
 /// then asks for lock i + 1 (t1 A then B, t2 B then A; philosopher i fork i, then i + 1).
-/// The worker reports the cycle, waits for "go", asks parking_lot. It never returns.
-pub fn ring(threads: &[String], locks: &[String]) -> ! {
+/// Returns once the worker's own graph shows the cycle, and has reported it.
+pub fn ring<M: RingLock>(threads: &[String], locks: &[String]) -> Arc<WaitFor> {
     let n = threads.len();
-    let mutexes: Arc<Vec<Mutex<()>>> =
-        Arc::new((0..n).map(|_| Mutex::new(())).collect());
+    let mutexes: Arc<Vec<M>> = Arc::new((0..n).map(|_| M::default()).collect());
     let graph = Arc::new(WaitFor::default());
     let all_hold = Arc::new(Barrier::new(n));
     // Tests only: every thread takes the lower-numbered lock first: no cycle can form.
     let same_order = proclab::test_removes("same_order");
+    // Tests only: each thread sleeps instead of asking for its second lock.
+    let park = proclab::test_removes("park_instead_of_lock");
     for (i, name) in threads.iter().cloned().enumerate() {
         let (mutexes, graph) = (mutexes.clone(), graph.clone());
         let all_hold = all_hold.clone();
@@ -41,21 +67,26 @@ pub fn ring(threads: &[String], locks: &[String]) -> ! {
             // ANCHOR: ring
             let me = graph.join(&name);
             graph.wants(me, first);
-            let _held = mutexes[first].lock();
+            let _held = mutexes[first].hold();
             graph.got(me, first);
             // SAFETY: gettid has no preconditions.
             let tid = unsafe { libc::gettid() };
-            wire::send(&Msg::Hold { thread: name, tid, lock });
+            let at = std::ptr::from_ref(&mutexes[first]) as u64; // where it lives
+            let size = size_of::<M>() as u64;
+            wire::send(&Msg::Hold(Held { thread: name, tid, lock, at, size }));
             all_hold.wait(); // every thread holds its first lock: the cycle is certain
             graph.wants(me, second);
+            if park {
+                park_forever(); // tests only: asleep, but waiting for no lock
+            }
             // Blocks for ever: its holder waits for us.
-            let _never = mutexes[second].lock();
+            let _never = mutexes[second].hold();
             // ANCHOR_END: ring
             unreachable!("a thread got out of the deadlock");
         });
         spawned.expect("spawn thread");
     }
-    // The detector: the worker's own wait-for graph first, then parking_lot's.
+    // The detector: follow the worker's own wait-for graph until it closes.
     let (hops, formed) = loop {
         match graph.cycle() {
             Some(c) if c.0.len() == n => break c,
@@ -65,79 +96,91 @@ pub fn ring(threads: &[String], locks: &[String]) -> ! {
     let detected_after_us = formed.elapsed().as_micros() as u64;
     let edges = graph.named(&hops, locks);
     wire::send(&Msg::Cycle { edges, detected_after_us });
-    let _ = std::io::stdin().read_line(&mut String::new()); // the lab looks at /proc
-    let sw = Stopwatch::start();
-    // ANCHOR: parking_lot
-    let cycles = loop {
-        // parking_lot's own graph of the threads parked on its locks.
-        let found = parking_lot::deadlock::check_deadlock();
-        if !found.is_empty() {
-            break found;
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    };
-    // ANCHOR_END: parking_lot
-    let after_us = sw.elapsed().as_micros() as u64;
-    // Each thread by name, with the frames of the lab's own code in its backtrace.
-    let stuck = cycles.iter().flatten().map(|t| {
-        let symbols = t.backtrace().frames().iter().flat_map(|f| f.symbols());
-        let ours = symbols.filter_map(|s| {
-            let name = format!("{:#}", s.name()?);
-            let file = s.filename().and_then(|p| p.file_name());
-            let file = file.map(|f| f.to_string_lossy()).unwrap_or_default();
-            let at = format!("{name} ({file}:{})", s.lineno().unwrap_or(0));
-            name.starts_with("deadlock::").then_some(at)
-        });
-        Stuck { thread: graph.name_of(t.thread_id()), frames: ours.collect() }
-    });
-    let threads = stuck.collect();
-    wire::send(&Msg::ParkingLot { cycles: cycles.len(), threads, after_us });
-    loop {
-        std::thread::park(); // the lab kills this process: that is the only way out
-    }
+    graph
 }
 
-/// In the lab: make the deadlock of `role` in a worker, see it from inside and from
-/// outside, and break it.
+/// One thread of the cycle as the kernel shows it: the futex it sleeps on, the lock that
+/// address lies in (from the worker's `Held` reports) and that lock's holder.
+#[derive(serde::Serialize)]
+struct FutexWait {
+    thread: String,
+    tid: i32,
+    state: State,
+    futex: Option<String>,
+    lock: Option<String>,
+    held_by: Option<String>,
+}
+
+// ANCHOR: futex
+/// The kernel's side of each edge: what `e.thread` sleeps on, and whose it is.
+fn futex_waits(cycle: &[Edge], held: &[Held], ts: &[Task]) -> Vec<FutexWait> {
+    let wait = |e: &Edge| {
+        let h = held.iter().find(|h| h.thread == e.thread);
+        let t = ts.iter().find(|t| Some(t.tid) == h.map(|h| h.tid));
+        // What it sleeps on (/proc/PID/task/TID/syscall), the mutex that
+        // word is part of, and the thread that holds that mutex.
+        let addr = t.and_then(|t| t.futex);
+        let owner = held.iter().find(|h| addr.is_some_and(|a| h.contains(a)));
+        FutexWait {
+            thread: e.thread.clone(),
+            tid: t.map_or(0, |t| t.tid),
+            state: State(t.map_or('?', |t| t.state)),
+            futex: addr.map(|a| format!("{a:#x}")),
+            lock: owner.map(|h| h.lock.clone()),
+            held_by: owner.map(|h| h.thread.clone()),
+        }
+    };
+    cycle.iter().map(wait).collect()
+}
+// ANCHOR_END: futex
+
+/// True when the kernel shows `w` asleep on the lock the edge says, held by its holder.
+fn ties(e: &Edge, w: &FutexWait) -> bool {
+    let same = |a: &Option<String>, b: &String| a.as_ref() == Some(b);
+    w.state.0 == 'S' && same(&w.lock, &e.waits_for) && same(&w.held_by, &e.held_by)
+}
+
+/// In the lab: make the deadlock of `role` in a worker, see it from inside and from the
+/// kernel, and break it; then ask parking_lot about the same ring.
 pub fn run(lab: &mut Lab, args: &Args, role: Role) -> Row {
     let name = if role == Role::Pair { "threads" } else { "philosophers" };
     let deadline = args.deadline();
     let t0 = clock::lab_ns();
     let mut w = worker::spawn(role, args);
     let pid = w.pid;
-    say!("worker {pid} runs the threads ({role:?}); the watchdog kills it at the deadline");
+    say!("worker {pid} runs the ring on std::sync::Mutex; the watchdog kills it at the deadline");
     // ANCHOR: watch
     let end = Deadline::after(deadline); // lab time: a --step pause does not count
     let dog = Watchdog::arm(deadline, move || {
         let _ = kill(pid, Signal::SIGKILL); // not detected in time: break it anyway
     });
-    let (mut cycle, mut answer, mut tasks) = (None, None, (vec![], String::new()));
+    let (mut held, mut cycle) = (Vec::<Held>::new(), None);
     while let Some(msg) = w.next() {
         match msg {
-            Msg::Hold { thread, tid, lock } => {
-                say!("worker {pid}: {thread} (tid {tid}) holds {lock}")
+            Msg::Hold(h) => {
+                say!("worker {pid}: {} (tid {}) holds {}", h.thread, h.tid, h.lock);
+                held.push(h);
             }
             Msg::Cycle { edges, detected_after_us } => {
-                let names: Vec<String> =
-                    edges.iter().map(|e| e.thread.clone()).collect();
-                tasks = snapshot(pid, &names, end.remaining()); // seen from outside
                 cycle = Some((edges, detected_after_us));
-                w.go(); // now the worker may ask parking_lot too
-            }
-            Msg::ParkingLot { cycles, threads, after_us } => {
-                answer = Some((cycles, threads, after_us));
                 break;
             }
-            Msg::Done(_) => {}
+            _ => {}
         }
     }
     let fired = dog.disarm();
-    // ANCHOR_END: watch
-    let (tasks, stack) = tasks;
+    // Seen from the kernel: until each sleeps on the lock the graph says (bounded).
     let (edges, us) = cycle.clone().unwrap_or_default();
-    let want: Vec<&str> = edges.iter().map(|e| e.thread.as_str()).collect();
+    let tasks = snapshot(pid, end.remaining(), |t| {
+        let waits = futex_waits(&edges, &held, t);
+        cycle.is_some() && edges.iter().zip(&waits).all(|(e, w)| ties(e, w))
+    });
+    // ANCHOR_END: watch
+    let first = edges.first().map_or("", |e| e.thread.as_str());
+    let tid = held.iter().find(|h| h.thread == first).map_or(0, |h| h.tid);
+    let stack = kernel_stack(pid, tid);
     if cycle.is_some() {
-        let hop = |e: &wire::Edge| {
+        let hop = |e: &Edge| {
             let (t, h, w, b) = (&e.thread, &e.holds, &e.waits_for, &e.held_by);
             format!("{t} holds {h}, waits for {w} (held by {b})")
         };
@@ -147,58 +190,40 @@ pub fn run(lab: &mut Lab, args: &Args, role: Role) -> Row {
             "wait-for graph of worker {pid}, {after} after the last thread asked:\n      {chain}\n      -> back to the start: a cycle of {len}",
             scenario = name, pid = pid.as_raw(), role = "worker", edges, detected_after_us = us);
     }
-    // The graph closes: every holder is itself one of the cycle's waiters.
-    let closes =
-        !want.is_empty() && edges.iter().all(|e| want.contains(&&*e.held_by));
-    // parking_lot looked after the /proc snapshot: it wakes each deadlocked thread for a
-    // moment to take its backtrace. Only an answer counts as agreement.
-    let mut agrees = None;
-    if let Some((cycles, threads, after_us)) = answer {
-        let found: Vec<&str> = threads.iter().map(|t| t.thread.as_str()).collect();
-        let at = |t: &Stuck| {
-            format!("{} at {}", t.thread, t.frames.first().map_or("?", |f| f))
-        };
-        let at = threads.iter().map(at).collect::<Vec<_>>().join("\n      ");
-        let (after, n) =
-            (fmt_duration(Duration::from_micros(after_us)), found.len());
-        observe!(lab, "parking_lot",
-            "parking_lot::deadlock::check_deadlock() answered {after} later: {cycles} cycle(s) of {n} threads; their backtraces show where each waits:\n      {at}",
-            scenario = name, answered = true, cycles, threads, after_us);
-        let same =
-            found.len() == want.len() && want.iter().all(|n| found.contains(n));
-        let ok =
-            check!(lab, &format!("{name}_parking_lot_agrees"), same,
-            "{name}: parking_lot's own detector found the same threads deadlocked");
-        agrees = Some(ok);
-    } else if cycle.is_some() {
-        observe!(lab, "parking_lot",
-            "parking_lot's detector: not consulted (it had not answered by the deadline, still taking backtraces); the verdict rests on the wait-for graph and /proc",
-            scenario = name, answered = false);
-    }
     let rows: Vec<Vec<String>> = tasks.iter().map(Task::cells).collect();
-    lab.table("tasks", &["tid", "thread", "state", "wchan"], &rows);
+    lab.table("tasks", &["tid", "thread", "state", "wchan", "futex"], &rows);
     let top: Vec<&str> = stack.lines().take(5).collect();
     if top.len() > 1 {
-        let (first, shown) = (want.first().unwrap_or(&"?"), top.join("\n      "));
+        let (shown, pid) = (top.join("\n      "), pid.as_raw());
         observe!(
             lab,
             "kernel_stack",
             "the kernel side of {first}, {shown}",
-            pid = pid.as_raw(),
+            pid,
             stack = top
         );
     }
-    // Seen from outside: every thread of the cycle asleep in the kernel, on a futex.
-    let on_futex = |n: &&str| {
-        tasks
-            .iter()
-            .any(|t| t.name == *n && t.state == 'S' && t.wchan.contains("futex"))
-    };
-    let seen = closes && want.iter().all(on_futex);
+    let waits = futex_waits(&edges, &held, &tasks);
+    if cycle.is_some() {
+        let line = |w: &FutexWait| {
+            let lock = match (&w.lock, &w.held_by) {
+                (Some(l), Some(b)) => format!("mutex {l}, held by {b}"),
+                _ => "no mutex of the ring".into(),
+            };
+            let on = w.futex.as_deref().unwrap_or("-");
+            let (t, tid, state) = (&w.thread, w.tid, &w.state);
+            format!("{t} (tid {tid}): {state}, futex wait on {on}: {lock}")
+        };
+        let shown = waits.iter().map(line).collect::<Vec<_>>().join("\n      ");
+        observe!(lab, "futex_waits",
+            "from the kernel, /proc/{pid}/task/TID/syscall of each thread of the cycle:\n      {shown}",
+            scenario = name, pid = pid.as_raw(), waits);
+    }
+    let seen = cycle.is_some() && edges.iter().zip(&waits).all(|(e, w)| ties(e, w));
     check!(lab, &format!("{name}_cycle_seen"), seen,
-        "{name}: the circular wait was seen in the wait-for graph, and every thread in it sleeps on a futex");
+        "{name}: the kernel shows each thread of the wait-for graph's cycle asleep on a futex inside the very mutex it waits for, held by the next thread");
     hold(lab, args.hold_ms, pid,
-        "`ps -L -o pid,tid,stat,wchan:32,comm -p PID` or `gdb -p PID -batch -ex 'thread apply all bt'`");
+        "`ps -L -o pid,tid,stat,wchan:32,comm -p PID` or `cat /proc/PID/task/*/syscall`");
     // ANCHOR: break
     // No thread can be made to give a mutex back: end the whole process.
     let _ = kill(pid, Signal::SIGKILL);
@@ -218,7 +243,8 @@ pub fn run(lab: &mut Lab, args: &Args, role: Role) -> Row {
     let broken = check!(lab, &format!("{name}_broken"),
         killed && cycle.is_some() && took <= args.ends_by() && gone,
         "{name}: detected before the deadline, broken and reaped within deadline + 1 s (+ --hold-ms)");
+    let agrees = detector::run(lab, args, name, role);
     let detected = cycle.map(|c| Duration::from_micros(c.1));
-    let cycle = seen && agrees != Some(false);
+    let cycle = seen && agrees;
     Row { scenario: name, cycle, detected, broken, fix: "", fix_ok: false }
 }

@@ -9,14 +9,38 @@ use std::io::Write;
 #[serde(tag = "ev", rename_all = "snake_case")]
 pub enum Msg {
     /// A thread of a ring holds its first lock.
-    Hold { thread: String, tid: i32, lock: String },
+    Hold(Held),
     /// The worker's wait-for graph closed: the cycle, edge by edge, and how long after
     /// the last thread asked for its second lock it was seen.
     Cycle { edges: Vec<Edge>, detected_after_us: u64 },
-    /// parking_lot's detector answered: its cycles and where each thread waits.
-    ParkingLot { cycles: usize, threads: Vec<Stuck>, after_us: u64 },
+    /// parking_lot's detector answered: its cycles (none yet: `no_deadlock` answers so
+    /// far) and where each thread waits.
+    ParkingLot {
+        cycles: usize,
+        threads: Vec<Stuck>,
+        after_us: u64,
+        no_deadlock: u64,
+    },
     /// A fix finished: its counters and what went wrong on the way.
     Done(Done),
+}
+
+/// A thread of a ring holds `lock`, a mutex of `size` bytes at address `at` in the
+/// worker: a futex wait on an address inside it is a wait for this lock.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct Held {
+    pub thread: String,
+    pub tid: i32,
+    pub lock: String,
+    pub at: u64,
+    pub size: u64,
+}
+
+impl Held {
+    /// True if `addr` lies inside the lock (a futex word of it).
+    pub fn contains(&self, addr: u64) -> bool {
+        (self.at..self.at + self.size).contains(&addr)
+    }
 }
 
 /// One edge of a cycle: `thread` holds `holds` and waits for `waits_for`, held by
@@ -74,9 +98,12 @@ mod tests {
 
     #[test]
     fn a_message_crosses_as_one_tagged_line() {
-        let m = Msg::Hold { thread: "t1".into(), tid: 42, lock: "A".into() };
+        let (thread, lock) = ("t1".into(), "A".into());
+        let m = Msg::Hold(Held { thread, tid: 42, lock, at: 4096, size: 8 });
         let line = serde_json::to_string(&m).unwrap();
-        assert_eq!(line, r#"{"ev":"hold","thread":"t1","tid":42,"lock":"A"}"#);
+        let want =
+            r#"{"ev":"hold","thread":"t1","tid":42,"lock":"A","at":4096,"size":8}"#;
+        assert_eq!(line, want);
         assert_eq!(parse(&line), Some(m));
         let done = Msg::Done(Done { a: 4, b: 4, ..Done::default() });
         let line = serde_json::to_string(&done).unwrap();

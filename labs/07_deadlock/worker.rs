@@ -1,28 +1,31 @@
 //! The worker: this same program re-executed with `--role`, so that its threads may
 //! deadlock in a process the lab can kill. The lab's side (spawn, read its messages) and
-//! the worker's side (which role runs).
+//! the worker's side (which role runs, and only as the child of a lab that watches it).
 
 use crate::wire::{self, Done, Msg};
-use crate::{coffman, philosophers, threads, Args};
+use crate::{coffman, detector, philosophers, threads, Args};
 use clap::ValueEnum;
 use nix::fcntl::OFlag;
 use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::waitpid;
-use nix::unistd::{getpid, pipe2, ForkResult, Pid};
+use nix::unistd::{getpid, getppid, pipe2, ForkResult, Pid};
 use proclab::measure::fmt_duration;
 use proclab::{
-    cleanup, flush_stdout, lifeline, observe, Lab, OrDie, Status, Watchdog,
+    _exit, cleanup, flush_stdout, lifeline, observe, Lab, OrDie, Status, Watchdog,
 };
 use std::ffi::CString;
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader};
 use std::os::fd::AsRawFd;
 use std::time::Duration;
 
-/// What a worker does: one deadlock or one fix, with threads.
-#[derive(Clone, Copy, PartialEq, Eq, ValueEnum, Debug)]
+/// What a worker does: one deadlock (a ring of threads on std's mutex, or on
+/// parking_lot's for its detector) or one fix, with threads.
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Role {
     Pair,
     Philosophers,
+    PairParkingLot,
+    PhilosophersParkingLot,
     FixOrder,
     FixLockstep,
     FixJitter,
@@ -31,27 +34,78 @@ pub enum Role {
     FixPhilosophers,
 }
 
+impl Role {
+    /// Its name on the command line and in the JSON: `fix-order`.
+    pub fn name(self) -> String {
+        let v = self.to_possible_value().expect("a role has a name");
+        v.get_name().to_string()
+    }
+
+    /// What a fix does, for a person.
+    pub fn title(self) -> &'static str {
+        match self {
+            Role::FixOrder => "global order A then B",
+            Role::FixLockstep => "try_lock + release in lockstep",
+            Role::FixJitter => "try_lock + release, random back-off",
+            Role::FixTimed => "timed lock gives up",
+            Role::FixOneLock => "one lock for both",
+            Role::FixPhilosophers => "lower-numbered fork first",
+            _ => "a ring of threads",
+        }
+    }
+
+    /// The test switch that takes this fix away (`proclab::test_removes`).
+    pub fn removal_switch(self) -> Option<&'static str> {
+        match self {
+            Role::FixOrder => Some("opposite_orders"),
+            Role::FixJitter => Some("lock_instead_of_try_lock"),
+            Role::FixTimed => Some("lock_without_timeout"),
+            Role::FixOneLock => Some("two_locks_instead_of_one"),
+            Role::FixPhilosophers => Some("left_fork_first"),
+            _ => None,
+        }
+    }
+}
+
+/// Names the lab's pid in a worker's environment: a worker runs only as its child.
+const STARTED_BY: &str = "PROCLAB_DEADLOCK_LAB";
+
 /// In the worker: run `role`. A ring never returns (the lab kills it); a fix exits 0.
 pub fn run(role: Role, args: &Args) -> ! {
+    // A worker deadlocks on purpose and has no watchdog of its own: only a lab that
+    // watches it (its parent, named in STARTED_BY) may start one.
+    let lab = std::env::var(STARTED_BY).ok().and_then(|v| v.parse().ok());
+    if lab != Some(getppid().as_raw()) {
+        eprintln!("error: --role is internal: a worker runs only under the lab that started it (run `deadlock` without --role)");
+        std::process::exit(proclab::EXIT_USAGE);
+    }
     let (n, k) = (args.philosophers as usize, args.iters as u64);
     let names = |p: &str| (0..n).map(|i| format!("{p}{i}")).collect::<Vec<_>>();
+    let strings = |s: [&str; 2]| s.map(String::from).to_vec();
+    let (ts, locks) = match role {
+        Role::Pair | Role::PairParkingLot => {
+            (strings(["t1", "t2"]), strings(["A", "B"]))
+        }
+        _ => (names("phil"), names("fork")),
+    };
     match role {
-        Role::Pair => threads::ring(
-            &["t1", "t2"].map(String::from),
-            &["A", "B"].map(String::from),
-        ),
-        Role::Philosophers => threads::ring(&names("phil"), &names("fork")),
+        Role::Pair | Role::Philosophers => {
+            threads::ring::<std::sync::Mutex<()>>(&ts, &locks);
+            threads::park_forever() // the lab looks at it from outside, then kills it
+        }
+        Role::PairParkingLot | Role::PhilosophersParkingLot => {
+            detector::ask(threads::ring::<parking_lot::Mutex<()>>(&ts, &locks))
+        }
         Role::FixPhilosophers => philosophers::fix(n, k),
         fix => coffman::work(fix, k),
     }
     std::process::exit(0)
 }
 
-/// The lab's side of a worker: its pid, its stdout (a pipe to us), its stdin (from us).
+/// The lab's side of a worker: its pid and its stdout (a pipe to us).
 pub struct Worker {
     pub pid: Pid,
     lines: BufReader<std::fs::File>,
-    stdin: std::fs::File,
 }
 
 impl Worker {
@@ -70,59 +124,52 @@ impl Worker {
             }
         }
     }
-
-    /// Tell the worker to go on (one line on its stdin).
-    pub fn go(&mut self) {
-        let _ = self.stdin.write_all(b"go\n");
-    }
 }
 
-/// This program's path and the argv of a worker with `role`, built before any fork.
-fn argv(role: Role, args: &Args) -> (CString, Vec<CString>) {
+/// This program's path, the argv of a worker with `role` and its environment (ours, and
+/// the lab's pid in STARTED_BY), built before any fork.
+fn argv(role: Role, args: &Args) -> [Vec<CString>; 3] {
+    let c = |b: Vec<u8>| CString::new(b).expect("no NUL");
     let exe = std::env::current_exe().or_die("current_exe");
-    let exe = CString::new(exe.into_os_string().into_encoded_bytes());
-    let role = role.to_possible_value().expect("a role has a name");
+    let exe = vec![c(exe.into_os_string().into_encoded_bytes())];
     let (n, k) = (args.philosophers.to_string(), args.iters.to_string());
-    let argv = [
-        "deadlock-worker",
-        "--role",
-        role.get_name(),
-        "--philosophers",
-        &n,
-        "--iters",
-        &k,
-    ];
-    let argv = argv.iter().map(|a| CString::new(*a).expect("no NUL")).collect();
-    (exe.expect("no NUL"), argv)
+    let role = role.name();
+    let argv =
+        ["deadlock-worker", "--role", &role, "--philosophers", &n, "--iters", &k];
+    let argv = argv.iter().map(|a| c(a.as_bytes().to_vec())).collect();
+    let ours = std::env::vars_os().filter(|(k, _)| k != STARTED_BY);
+    let mut env: Vec<CString> = ours
+        .map(
+            |(k, v)| c([k.as_encoded_bytes(), b"=", v.as_encoded_bytes()].concat()),
+        )
+        .collect();
+    env.push(c(format!("{STARTED_BY}={}", getpid()).into_bytes()));
+    [exe, argv, env]
 }
 
 /// Start a worker with `role`.
 pub fn spawn(role: Role, args: &Args) -> Worker {
     // Built before the fork: after it, the child must not allocate.
-    let (exe, argv) = argv(role, args);
+    let [exe, argv, env] = argv(role, args);
     // ANCHOR: spawn
     let lab = getpid().as_raw();
     let (rd, wr) = pipe2(OFlag::O_CLOEXEC).or_die("pipe2"); // its stdout, to us
-    let (in_r, in_w) = pipe2(OFlag::O_CLOEXEC).or_die("pipe2"); // its stdin
     flush_stdout();
-    // SAFETY: the child only calls prctl, getppid, dup2, execv and _exit, all
-    // async-signal-safe; argv was built before the fork.
+    // SAFETY: the child only calls prctl, getppid, dup2, execve and _exit, all
+    // async-signal-safe; argv and env were built before the fork.
     match unsafe { cleanup::fork_tracked() } {
         ForkResult::Child => {
             // Even a SIGKILLed lab takes it along (PR_SET_PDEATHSIG).
             lifeline::die_with_parent(lab);
             // SAFETY: as above.
-            unsafe {
-                libc::dup2(wr.as_raw_fd(), 1); // its messages go into the pipe
-                libc::dup2(in_r.as_raw_fd(), 0); // and it reads "go" from us
-                let _ = nix::unistd::execv(&exe, &argv); // a fresh process
-                libc::_exit(127)
-            }
+            unsafe { libc::dup2(wr.as_raw_fd(), 1) }; // its messages go to us
+            let _ = nix::unistd::execve(&exe[0], &argv, &env); // a fresh process
+            _exit(127)
         }
         ForkResult::Parent { child } => {
-            drop((wr, in_r)); // only the worker writes: its death is end of file
+            drop(wr); // only the worker writes: its death is end of file
             let lines = BufReader::new(std::fs::File::from(rd));
-            Worker { pid: child, lines, stdin: std::fs::File::from(in_w) }
+            Worker { pid: child, lines }
         }
     }
     // ANCHOR_END: spawn
@@ -157,8 +204,9 @@ pub fn finish(lab: &mut Lab, role: Role, args: &Args) -> Option<Done> {
     observe!(
         lab,
         "fix",
-        "{role}: {how}",
-        role = format!("{role:?}"),
+        "{title}: {how}",
+        title = role.title(),
+        role = role.name(),
         finished = report.is_some(),
         watchdog_fired = fired,
         status,
