@@ -1,6 +1,7 @@
 //! `lab benchmarks`: run the criterion groups (Rust: the thread way against the process
 //! way), then `benches/versus_c` (Rust against the C reference in alternating rounds,
-//! with the system calls counted); write the figures to `book/src/measured/`.
+//! with the system calls counted); write the figures and their charts to
+//! `book/src/measured/`.
 
 use crate::{benchsum, header};
 use std::path::{Path, PathBuf};
@@ -65,12 +66,10 @@ pub fn benchmarks(groups: &[String], no_run: bool) {
         let text = header(&command, "lab benchmarks") + &benchsum::table(&rows);
         let path = out_dir.join(format!("bench-{group}.txt"));
         std::fs::write(&path, text).expect("write bench summary");
-        let svg = target.join("criterion").join(&group).join("report/violin.svg");
-        if svg.exists() {
-            let _ = std::fs::copy(&svg, out_dir.join(format!("bench-{group}.svg")));
-        }
         eprintln!("wrote {}", path.display());
     }
+    // Every chart from what is recorded now (deterministic: unchanged figures, same SVG).
+    crate::charts::charts(&[]);
     if no_run && wanted(VERSUS) {
         eprintln!(
             "note: --no-run: the Rust-against-C tables are written only by a run"

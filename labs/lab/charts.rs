@@ -1,10 +1,10 @@
-//! `lab charts`: one chart per group of the Rust-against-C rounds, drawn from what
-//! `lab benchmarks` recorded (`book/src/measured/bench-versus-c.txt`): for each pair the
-//! Rust median and the C median side by side, and the ratio (the median of per-round
-//! ratios, with its q1–q3) beside the C bar; times on a log scale (a group spans 5 µs to
-//! 1 ms), bandwidths on a linear one. 750 px wide with 13 px text, the width of the book's
-//! page. Written to `book/src/measured/chart-GROUP.svg`; criterion's report stays in
-//! target/criterion.
+//! `lab charts`: the benchmark charts, drawn from what `lab benchmarks` recorded in
+//! `book/src/measured/`. From `bench-versus-c.txt`, one chart per group of the
+//! Rust-against-C rounds (`versus-c-GROUP.svg`): per pair the Rust and the C median side
+//! by side, the ratio (the median of per-round ratios, with its q1–q3) beside the C bar.
+//! From each criterion summary `bench-GROUP.txt`, its medians (`bench-GROUP.svg`). Times
+//! on a log scale, bandwidths on a linear one; 750 px wide with 13 px text, the width of
+//! the book's page. Criterion's own report stays in target/criterion/GROUP/report.
 
 use std::fmt::Write;
 use std::path::Path;
@@ -118,11 +118,11 @@ struct Scale {
 }
 
 impl Scale {
-    fn of(g: &Group) -> Scale {
-        let all = g.bars.iter().flat_map(|b| [b.rust, b.c]);
-        let (lo, hi) =
-            all.fold((f64::MAX, 0.0f64), |(l, h), v| (l.min(v), h.max(v)));
-        if g.bandwidth {
+    fn of(values: &[f64], bandwidth: bool) -> Scale {
+        let (lo, hi) = values
+            .iter()
+            .fold((f64::MAX, 0.0f64), |(l, h), &v| (l.min(v), h.max(v)));
+        if bandwidth {
             return Scale {
                 lo: 0.0,
                 hi: (hi / 5.0).ceil().max(1.0) * 5.0,
@@ -154,39 +154,46 @@ impl Scale {
     }
 }
 
-fn value(g: &Group, v: f64) -> String {
-    if g.bandwidth {
-        format!("{v:.2} GiB/s")
-    } else {
-        fmt_ns(v)
-    }
+/// One bar: its label (in its colour), its figure, its colour.
+struct Row {
+    label: String,
+    v: f64,
+    colour: &'static str,
 }
 
-/// The chart of one group. Deterministic.
-pub fn render(g: &Group) -> String {
-    let scale = Scale::of(g);
+const BLUE: &str = "#4a6fa5";
+const ORANGE: &str = "#c25e00";
+
+/// Bars in blocks (a small gap between blocks) on one scale, with a title, a line on
+/// what one iteration is, and a legend under the scale. Deterministic.
+fn draw(
+    title: &str,
+    what: &str,
+    blocks: &[Vec<Row>],
+    scale: &Scale,
+    note: &str,
+) -> String {
+    let bandwidth = !scale.log;
     let (x0, x1) = (LABEL + 12.0, W - 96.0);
     let x = |v: f64| x0 + scale.at(v) * (x1 - x0);
     let mut s = String::new();
     let mut y = 24.0;
-    let title =
-        format!("{}: Rust and C, the same work in alternating rounds", g.name);
     let _ = writeln!(s, "<text x=\"8\" y=\"{y}\" font-size=\"15\" font-weight=\"bold\">{title}</text>");
     y += 20.0;
-    let what: String = g.what.chars().take(92).collect();
+    let what: String = what.chars().take(92).collect();
     let _ = writeln!(
         s,
         "<text x=\"8\" y=\"{y}\" font-size=\"13\" fill=\"#444\">{what}</text>"
     );
     y += 18.0;
     let top = y;
-    for b in &g.bars {
-        let name: String = b.name.chars().take(33).collect();
-        let ratio = format!("  Rust/C {} ({})", b.ratio, b.iqr);
-        for (v, colour, label) in
-            [(b.rust, "#4a6fa5", name), (b.c, "#c25e00", ratio)]
-        {
-            let (w, ty, shown) = ((x(v) - x0).max(2.0), y + 12.0, value(g, v));
+    for block in blocks {
+        for r in block {
+            let (w, ty) = ((x(r.v) - x0).max(2.0), y + 12.0);
+            let shown =
+                if bandwidth { format!("{:.2} GiB/s", r.v) } else { fmt_ns(r.v) };
+            let (label, colour): (String, _) =
+                (r.label.chars().take(33).collect(), r.colour);
             let _ = writeln!(
                 s,
                 "<text x=\"8\" y=\"{ty:.1}\" font-size=\"13\" fill=\"{colour}\">{label}</text>\n\
@@ -210,9 +217,6 @@ pub fn render(g: &Group) -> String {
         );
     }
     y += 34.0;
-    let kind =
-        if g.bandwidth { "GiB/s, higher is faster" } else { "time, log scale" };
-    let note = format!("blue: Rust, orange: C (medians over the rounds; {kind})");
     let _ = writeln!(
         s,
         "<text x=\"8\" y=\"{y:.1}\" font-size=\"13\" fill=\"#444\">{note}</text>"
@@ -225,23 +229,97 @@ pub fn render(g: &Group) -> String {
     )
 }
 
-/// `lab charts`: a chart for every group of the recorded `bench-versus-c.txt` (or the
-/// groups named).
+/// The chart of one group of the rounds against C: per pair, the Rust bar and the C
+/// bar, the ratio beside the C one.
+pub fn render(g: &Group) -> String {
+    let values: Vec<f64> = g.bars.iter().flat_map(|b| [b.rust, b.c]).collect();
+    let scale = Scale::of(&values, g.bandwidth);
+    let blocks: Vec<Vec<Row>> = g
+        .bars
+        .iter()
+        .map(|b| {
+            let ratio = format!("  Rust/C {} ({})", b.ratio, b.iqr);
+            vec![
+                Row { label: b.name.clone(), v: b.rust, colour: BLUE },
+                Row { label: ratio, v: b.c, colour: ORANGE },
+            ]
+        })
+        .collect();
+    let title =
+        format!("{}: Rust and C, the same work in alternating rounds", g.name);
+    let kind =
+        if g.bandwidth { "GiB/s, higher is faster" } else { "time, log scale" };
+    let note = format!("blue: Rust, orange: C (medians over the rounds; {kind})");
+    draw(&title, &g.what, &blocks, &scale, &note)
+}
+
+/// The rows of a recorded criterion summary (`bench-GROUP.txt`):
+/// `group/way[/size]  median unit  [throughput]`, as (way[/size], ns).
+pub fn parse_medians(text: &str) -> Vec<(String, f64)> {
+    text.lines()
+        .filter(|l| !l.starts_with(['$', '#']))
+        .filter_map(|l| {
+            let t: Vec<&str> = l.split_whitespace().collect();
+            let name = t.first()?.split_once('/')?.1.to_string();
+            Some((name, to_ns(t.get(1)?, t.get(2)?)?))
+        })
+        .collect()
+}
+
+/// The chart of one criterion group: a bar per bench, its median time; the benches
+/// of one way (`processes/2^16`, `processes/2^20`, ...) in one block.
+pub fn render_medians(group: &str, rows: &[(String, f64)]) -> String {
+    let values: Vec<f64> = rows.iter().map(|r| r.1).collect();
+    let scale = Scale::of(&values, false);
+    let way = |name: &str| name.rsplit_once('/').map(|(w, _)| w.to_string());
+    let mut blocks: Vec<Vec<Row>> = Vec::new();
+    for (i, (name, ns)) in rows.iter().enumerate() {
+        let same = i > 0 && way(name).is_some() && way(name) == way(&rows[i - 1].0);
+        if !same || blocks.is_empty() {
+            blocks.push(Vec::new());
+        }
+        let row = Row { label: name.clone(), v: *ns, colour: BLUE };
+        blocks.last_mut().unwrap().push(row);
+    }
+    let title = format!("{group}: the median time of one iteration, per bench");
+    let what = format!("criterion's medians: cargo bench -- '^{group}/'");
+    let note =
+        "time, log scale; shorter is faster (Rust against C: the charts of that section)";
+    draw(&title, &what, &blocks, &scale, note)
+}
+
+/// `lab charts`: a chart for every group of the recorded `bench-versus-c.txt`
+/// (`versus-c-GROUP.svg`) and of each criterion summary (`bench-GROUP.svg`), or only
+/// the groups named.
 pub fn charts(only: &[String]) {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("book/src/measured");
+    let wanted = |g: &str| only.is_empty() || only.iter().any(|o| o == g);
     let path = dir.join("bench-versus-c.txt");
-    let Ok(text) = std::fs::read_to_string(&path) else {
-        eprintln!(
-            "error: no {}: run `cargo run --release --bin lab -- benchmarks`",
+    match std::fs::read_to_string(&path) {
+        Ok(text) => {
+            for g in parse(&text).iter().filter(|g| wanted(&g.name)) {
+                let out = dir.join(format!("versus-c-{}.svg", g.name));
+                std::fs::write(&out, render(g)).expect("write the chart");
+                eprintln!("{} pairs -> {}", g.bars.len(), out.display());
+            }
+        }
+        Err(_) => eprintln!(
+            "note: no {}: run `cargo run --release --bin lab -- benchmarks`",
             path.display()
-        );
-        std::process::exit(1)
-    };
-    for g in parse(&text) {
-        if only.is_empty() || only.contains(&g.name) {
-            let out = dir.join(format!("chart-{}.svg", g.name));
-            std::fs::write(&out, render(&g)).expect("write the chart");
-            eprintln!("{} pairs -> {}", g.bars.len(), out.display());
+        ),
+    }
+    for (group, _) in crate::benchsum::GROUPS.iter().filter(|(g, _)| wanted(g)) {
+        let Ok(text) =
+            std::fs::read_to_string(dir.join(format!("bench-{group}.txt")))
+        else {
+            continue;
+        };
+        let rows = parse_medians(&text);
+        if !rows.is_empty() {
+            let out = dir.join(format!("bench-{group}.svg"));
+            std::fs::write(&out, render_medians(group, &rows))
+                .expect("write the chart");
+            eprintln!("{} benches -> {}", rows.len(), out.display());
         }
     }
 }
@@ -272,5 +350,21 @@ mod tests {
         assert!(groups[1].bandwidth && groups[1].bars[0].rust == 29.22);
         let svg = render(&groups[0]);
         assert!(svg.contains("Rust/C 1.03 (0.98–1.30)") && svg.contains("208 µs"));
+    }
+
+    #[test]
+    fn a_criterion_summary_reads_as_bars_in_blocks_per_way() {
+        let text = "$ cargo bench --bench threads_vs_processes -- '^compute/'\n\
+            # recorded by `lab benchmarks`\n\
+            bench                                              median     throughput\n\
+            compute/processes/2^16                            1.94 ms      33.75 M/s\n\
+            compute/processes/2^20                            5.80 ms     180.86 M/s\n\
+            compute/rayon/2^16                               120.5 µs     543.82 M/s\n";
+        let rows = parse_medians(text);
+        assert_eq!(rows.len(), 3, "{rows:?}");
+        assert_eq!(rows[2], ("rayon/2^16".to_string(), 120_500.0));
+        let svg = render_medians("compute", &rows);
+        assert!(svg.contains("processes/2^20") && svg.contains("120 µs"), "{svg}");
+        assert_eq!(svg.matches("<rect x=").count(), 3);
     }
 }

@@ -60,8 +60,9 @@ enum Cmd {
         #[arg(long)]
         dir: Option<PathBuf>,
     },
-    /// Draw one chart per benchmark group (book/src/measured/chart-GROUP.svg) from the
-    /// figures `lab benchmarks` recorded (bench-GROUP.txt), Rust and C side by side.
+    /// Draw the benchmark charts from the figures `lab benchmarks` recorded in
+    /// book/src/measured/: versus-c-GROUP.svg (Rust and C side by side) and
+    /// bench-GROUP.svg (criterion's medians). `lab benchmarks` draws them too.
     Charts {
         /// Only these groups (e.g. spawn roundtrip); all when empty.
         groups: Vec<String>,
