@@ -64,7 +64,12 @@ fn stop_all(lab: &mut Lab, args: &Args, ctx: &Ctx, who: &str) {
         pid,
         end,
         code,
-        left
+        left,
+        // For the picture: who it was, its parent, that it ended, the kill -9.
+        role = name.clone(),
+        ppid = m.pid.as_raw(),
+        ended = true,
+        sent = victim.map(|_| "SIGKILL")
     );
     let was = pid_of(&seen, &name) == Some(pid) && victim.is_none_or(|v| v == pid);
     let want = if who == "worker" {
@@ -114,7 +119,12 @@ fn restart(lab: &mut Lab, args: &Args, ctx: &Ctx) {
         old,
         new,
         port,
-        answered
+        answered,
+        // For the picture: the kill -9 of the old one, the new one forked by the manager.
+        sent = "SIGKILL",
+        signalled = vec![old],
+        new_pid = new,
+        ppid = manager
     );
     check!(
         lab,

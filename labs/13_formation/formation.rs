@@ -118,7 +118,7 @@ pub fn run(lab: &mut Lab, args: &Args, ctx: &Ctx) {
     );
     let workers = seen.iter().filter(|s| s.ps.starts_with("worker.")).count();
     if workers > 0 {
-        jobs(lab, &mut m, ctx, 30);
+        jobs(lab, &mut m, ctx, 30, &seen);
     }
     let end = m.stop(Duration::from_secs(5) + Duration::from_millis(args.grace_ms));
     let left = m.leftovers();
@@ -132,7 +132,7 @@ pub fn run(lab: &mut Lab, args: &Args, ctx: &Ctx) {
 }
 
 /// The lab puts `n` jobs on the queue; the workers' own lines say which did each.
-fn jobs(lab: &mut Lab, m: &mut run::Run, ctx: &Ctx, n: u32) {
+fn jobs(lab: &mut Lab, m: &mut run::Run, ctx: &Ctx, n: u32, seen: &[Seen]) {
     let mut q = &ctx.files.jobs;
     for i in 1..=n {
         q.write_all(&programs::job(&i.to_string())).or_die("write to the queue");
@@ -156,15 +156,18 @@ fn jobs(lab: &mut Lab, m: &mut run::Run, ctx: &Ctx, n: u32) {
         }
     }
     per.sort();
-    let by: Vec<String> = per.iter().map(|(w, n)| format!("{w} {n}")).collect();
-    let by = by.join(", ");
     observe!(
         lab,
         "jobs",
-        "{got} jobs reported done; by worker: {by}",
+        "{got} jobs reported done, by worker:",
         got = done.len(),
         per
     );
+    let pid_of = |w: &str| seen.iter().find(|s| s.ps == w).map_or(0, |s| s.pid);
+    let rows: Vec<Vec<String>> = (per.iter())
+        .map(|(w, n)| vec![pid_of(w).to_string(), n.to_string(), w.clone()])
+        .collect();
+    lab.table("jobs_per_worker", &["worker pid", "jobs", "process"], &rows);
     let mut ids: Vec<u32> = done.iter().map(|d| d.0).collect();
     ids.sort();
     check!(

@@ -504,9 +504,7 @@ impl Builder {
             }
             return;
         }
-        let (Some(pc), Some(ppc), Some(sc)) =
-            (col("pid"), col("ppid"), col("state"))
-        else {
+        let (Some(pc), Some(ppc)) = (col("pid"), col("ppid")) else {
             return;
         };
         let empty = Map::new();
@@ -517,11 +515,15 @@ impl Builder {
             ) else {
                 continue;
             };
-            if let Some(role) = col("role").and_then(|i| r.get(i)) {
+            if let Some(role) =
+                col("role").or(col("process")).and_then(|i| r.get(i))
+            {
                 self.set_role(pid, role);
             }
             self.parent_is(pid, pp, &empty);
-            self.state(pid, &Value::from(r.get(sc).copied().unwrap_or("")));
+            if let Some(state) = col("state").and_then(|i| r.get(i)) {
+                self.state(pid, &Value::from(*state));
+            }
         }
     }
 
