@@ -22,6 +22,16 @@ pub fn unpin() -> nix::Result<()> {
     sched_setaffinity(Pid::from_raw(0), &set)
 }
 
+/// Allow the calling thread on `cpus` again: what [`allowed`] returned before a
+/// [`pin`]. Unlike [`unpin`], it keeps a `taskset` the lab was started under.
+pub fn allow(cpus: &[usize]) -> nix::Result<()> {
+    let mut set = CpuSet::new();
+    for &cpu in cpus {
+        set.set(cpu)?;
+    }
+    sched_setaffinity(Pid::from_raw(0), &set)
+}
+
 /// The CPUs the calling thread may run on now.
 pub fn allowed() -> Vec<usize> {
     let Ok(set) = sched_getaffinity(Pid::from_raw(0)) else {

@@ -48,8 +48,13 @@ fn capacity_back_pressure_and_setpipe_sz() {
     let run = default_run();
     let cap = run.observation("capacity");
     assert_eq!(cap["filled"], cap["f_getpipe_sz"], "{cap}");
+    assert_eq!(cap["status"]["exited"], 0, "the filler stopped at EAGAIN: {cap}");
     let size = cap["f_getpipe_sz"].as_u64().unwrap();
-    assert!(size >= 4096);
+    let page = cap["page"].as_u64().unwrap();
+    assert_eq!(size, 16 * page, "a new pipe has 16 slots of a page: {cap}");
+    let odd = run.observation("capacity_odd");
+    assert!(odd["filled"].as_u64().unwrap() < size, "{odd}");
+    assert_eq!(odd["filled"], odd["expected"], "{odd}");
     let parked = run.observation("parked");
     assert_eq!(parked["state"], "S", "{parked}");
     assert!(parked["wchan"].as_str().unwrap().contains("pipe_write"), "{parked}");
@@ -58,7 +63,9 @@ fn capacity_back_pressure_and_setpipe_sz() {
         Some(size),
         "a full pipe holds its capacity"
     );
-    assert_eq!(parked["drained"], parked["total"], "{parked}");
+    let drained = run.observation("drained");
+    assert_eq!(drained["drained"], drained["total"], "{drained}");
+    assert_eq!(drained["pid"], parked["pid"], "{drained}");
     let set = run.observation("setpipe_sz");
     assert_eq!(set["f_getpipe_sz"], set["filled"], "{set}");
     assert!(set["granted"].as_u64().unwrap() >= set["asked"].as_u64().unwrap());
@@ -195,6 +202,37 @@ fn a_parent_that_keeps_its_write_end_gives_no_eof() {
 fn an_exchange_that_fits_in_the_pipe_does_not_deadlock() {
     run_removed("pipe", QUICK, "exchange_fits")
         .assert_not_observed("big_exchange_deadlocks");
+}
+
+#[test]
+fn a_blocking_fill_sleeps_in_pipe_write_and_the_capacity_check_turns() {
+    let run = run_removed("pipe", QUICK, "blocking_fill");
+    run.assert_not_observed("capacity_matches");
+    let cap = run.observation("capacity");
+    assert_eq!(cap["state"], "S", "the filler slept instead of EAGAIN: {cap}");
+    assert_eq!(cap["status"]["signal"], "SIGKILL", "{cap}");
+}
+
+#[test]
+fn writes_of_whole_pages_turn_the_pages_check() {
+    run_removed("pipe", QUICK, "whole_page_writes")
+        .assert_not_observed("capacity_in_pages");
+}
+
+#[test]
+fn the_reader_is_observed_while_it_waits_for_eof() {
+    let readers = default_run().observations("reader");
+    let bug = readers
+        .iter()
+        .find(|o| o["reader_closes_write_end"] == false)
+        .expect("bug run");
+    assert_eq!(bug["state"], "S", "{bug}");
+    assert!(bug["wchan"].as_str().unwrap().contains("pipe_read"), "{bug}");
+    let fixed = readers
+        .iter()
+        .find(|o| o["reader_closes_write_end"] == true)
+        .expect("fixed run");
+    assert_eq!(fixed["state"], "Z", "it saw EOF and exited: {fixed}");
 }
 
 #[test]

@@ -17,7 +17,44 @@ fn default_run_verifies() {
 fn private_copy_versus_shared_mapping() {
     let o = default_run().observation("copies");
     assert_eq!(o["private"], 1, "{o}");
+    assert_eq!(o["child_private"], 42, "read by the parent in /proc/PID/mem: {o}");
     assert_eq!(o["shared"], 42, "{o}");
+}
+
+#[test]
+fn a_child_that_leaves_its_copy_alone_turns_private_stays_private() {
+    run_removed("shm", QUICK, "child_skips_private_write")
+        .assert_not_observed("private_stays_private");
+}
+
+#[test]
+fn a_name_left_in_dev_shm_turns_the_unlink_check_and_is_still_removed() {
+    let run = run_removed("shm", QUICK, "no_shm_unlink");
+    run.assert_not_observed("unlink_removes_entry");
+    let entries = run.observations("shm_entry");
+    let unlinked =
+        entries.iter().find(|o| o["phase"] == "unlinked").expect("unlinked");
+    assert_eq!(unlinked["exists"], true, "{unlinked}");
+    let path = unlinked["path"].as_str().unwrap();
+    assert!(!std::path::Path::new(path).exists(), "{path} outlived the lab");
+}
+
+/// glibc makes every robust mutex's futex calls shared whatever its pshared attribute
+/// (the kernel wakes a robust mutex's waiters with shared futexes when a holder dies),
+/// so the lab's robust mutex left PTHREAD_PROCESS_PRIVATE still counts exactly: the
+/// chapter says so, and this test keeps it true.
+#[test]
+fn a_robust_mutex_left_process_private_still_works_on_glibc() {
+    let run = run_removed("shm", QUICK, "process_private_mutex");
+    assert!(run.check("mutex_exact"), "{}", run.stdout);
+}
+
+/// Without robust, a process-private mutex in shared memory excludes nobody and loses
+/// wake-ups (FUTEX_WAIT_PRIVATE): the count breaks or a waiter is killed at its deadline.
+#[test]
+fn a_process_private_mutex_that_is_not_robust_is_not_exact() {
+    run_removed("shm", QUICK, "process_private_mutex,not_robust")
+        .assert_not_observed("mutex_exact");
 }
 
 #[test]
@@ -160,4 +197,7 @@ fn bad_flags_exit_2() {
     assert_usage_error("shm", &["--linger-ms", "-1"]);
     assert_usage_error("shm", &["--linger-ms", "60001"]);
     assert_usage_error("shm", &["--no-such-flag"]);
+    assert_usage_error("shm", &["--peer", ""]);
+    assert_usage_error("shm", &["--peer", "no-slash"]);
+    assert_usage_error("shm", &["--peer", "/a/b"]);
 }

@@ -1,48 +1,98 @@
-//! Section 3: a pipe holds `F_GETPIPE_SZ` bytes (64 KiB by default). A non-blocking
-//! writer gets EAGAIN when it is full; a blocking one sleeps in `pipe_write` until the
-//! reader makes room. `F_SETPIPE_SZ` changes the capacity.
+//! Section 3: a pipe is a ring of slots of one page each; `F_GETPIPE_SZ` says slots x
+//! page size (a new pipe: 16 x 4096 = 65536 bytes). A non-blocking writer gets EAGAIN
+//! once no slot is free, so writes that do not fill a page leave room unused; a
+//! blocking one sleeps in `pipe_write` until the reader makes room. `F_SETPIPE_SZ`
+//! changes the number of slots.
 
 use crate::args::Args;
+use crate::filler::{bytes_queued, fill, PIPE_BUF};
 use crate::watch::net;
-use nix::errno::Errno;
 use nix::fcntl::{fcntl, FcntlArg, OFlag};
 use nix::sys::wait::waitpid;
-use nix::unistd::{getpid, pipe, write, ForkResult};
+use nix::unistd::{getpid, pipe, sysconf, ForkResult, SysconfVar};
 use proclab::_exit;
 use proclab::bytes::pattern;
 use proclab::fdio::{read_full, write_all};
 use proclab::measure::fmt_bytes;
 use proclab::{check, cleanup, flush_stdout, lifeline, observe, procfacts, Lab};
 use proclab::{OrDie, State, Status};
-use std::os::fd::{AsRawFd, OwnedFd};
 use std::time::Duration;
+
+const ODD: usize = 3000; // a write smaller than a page
 
 /// Returns the capacity (`F_GETPIPE_SZ`), which sections 4 and 5 build on.
 pub fn run(lab: &mut Lab, args: &Args) -> usize {
+    let blocking = proclab::test_removes("blocking_fill"); // tests only: no O_NONBLOCK
+    let whole_pages = proclab::test_removes("whole_page_writes"); // tests only
+    let page =
+        sysconf(SysconfVar::PAGE_SIZE).ok().flatten().unwrap_or(4096) as usize;
     // ANCHOR: capacity
     let (rx, tx) = pipe().or_die("pipe");
     // Non-blocking: a full pipe says EAGAIN instead of putting the writer to sleep.
-    fcntl(&tx, FcntlArg::F_SETFL(OFlag::O_NONBLOCK)).or_die("fcntl");
+    if !blocking {
+        fcntl(&tx, FcntlArg::F_SETFL(OFlag::O_NONBLOCK)).or_die("fcntl");
+    }
     let size = fcntl(&tx, FcntlArg::F_GETPIPE_SZ).or_die("fcntl") as usize;
-    let filled = fill(&tx); // write until EAGAIN: nobody reads
+    let slots = size / page; // F_GETPIPE_SZ counts page-sized slots
+    let full = fill(&rx, &tx, PIPE_BUF); // a page a write, until EAGAIN
+    let (rx, tx) = pipe().or_die("pipe"); // a new, empty pipe
+    if !blocking {
+        fcntl(&tx, FcntlArg::F_SETFL(OFlag::O_NONBLOCK)).or_die("fcntl");
+    }
+    let piece = if whole_pages { PIPE_BUF } else { ODD };
+    let odd = fill(&rx, &tx, piece); // each write takes a slot of its own
+                                     // ANCHOR_END: capacity
     drop((rx, tx));
-    // ANCHOR_END: capacity
+    let (f_getpipe_sz, filled) = (size, full.queued);
     observe!(
         lab,
         "capacity",
-        "non-blocking writes stopped with EAGAIN after {filled} bytes; \
-         F_GETPIPE_SZ says {f_getpipe_sz}",
+        "F_GETPIPE_SZ says {f_getpipe_sz} bytes: {slots} slots of a {page}-byte page; \
+         filler {pid} wrote {PIPE_BUF}-byte writes until {how}, and the pipe held \
+         {filled} bytes (FIONREAD)",
+        pid = full.pid,
+        forked = true,
+        f_getpipe_sz,
+        page,
+        slots,
+        piece = PIPE_BUF,
         filled,
-        f_getpipe_sz = size
+        how = full.how(),
+        state = full.state,
+        status = full.status
     );
     check!(
         lab,
         "capacity_matches",
-        filled == size && filled > 0,
-        "a pipe nobody reads holds exactly F_GETPIPE_SZ = {size} bytes"
+        full.eagain() && filled == size && filled > 0,
+        "writes of a page fill every slot: the pipe took exactly F_GETPIPE_SZ = \
+         {size} bytes, then said EAGAIN"
+    );
+    let expected = slots * (page / ODD * ODD); // the writes that fit whole in a page
+    let filled = odd.queued;
+    observe!(
+        lab,
+        "capacity_odd",
+        "filler {pid} wrote {piece}-byte writes until {how}: the pipe held {filled} \
+         bytes, {expected} expected for {slots} slots of {ODD}",
+        pid = odd.pid,
+        forked = true,
+        piece,
+        filled,
+        expected,
+        how = odd.how(),
+        state = odd.state,
+        status = odd.status
+    );
+    check!(
+        lab,
+        "capacity_in_pages",
+        odd.eagain() && filled == expected && filled < size,
+        "the capacity is counted in pages, not bytes: {ODD}-byte writes, one slot \
+         each, filled the pipe at {expected} of its {size} bytes"
     );
     parked(lab, size);
-    set_size(lab, args.pipe_size);
+    set_size(lab, args.pipe_size, !blocking);
     size
 }
 
@@ -73,21 +123,33 @@ fn parked(lab: &mut Lab, size: usize) {
         (s == 'S' && wchan.contains("pipe_write")).then_some((s, wchan))
     });
     let queued = bytes_queued(&rx); // FIONREAD: bytes in the pipe right now
-    let drained = read_full(&rx, &mut all).unwrap_or(0); // wakes the writer
-    let status = Status(waitpid(writer, None));
-    // ANCHOR_END: parked
-    dog.disarm();
-    cleanup::forget(writer);
+                                    // ANCHOR_END: parked
     let (state, wchan) = seen.unwrap_or(('?', String::new()));
     let (state, of) = (State(state), fmt_bytes(total as u64));
+    // Observed while it sleeps: a --step prompt here shows it asleep in pipe_write.
     observe!(
         lab,
         "parked",
-        "writer {writer} of {of} sat in {state} (wchan {wchan}) with {queued} bytes \
-         queued; after draining {drained} bytes it {status}",
+        "writer {pid} of {of} sleeps in {state} (wchan {wchan}) with {queued} bytes \
+         queued",
+        pid = w,
+        forked = true,
         state,
         wchan,
         queued,
+        total
+    );
+    // ANCHOR: drained
+    let drained = read_full(&rx, &mut all).unwrap_or(0); // wakes the writer
+    let status = Status(waitpid(writer, None));
+    // ANCHOR_END: drained
+    dog.disarm();
+    cleanup::forget(writer);
+    observe!(
+        lab,
+        "drained",
+        "after the parent drained {drained} bytes, writer {pid} {status}",
+        pid = w,
         drained,
         total,
         status
@@ -102,56 +164,43 @@ fn parked(lab: &mut Lab, size: usize) {
 }
 
 /// `F_SETPIPE_SZ(asked)`, then fill the pipe again.
-fn set_size(lab: &mut Lab, asked: u32) {
+fn set_size(lab: &mut Lab, asked: u32, non_blocking: bool) {
     // ANCHOR: setsize
     let (rx, tx) = pipe().or_die("pipe");
-    fcntl(&tx, FcntlArg::F_SETFL(OFlag::O_NONBLOCK)).or_die("fcntl");
+    if non_blocking {
+        fcntl(&tx, FcntlArg::F_SETFL(OFlag::O_NONBLOCK)).or_die("fcntl");
+    }
     // EPERM above /proc/sys/fs/pipe-max-size (or a user's page quota): 0 granted.
     let granted =
         fcntl(&tx, FcntlArg::F_SETPIPE_SZ(asked as i32)).unwrap_or(0) as usize;
     let now = fcntl(&tx, FcntlArg::F_GETPIPE_SZ).or_die("fcntl") as usize;
-    let refilled = fill(&tx);
+    let refilled = fill(&rx, &tx, PIPE_BUF);
     // ANCHOR_END: setsize
     drop((rx, tx));
+    let filled = refilled.queued;
     observe!(
         lab,
         "setpipe_sz",
         "F_SETPIPE_SZ({asked}) granted {granted}; F_GETPIPE_SZ now {f_getpipe_sz}; \
-         the pipe filled up at {filled} bytes",
+         filler {pid} wrote until {how}, at {filled} bytes",
+        pid = refilled.pid,
+        forked = true,
         asked,
         granted,
         f_getpipe_sz = now,
-        filled = refilled
+        filled,
+        how = refilled.how(),
+        state = refilled.state,
+        status = refilled.status
     );
     check!(
         lab,
         "setpipe_sz_changes_capacity",
-        granted >= asked as usize && now == granted && refilled == now,
+        granted >= asked as usize
+            && now == granted
+            && filled == now
+            && refilled.eagain(),
         "F_SETPIPE_SZ changes how much a pipe holds (rounded up to a power of two \
          pages)"
     );
-}
-
-/// Non-blocking writes of PIPE_BUF, then single bytes, until EAGAIN; the bytes written.
-fn fill(tx: &OwnedFd) -> usize {
-    let page = [7u8; libc::PIPE_BUF];
-    let mut n = 0;
-    for piece in [&page[..], &page[..1]] {
-        loop {
-            match write(tx, piece) {
-                Ok(k) => n += k,
-                Err(Errno::EINTR) => {}
-                Err(_) => break, // EAGAIN: full
-            }
-        }
-    }
-    n
-}
-
-/// Bytes waiting in the pipe (ioctl FIONREAD).
-pub fn bytes_queued(rx: &OwnedFd) -> usize {
-    let mut n: libc::c_int = 0;
-    // SAFETY: FIONREAD writes one int to the pointer we pass.
-    unsafe { libc::ioctl(rx.as_raw_fd(), libc::FIONREAD, &mut n) };
-    n as usize
 }

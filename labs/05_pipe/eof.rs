@@ -10,6 +10,7 @@ use nix::unistd::{getpid, pipe, read, ForkResult};
 use proclab::_exit;
 use proclab::fdio::write_all;
 use proclab::{check, cleanup, flush_stdout, lifeline, observe, say, Lab, OrDie};
+use proclab::{procfacts, State};
 use std::os::fd::OwnedFd;
 use std::time::Duration;
 
@@ -41,13 +42,34 @@ pub fn run(lab: &mut Lab, args: &Args) {
             drop(tx);
             None
         };
+        // Where the reader is now, before any watchdog: under --step the prompt comes
+        // while it is so (asleep in pipe_read, or a zombie after EOF).
+        let (w, look) = (child.as_raw(), deadline.max(Duration::from_secs(2)));
+        let now = procfacts::poll_until(look, || match procfacts::state(w)? {
+            'Z' => Some(String::new()),
+            'S' => procfacts::wchan(w).filter(|c| c.contains("pipe_read")),
+            _ => None,
+        });
+        let state = State::of(w);
+        let wchan_now = now.unwrap_or_default();
+        observe!(
+            lab,
+            "reader",
+            "reader {pid}, once the parent is done writing: {state} {wchan_now}",
+            pid = w,
+            ppid = parent,
+            forked = true,
+            state,
+            wchan = &wchan_now,
+            reader_closes_write_end = closes_own
+        );
         let waited = wait_or_break(&[child], "pipe_read", deadline);
         drop(kept);
 
         let status = waited.statuses[0];
         let (state, wchan) = match waited.stuck.first() {
             Some(s) => (s.state, s.wchan.clone()),
-            None => (proclab::State('?'), String::new()),
+            None => (State('?'), String::new()),
         };
         let stuck = !waited.stuck.is_empty();
         let deadline_ms = args.deadline_ms;
@@ -64,7 +86,9 @@ pub fn run(lab: &mut Lab, args: &Args) {
         observe!(
             lab,
             "eof",
-            "reader {child} {what}: {status}",
+            "reader {pid} {what}: {status}",
+            pid = w,
+            sent = stuck.then_some("SIGKILL"),
             reader_closes_write_end = closes_own,
             watchdog_fired = waited.fired,
             stuck,

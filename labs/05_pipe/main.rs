@@ -10,6 +10,7 @@
 mod args; // the flags
 mod capacity; // 3. capacity, a writer parked while the pipe is full, F_SETPIPE_SZ
 mod eof; // 2. EOF needs every write end closed
+mod filler; // the child that fills a pipe until EAGAIN (section 3), FIONREAD
 mod one_way; // 1. one message, parent to child, intact
 mod pipe_buf; // 4. writes up to PIPE_BUF are atomic, bigger ones can tear
 mod sigpipe; // 6. SIGPIPE, or EPIPE when it is ignored
@@ -25,7 +26,8 @@ fn main() {
     let mut lab = Lab::start(
         "pipe",
         "pipes deliver bytes intact and in order, end at EOF only when every write \
-         end is closed, hold F_GETPIPE_SZ bytes and block the writer beyond, keep \
+         end is closed, hold F_GETPIPE_SZ bytes in page-sized slots and block the \
+         writer beyond, keep \
          writes of at most PIPE_BUF whole, and kill (SIGPIPE) or fail (EPIPE) a \
          writer with no reader",
         &args.common,

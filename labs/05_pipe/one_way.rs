@@ -71,6 +71,9 @@ pub fn run(lab: &mut Lab, args: &Args) {
         "oneway",
         "parent sent {size} (FNV-1a {sent_sum}); child {child} counted \
          {recv_len} bytes (FNV-1a {recv_sum}); it {status}",
+        pid = child.as_raw(),
+        ppid = parent,
+        forked = true,
         sent_len,
         sent_sum = format!("{sum:016x}"),
         recv_len,

@@ -3,7 +3,7 @@
 //! on one pipe can tear each other's records.
 
 use crate::args::Args;
-use crate::capacity::bytes_queued;
+use crate::filler::bytes_queued;
 use crate::watch::net;
 use nix::errno::Errno;
 use nix::fcntl::{fcntl, FcntlArg, OFlag};
@@ -13,7 +13,9 @@ use proclab::_exit;
 use proclab::bytes::pattern;
 use proclab::fdio::{read_full, write_all};
 use proclab::measure::fmt_bytes;
-use proclab::{check, cleanup, flush_stdout, lifeline, observe, Lab, OrDie};
+use proclab::{
+    check, cleanup, flush_stdout, lifeline, observe, Lab, OrDie, Status,
+};
 use std::os::fd::OwnedFd;
 
 const PIPE_BUF: usize = libc::PIPE_BUF; // 4096 on Linux
@@ -75,7 +77,7 @@ pub fn run(lab: &mut Lab, args: &Args, size: usize) {
     let mut rows = Vec::new();
     let mut small_ok = false;
     for record in [PIPE_BUF, args.big as usize] {
-        let got = race(writers, records, record);
+        let (got, pids, statuses) = race(writers, records, record);
         let (torn, n, intact) = tally(&got, writers, record);
         let (r, per_writer) = (fmt_bytes(record as u64), records);
         let what = if torn == 0 && record > PIPE_BUF {
@@ -94,7 +96,10 @@ pub fn run(lab: &mut Lab, args: &Args, size: usize) {
             records = n,
             torn,
             intact_per_writer = &intact,
-            bytes = got.len()
+            bytes = got.len(),
+            pids,
+            forked = true,
+            statuses
         );
         if record == PIPE_BUF {
             small_ok = torn == 0
@@ -116,8 +121,12 @@ pub fn run(lab: &mut Lab, args: &Args, size: usize) {
 
 /// `writers` processes each write `records` records of `size` bytes (every byte of a
 /// record is its writer's letter) to one pipe, released at once; returns what the
-/// parent read.
-fn race(writers: usize, records: usize, size: usize) -> Vec<u8> {
+/// parent read, the writers' pids and how they ended.
+fn race(
+    writers: usize,
+    records: usize,
+    size: usize,
+) -> (Vec<u8>, Vec<i32>, Vec<Status>) {
     let parent = getpid().as_raw();
     let (rx, tx) = pipe().or_die("pipe");
     let (gate_rx, gate_tx) = pipe().or_die("pipe"); // closing gate_tx releases them
@@ -148,13 +157,11 @@ fn race(writers: usize, records: usize, size: usize) -> Vec<u8> {
     let dog = net(&kids, all.len() >> 20);
     drop(gate_tx); // go
     let got = read_full(&rx, &mut all).unwrap_or(0);
-    for k in kids {
-        let _ = waitpid(k, None);
-        cleanup::forget(k);
-    }
+    let statuses = kids.iter().map(|&k| Status(waitpid(k, None))).collect();
+    kids.iter().for_each(|&k| cleanup::forget(k));
     dog.disarm();
     all.truncate(got);
-    all
+    (all, kids.iter().map(|k| k.as_raw()).collect(), statuses)
 }
 
 /// Cut what the parent read into records of `size` bytes: (torn, records, intact

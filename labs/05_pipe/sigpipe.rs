@@ -62,7 +62,10 @@ pub fn run(lab: &mut Lab) {
         observe!(
             lab,
             "sigpipe",
-            "SIGPIPE {sigpipe}: the writer {child} ended, {status}",
+            "SIGPIPE {sigpipe}: the writer {pid} ended, {status}",
+            pid = child.as_raw(),
+            ppid = parent,
+            forked = true,
             sigpipe,
             status
         );

@@ -28,7 +28,7 @@ pub fn run(lab: &mut Lab, args: &Args, size: usize) {
     let rounds = args.rounds as usize;
     let (mut rows, mut medians, mut all_correct) = (Vec::new(), Vec::new(), true);
     for (label, pair) in placements {
-        let (s, correct) = ping_pong(rounds, pair);
+        let (s, correct) = ping_pong(rounds, pair, &cpus);
         let [min, median, p99] = [s.min, s.median, s.p99].map(fmt_duration);
         rows.push(vec![label, min, median, p99, format!("{correct}/{rounds}")]);
         medians.push(s.median);
@@ -62,8 +62,9 @@ pub fn run(lab: &mut Lab, args: &Args, size: usize) {
     let mut held = [false; 2];
     for (i, b_reads_first) in [false, true].into_iter().enumerate() {
         let message = if exchange_fits { size / 2 } else { 2 * size }; // 2x what fits
-        let Waited { statuses, fired, stuck } =
+        let (pids, Waited { statuses, fired, stuck }) =
             exchange(message, b_reads_first, deadline);
+        let signalled: Vec<i32> = stuck.iter().map(|s| s.pid).collect();
         let (m, waits) = (fmt_bytes(message as u64), list(&statuses));
         let what = if !stuck.is_empty() {
             let who = list(&stuck);
@@ -86,6 +87,10 @@ pub fn run(lab: &mut Lab, args: &Args, size: usize) {
             lab,
             "exchange",
             "{what}",
+            pids = &pids,
+            forked = true,
+            sent = (!signalled.is_empty()).then_some("SIGKILL"),
+            signalled = &signalled,
             message,
             b_reads_first,
             watchdog_fired = fired,
@@ -116,8 +121,13 @@ pub fn run(lab: &mut Lab, args: &Args, size: usize) {
 }
 
 /// `rounds` round trips (8-byte request `n`, reply `2n + 1`) between the parent and a
-/// child, each pinned to its CPU if given: the summary and how many replies were right.
-fn ping_pong(rounds: usize, cpus: Option<(usize, usize)>) -> (Summary, usize) {
+/// child, each pinned to its CPU if given, the parent then `allowed` again: the
+/// summary and how many replies were right.
+fn ping_pong(
+    rounds: usize,
+    cpus: Option<(usize, usize)>,
+    allowed: &[usize],
+) -> (Summary, usize) {
     let parent = getpid().as_raw();
     let (req_rx, req_tx) = pipe().or_die("pipe");
     let (rep_rx, rep_tx) = pipe().or_die("pipe");
@@ -165,7 +175,7 @@ fn ping_pong(rounds: usize, cpus: Option<(usize, usize)>) -> (Summary, usize) {
     // ANCHOR_END: twoway_loop
     dog.disarm();
     cleanup::forget(child);
-    let _ = cpu::unpin();
+    let _ = cpu::allow(allowed); // back to where it may run (a taskset is kept)
     if samples.is_empty() {
         samples.push(Duration::ZERO); // no reply came at all
     }
@@ -174,7 +184,12 @@ fn ping_pong(rounds: usize, cpus: Option<(usize, usize)>) -> (Summary, usize) {
 
 /// Two children A and B exchange `bytes` each over two pipes. A writes, then reads; B
 /// does the same (a deadlock when `bytes` exceeds the capacity), or reads first.
-fn exchange(bytes: usize, b_reads_first: bool, deadline: Duration) -> Waited {
+/// Returns the two pids (A, B) and how the wait for them ended.
+fn exchange(
+    bytes: usize,
+    b_reads_first: bool,
+    deadline: Duration,
+) -> (Vec<i32>, Waited) {
     let parent = getpid().as_raw();
     let (a_rx, b_tx) = pipe().or_die("pipe"); // B -> A
     let (b_rx, a_tx) = pipe().or_die("pipe"); // A -> B
@@ -204,7 +219,8 @@ fn exchange(bytes: usize, b_reads_first: bool, deadline: Duration) -> Waited {
         // ANCHOR_END: exchange
     }
     drop((a_rx, a_tx, b_rx, b_tx));
-    wait_or_break(&kids, "pipe_write", deadline)
+    let pids = kids.iter().map(|k| k.as_raw()).collect();
+    (pids, wait_or_break(&kids, "pipe_write", deadline))
 }
 
 /// `a; b; c` of anything that displays.

@@ -22,10 +22,20 @@ pub struct Args {
     #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=60_000))]
     pub linger_ms: u64,
     /// (internal) Run as the peer that opens the named segment NAME after exec.
-    #[arg(long, hide = true)]
+    #[arg(long, hide = true, value_parser = segment_name)]
     pub peer: Option<String>,
     #[command(flatten)]
     pub common: Common,
+}
+
+/// A segment's name as `shm_open` takes it: `/`, then 1 to 254 bytes with no `/`
+/// (bad input exits 2 before anything is forked).
+fn segment_name(s: &str) -> Result<String, String> {
+    let rest = s.strip_prefix('/').ok_or("a segment name starts with /")?;
+    if rest.is_empty() || rest.len() > 254 || rest.contains('/') {
+        return Err("a segment name is / then 1 to 254 bytes, no other /".into());
+    }
+    Ok(s.to_string())
 }
 
 /// The program and argv that run this lab again as the peer of segment `name`: made before

@@ -115,7 +115,7 @@ pub fn count(
     let per_op = Duration::from_micros(5) * procs as u32;
     // Generous: a sibling that died before the barrier would stall the others.
     let by = Deadline::after(LIMIT + per_op * iters.min(u32::MAX as u64) as u32);
-    let mut all_exited = true;
+    let (mut all_exited, mut statuses) = (true, Vec::new());
     for &k in &kids {
         let st = waitpid_by(k, by).unwrap_or_else(|| {
             let _ = kill(k, Signal::SIGKILL); // hung: observed as not all exited
@@ -123,6 +123,7 @@ pub fn count(
         });
         cleanup::forget(k);
         all_exited &= st.code() == Some(0);
+        statuses.push(st);
     }
     let took = sw.elapsed();
     let expected = procs as u64 * iters;
@@ -139,7 +140,10 @@ pub fn count(
         actual,
         lost,
         ns = Nanos(took),
-        all_exited
+        all_exited,
+        pids = kids.iter().map(|k| k.as_raw()).collect::<Vec<_>>(),
+        forked = true,
+        statuses
     );
     run
 }

@@ -17,9 +17,15 @@ pub fn run(lab: &mut Lab, args: &Args, c: *mut Counters, plain: Count) {
     // Tests only: a mutex that is not robust (section 5), one in private memory.
     let robust = !proclab::test_removes("not_robust");
     let private = proclab::test_removes("mutex_private");
+    // Tests only: the mutex is left PTHREAD_PROCESS_PRIVATE (the chapter says why a
+    // robust one still works on glibc, and a non-robust one does not).
+    let pshared = match proclab::test_removes("process_private_mutex") {
+        true => libc::PTHREAD_PROCESS_PRIVATE,
+        false => libc::PTHREAD_PROCESS_SHARED,
+    };
     // SAFETY: c points to the live mapping; this only takes a field's address.
     let shared = unsafe { addr_of_mut!((*c).mutex) };
-    init_mutex(shared, robust);
+    init_mutex(shared, pshared, robust);
     // SAFETY: no child runs yet; the semaphore lives in the shared mapping.
     unsafe {
         (*c).lock_at = if private { addr_of_mut!(PRIVATE_MUTEX) } else { shared };
@@ -102,16 +108,17 @@ unsafe fn by_semaphore(c: *mut Counters, iters: u64) {
 }
 // ANCHOR_END: locks
 
-/// A process-shared, robust pthread mutex, initialised in place in the shared
-/// mapping (tests only: not robust).
-fn init_mutex(m: *mut libc::pthread_mutex_t, robust: bool) {
+/// A process-shared (`pshared`), robust pthread mutex, initialised in place in the
+/// shared mapping (tests only: process-private, or not robust).
+fn init_mutex(m: *mut libc::pthread_mutex_t, pshared: i32, robust: bool) {
     // ANCHOR: mutex_init
     // SAFETY: attr is initialised before use; the mutex is in the shared mapping.
     unsafe {
         let mut attr: libc::pthread_mutexattr_t = std::mem::zeroed();
         libc::pthread_mutexattr_init(&mut attr);
-        // Usable across processes (its futex word is in shared memory):
-        libc::pthread_mutexattr_setpshared(&mut attr, libc::PTHREAD_PROCESS_SHARED);
+        // PTHREAD_PROCESS_SHARED: usable across processes (its futex word is in
+        // shared memory, and a waiter is woken whichever process it is in):
+        libc::pthread_mutexattr_setpshared(&mut attr, pshared);
         if robust {
             // A holder's death is reported to the next locker, not a hang:
             libc::pthread_mutexattr_setrobust(

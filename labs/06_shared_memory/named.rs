@@ -23,6 +23,7 @@ const ECHO_AT: usize = 256; // what the peer read, copied back
 const PEER_AT: usize = 512; // the peer's pid and what its maps showed
 
 pub fn run(lab: &mut Lab, args: &Args) {
+    let keep_name = proclab::test_removes("no_shm_unlink"); // tests only: no unlink
     let me = getpid();
     let name = format!("/proclab-shm-{me}-named");
     let path = format!("/dev/shm{name}");
@@ -87,6 +88,9 @@ pub fn run(lab: &mut Lab, args: &Args) {
         "peer {pid} (exec'd, {maps_before} mappings of the segment in its \
          /proc/self/maps before shm_open) read {echo:?} and wrote it back; it {status}",
         pid = peer.as_raw(),
+        ppid = me.as_raw(),
+        forked = true,
+        exec = "shm --peer",
         pid_in_segment,
         maps_before,
         echo,
@@ -105,9 +109,13 @@ pub fn run(lab: &mut Lab, args: &Args) {
     );
 
     // ANCHOR: unlink
-    shm_unlink(name.as_str()).or_die("shm_unlink"); // the name only: still mapped
-    cleanup::forget_shm(&name);
-    let gone = !std::path::Path::new(&path).exists();
+    if !keep_name {
+        shm_unlink(name.as_str()).or_die("shm_unlink"); // the name; still mapped
+    }
+    let gone = !std::path::Path::new(&path).exists(); // read before any cleanup
+    if gone {
+        cleanup::forget_shm(&name); // else the lab's cleanup still unlinks it
+    }
     // SAFETY: the mapping is still valid after the name is gone.
     let still = unsafe { std::slice::from_raw_parts(seg, message.len()) };
     let still = still == message.as_bytes();

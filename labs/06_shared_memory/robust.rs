@@ -75,6 +75,9 @@ pub fn run(lab: &mut Lab, c: *mut Counters, repaired: u64) {
          ({first_lock}), after pthread_mutex_consistent the next returned \
          {second_lock}",
         holder = holder.as_raw(),
+        ppid = parent,
+        forked = true,
+        sent = "SIGKILL",
         status,
         first_lock = first,
         first_lock_name = &name,
