@@ -538,9 +538,7 @@ pub fn render_table(headers: &[&str], rows: &[Vec<String>]) -> String {
         let mut s = String::from(" ");
         for (i, c) in cells.iter().enumerate() {
             let w = widths.get(i).copied().unwrap_or(0);
-            let digits = c.strip_prefix('-').unwrap_or(c); // -131 B is a number too
-            if i > 0 && digits.chars().next().is_some_and(|ch| ch.is_ascii_digit())
-            {
+            if i > 0 && is_number(c) {
                 s.push_str(&format!(" {c:>w$}"));
             } else {
                 s.push_str(&format!(" {c:<w$}"));
@@ -555,6 +553,23 @@ pub fn render_table(headers: &[&str], rows: &[Vec<String>]) -> String {
         out += &fmt_row(row.iter().map(|s| s.as_str()).collect());
     }
     out
+}
+
+/// True if a table cell is a number, with or without its unit: `-131 B`, `4.20 µs`,
+/// `1.50x`, `35.2%`; not a text that merely starts with one (`4 of 6 workers`, `2^10`).
+fn is_number(cell: &str) -> bool {
+    let cell = cell.trim();
+    let end = cell
+        .char_indices()
+        .find(|&(i, ch)| {
+            !(ch.is_ascii_digit() || ch == '.' || (i == 0 && ch == '-'))
+        })
+        .map_or(cell.len(), |(i, _)| i);
+    let (number, unit) = cell.split_at(end);
+    let unit = unit.trim_start();
+    let unit_ok =
+        unit.chars().all(|ch| ch.is_alphabetic() || ch == '%' || ch == '/');
+    number.parse::<f64>().is_ok() && unit_ok
 }
 
 /// A fact's value as JSON (used by the macros).
@@ -596,4 +611,34 @@ macro_rules! __fact_value {
     ($name:ident = $val:expr) => {
         $val
     };
+}
+
+#[cfg(test)]
+mod table_tests {
+    use super::{is_number, render_table};
+
+    #[test]
+    fn a_cell_is_a_number_only_if_it_parses_as_one_units_aside() {
+        for n in ["42", "-131 B", "4.20 µs", "1.50x", "35.2%", "2100 KiB", "3 MB/s"]
+        {
+            assert!(is_number(n), "{n}");
+        }
+        for t in
+            ["4 of 6 workers", "2^10", "1 MiB touched", "12 vs 300 KiB", "-", ""]
+        {
+            assert!(!is_number(t), "{t}");
+        }
+    }
+
+    #[test]
+    fn text_starting_with_a_digit_is_left_aligned() {
+        let rows = vec![
+            vec!["a".into(), "2 threads, then 2 processes".into(), "7 ms".into()],
+            vec!["b".into(), "none".into(), "12.50 ms".into()],
+        ];
+        let t = render_table(&["", "what", "took"], &rows);
+        let lines: Vec<&str> = t.lines().collect();
+        assert_eq!(lines[2], "  a 2 threads, then 2 processes     7 ms");
+        assert_eq!(lines[3], "  b none                        12.50 ms");
+    }
 }

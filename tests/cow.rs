@@ -74,7 +74,12 @@ fn writing_k_pages_costs_k_faults_and_k_private_pages() {
         .cloned()
         .unwrap();
     assert_eq!(child["private_dirty"].as_u64().unwrap(), k * 4, "{child}");
+    assert!(child["anon_huge_kib"].is_u64(), "{child}");
     assert!(run.check("parent_data_unchanged"));
+    // Both passes over the K pages were timed: the faulting one and the plain one.
+    assert!(f["write_ns"].as_u64().unwrap() > 0, "{f}");
+    assert!(f["rewrite_ns"].as_u64().unwrap() > 0, "{f}");
+    assert!(f["cow_over_plain"].as_f64().unwrap() > 0.0, "{f}");
 }
 
 #[test]

@@ -57,6 +57,9 @@ fn map_returns_one_result_per_input_in_order() {
     // On demand: the slow task's result came after most of the others.
     let o = r.observation("on_demand");
     assert!(num(o, "finished_before_it") >= num(o, "tasks") / 2, "{o}");
+    // The others took the slow task's worker's share: it did few tasks.
+    let even = o["even_share"].as_f64().unwrap();
+    assert!(2.0 * (num(o, "slow_worker_tasks") as f64) <= even, "{o}");
 }
 
 #[test]
@@ -248,6 +251,18 @@ fn a_lost_queue_pill_leaves_a_consumer_without_one() {
         .filter(|e| e["pill"] == 0)
         .count();
     assert_eq!(without, 1, "the consumer with no pill saw end of file instead");
+}
+
+#[test]
+fn a_static_split_does_not_balance_a_slow_task() {
+    // One thing changed: the pool hands each worker a fixed share of the tasks, decided
+    // in advance, instead of the next task when it has room. The slow task's worker then
+    // does its whole share; most results still arrive before the slow one.
+    let r = run_removed("pool", QUICK, "static_split");
+    r.assert_not_observed("on_demand");
+    let o = r.observation("on_demand");
+    assert_eq!(num(o, "slow_worker_tasks"), 250, "1000 tasks, 4 workers: {o}");
+    assert!(r.check("map_exact"), "only the hand-out changed");
 }
 
 #[test]

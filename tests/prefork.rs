@@ -188,6 +188,33 @@ fn demo_verifies_spread_replacement_and_graceful_stop() {
 }
 
 #[test]
+fn the_kills_the_stop_and_the_forks_are_named_and_the_workers_accept_again() {
+    let run = run_json("prefork", &["--demo", "--part", "server"]);
+    run.assert_verified();
+    // Every worker forked is named with the master as its parent, from /proc.
+    let started = run.observations("worker_started");
+    let master = started[0]["ppid"].as_i64().unwrap();
+    assert!(
+        master > 0 && started.iter().all(|s| s["ppid"] == master),
+        "{started:?}"
+    );
+    // Section 3 names the signals it sends, each to its worker.
+    let kills = run.observations("kill");
+    let sent: Vec<&str> =
+        kills.iter().map(|k| k["sent"].as_str().unwrap()).collect();
+    assert_eq!(sent, ["SIGTERM", "SIGKILL"], "{kills:?}");
+    assert!(kills.iter().all(|k| k["pid"].as_i64().unwrap() > 0), "{kills:?}");
+    // Before section 4 every worker, the two new ones too, sleeps in accept4 again.
+    let back = run.observation("back_in_accept");
+    assert_eq!(back["accepting"], back["n"], "{back}");
+    assert_eq!(back["workers"].as_array().unwrap().len(), 3, "{back}");
+    // The stop names the signal and every worker it went to.
+    let stop = run.observation("stop");
+    assert_eq!(stop["sent"], "SIGTERM", "{stop}");
+    assert_eq!(stop["signalled"].as_array().unwrap().len(), 3, "{stop}");
+}
+
+#[test]
 fn workers_that_wait_in_epoll_exclusive_do_not_take_turns() {
     // One thing changed: each worker waits in epoll_pwait (its own instance, EPOLLEXCLUSIVE)
     // before accept. The kernel then wakes the first idle worker that registered, every time.

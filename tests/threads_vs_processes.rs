@@ -46,8 +46,8 @@ fn idle_workers_are_seen_asleep_and_their_memory_read_from_smaps() {
     assert_eq!(mem.len(), 2);
     let thread = mem.iter().find(|m| m["way"] == "thread").unwrap();
     let process = mem.iter().find(|m| m["way"] == "process").unwrap();
-    assert_eq!(thread["asleep"], 6, "every idle thread was in state S");
-    assert_eq!(process["asleep"], 6, "every idle child was in state S");
+    assert_eq!(thread["asleep"], 6, "every idle thread was asleep in read(2)");
+    assert_eq!(process["asleep"], 6, "every idle child was asleep in read(2)");
     assert_eq!(process["pids"].as_array().unwrap().len(), 6, "{process}");
     // Forked children share their parent's pages: RSS summed counts them once per child,
     // PSS divides them, so the RSS total is far above the PSS total.
@@ -99,6 +99,17 @@ fn thread_workers_made_processes_turn_the_verdict() {
     run.assert_not_observed("thread_starts_faster");
     run.assert_not_observed("process_costs_more_memory");
     run.assert_not_observed("handover_is_a_move");
+}
+
+#[test]
+fn idle_children_asleep_in_poll_are_not_asleep_in_read() {
+    // One thing changed: each idle child waits for the pipe's EOF in poll(2) before its
+    // read. It sleeps (state S) all the same, but not in read(2), as the check claims.
+    let run = run_removed("threads-vs-processes", QUICK, "idle_in_poll");
+    run.assert_not_observed("idle_workers_asleep");
+    let mem = run.observations("memory");
+    let process = mem.iter().find(|m| m["way"] == "process").unwrap();
+    assert_eq!(process["asleep"], 0, "{process}");
 }
 
 #[test]

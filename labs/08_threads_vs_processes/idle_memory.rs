@@ -3,21 +3,22 @@
 //! summed over the parent and, for processes, every child.
 
 use crate::claims::{times, Table};
-use crate::memory::{memory_of, sleeping_threads, Mem};
+use crate::memory::{asleep_in_read, memory_of, threads_in_read, Mem};
 use crate::wait::{reap, JoinOrDie};
 use nix::unistd::{getpid, pipe, read, ForkResult, Pid};
 use proclab::_exit;
 use proclab::lifeline::die_with_parent;
 use proclab::{check, cleanup, flush_stdout, observe, procfacts, say, Lab, OrDie};
-use std::os::fd::{AsFd, AsRawFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::time::Duration;
 
 /// `n` idle threads: how much the process grew, and how many threads were seen asleep.
 fn idle_threads(lab: &mut Lab, n: u32) -> (Mem, usize) {
     let me = getpid().as_raw();
     let before = memory_of(&[me]);
-    let (wake_r, wake_w) = pipe().or_die("pipe"); // they sleep until EOF on it
-                                                  // ANCHOR: idle_threads
+    // They sleep in read(2) on it until EOF.
+    let (wake_r, wake_w) = pipe().or_die("pipe");
+    // ANCHOR: idle_threads
     let idle: Vec<_> = (0..n)
         .map(|_| {
             let fd = wake_r.as_raw_fd();
@@ -30,15 +31,15 @@ fn idle_threads(lab: &mut Lab, n: u32) -> (Mem, usize) {
         .collect();
     let want = n as usize;
     let seen = procfacts::poll_until(Duration::from_secs(10), || {
-        (sleeping_threads(me) == want).then_some(want)
+        (threads_in_read(me) == want).then_some(want)
     });
     let grew = memory_of(&[me]).minus(&before);
     // ANCHOR_END: idle_threads
-    let asleep = seen.unwrap_or_else(|| sleeping_threads(me));
+    let asleep = seen.unwrap_or_else(|| threads_in_read(me));
     observe!(
         lab,
         "memory",
-        "{n} idle threads ({asleep} seen asleep): the process grew by RSS \
+        "{n} idle threads ({asleep} seen asleep in read(2)): the process grew by RSS \
          {rss_kib} KiB, PSS {pss_kib} KiB, page tables {pte_kib} KiB",
         way = "thread",
         workers = n,
@@ -60,36 +61,41 @@ fn idle_processes(lab: &mut Lab, n: u32, way: &str) -> (Mem, usize) {
     let me = getpid().as_raw();
     let before = memory_of(&[me]);
     let (wake_r, wake_w) = pipe().or_die("pipe");
+    // Tests only: each child waits in poll(2) before its read(2).
+    let in_poll = proclab::test_removes("idle_in_poll");
     // ANCHOR: idle_processes
     let mut kids: Vec<Pid> = Vec::new();
     for _ in 0..n {
         flush_stdout();
-        // SAFETY: the child only calls prctl, getppid, close, read and _exit.
+        // SAFETY: the child only calls prctl, getppid, close, read and _exit
+        // (and, in a test only, poll).
         match unsafe { cleanup::fork_tracked() } {
             ForkResult::Child => {
                 die_with_parent(me);
                 // SAFETY: close(2) of this child's copy, or EOF never comes.
                 unsafe { libc::close(wake_w.as_raw_fd()) };
+                poll_first(&wake_r, in_poll); // tests only: asleep elsewhere
                 let _ = read(wake_r.as_fd(), &mut [0u8; 1]); // until EOF
                 _exit(0)
             }
             ForkResult::Parent { child } => kids.push(child), // and tracked
         }
     }
-    let s = Duration::from_secs(10);
-    let asleep = kids
-        .iter()
-        .filter(|k| procfacts::wait_for_state(k.as_raw(), &['S'], s).is_some())
-        .count();
+    let in_read = || kids.iter().filter(|k| asleep_in_read(k.as_raw(), k.as_raw()));
+    let asleep = procfacts::poll_until(Duration::from_secs(10), || {
+        (in_read().count() == kids.len()).then_some(kids.len())
+    })
+    .unwrap_or_else(|| in_read().count());
     let mut group: Vec<i32> = kids.iter().map(|k| k.as_raw()).collect();
-    group.push(me);
-    let grew = memory_of(&group).minus(&before); // the parent and every child
-                                                 // ANCHOR_END: idle_processes
+    group.push(me); // the parent and every child
+    let grew = memory_of(&group).minus(&before);
+    // ANCHOR_END: idle_processes
     observe!(
         lab,
         "memory",
-        "{n} idle processes (pids {pid_range}, {asleep} seen asleep): RSS summed over \
-         them grew by {rss_kib} KiB, PSS by {pss_kib} KiB, page tables by {pte_kib} KiB",
+        "{n} idle processes (pids {pid_range}, {asleep} seen asleep in read(2)): RSS \
+         summed over them grew by {rss_kib} KiB, PSS by {pss_kib} KiB, page tables by \
+         {pte_kib} KiB",
         pid_range = format!("{} to {}", kids[0], kids[kids.len() - 1]),
         way,
         workers = n,
@@ -105,6 +111,17 @@ fn idle_processes(lab: &mut Lab, n: u32, way: &str) -> (Mem, usize) {
         reap(k);
     }
     (grew, asleep)
+}
+
+/// Tests only (`idle_in_poll`): wait for the pipe's EOF in poll(2) first, so that the
+/// worker sleeps, but not in read(2). Async-signal-safe.
+fn poll_first(fd: &OwnedFd, yes: bool) {
+    if yes {
+        let mut p =
+            libc::pollfd { fd: fd.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+        // SAFETY: one live pollfd; returns at EOF (POLLHUP).
+        unsafe { libc::poll(&mut p, 1, -1) };
+    }
 }
 
 pub fn run(lab: &mut Lab, table: &mut Table, n: u32, as_processes: bool) {
@@ -150,7 +167,8 @@ pub fn run(lab: &mut Lab, table: &mut Table, n: u32, as_processes: bool) {
         lab,
         "idle_workers_asleep",
         threads_asleep == n && asleep == n,
-        "every idle worker was seen asleep in read(2) before its memory was read \
+        "every idle worker was seen asleep (state S) inside read(2) (the call \
+         /proc/PID/task/TID/syscall names) before its memory was read \
          ({threads_asleep} of {n} threads, {asleep} of {n} processes)",
         threads_asleep,
         asleep,

@@ -13,11 +13,13 @@ impl ProcPool {
     /// Top worker `w` up to `depth` tasks in flight, from the front of `queue`, in one
     /// write.
     fn refill(&mut self, w: usize, tasks: &[Task], queue: &mut Queue) {
+        let split =
+            self.static_split.then_some((w, self.workers.len(), tasks.len()));
         let worker = &mut self.workers[w];
         let mut buf = [0u8; FRAME * 64];
         let mut len = 0;
         while worker.inflight.len() < self.depth {
-            let Some((id, attempt)) = queue.pop_front() else { break };
+            let Some((id, attempt)) = next_task(queue, split) else { break };
             Frame::task(id, attempt, &tasks[id]).encode(&mut buf[len..len + FRAME]);
             len += FRAME;
             worker.inflight.push_back((id, attempt));
@@ -63,6 +65,18 @@ impl ProcPool {
         // ANCHOR_END: map_read
         out
     }
+}
+
+/// The next task to hand out: the front of the queue (on demand), or, with the test
+/// switch `static_split`, the first left of worker `w`'s fixed share (`w` of `n` equal
+/// parts of the `len` tasks, decided in advance whatever each task costs).
+fn next_task(
+    queue: &mut Queue,
+    split: Option<(usize, usize, usize)>,
+) -> Option<(usize, u32)> {
+    let Some((w, n, len)) = split else { return queue.pop_front() };
+    let at = queue.iter().position(|&(id, _)| id * n / len.max(1) == w)?;
+    queue.remove(at)
 }
 
 /// How many outcomes equal the serial answer at their own index, and how many are missing.
@@ -122,20 +136,31 @@ pub fn run(lab: &mut Lab, pool: &mut ProcPool) {
     check!(lab, "map_exact", right == inputs && lost == 0 && duplicates == 0,
         "map returned exactly one result per input, in input order: no loss, no duplicate");
     stop_if_stuck(lab, &got, pool);
-    let (others, rank) = (inputs - 1, got.rank[3]);
+    // Who ran the slow task, and how many tasks that worker did in all.
+    let done: Vec<(Pid, u64)> =
+        pool.workers.iter().map(|w| (w.pid, w.done)).collect();
+    let (others, rank, slow_worker_pid) = (inputs - 1, got.rank[3], got.by[3]);
+    let slow_worker_tasks =
+        (done.iter().find(|(p, _)| p.as_raw() == slow_worker_pid))
+            .map_or(inputs, |&(_, n)| n as usize);
+    let even_share = inputs as f64 / done.len() as f64; // a static split's
     observe!(
         lab,
         "on_demand",
-        "task {slow_task} slept {slow_ms} ms; {finished_before_it} of the other {others} results arrived before it",
+        "task {slow_task} slept {slow_ms} ms in worker {slow_worker_pid}; {finished_before_it} of the other {others} results arrived before it, and that worker did {slow_worker_tasks} tasks in all (an even split: {even_share:.0} each)",
         slow_task = 3,
         slow_ms = SLOW.as_millis() as u64,
+        slow_worker_pid,
         finished_before_it = rank,
+        slow_worker_tasks,
+        even_share,
         tasks = inputs
     );
-    check!(lab, "on_demand", rank >= inputs / 2,
-        "a slow task held up only its own worker: most later tasks finished before it");
-    let done: Vec<(Pid, u64)> =
-        pool.workers.iter().map(|w| (w.pid, w.done)).collect();
+    // The others took its share: at most half an even split's (a static split gives
+    // it exactly that, and load, which slows every worker alike, cannot double it).
+    let took_share = 2.0 * slow_worker_tasks as f64 <= even_share;
+    check!(lab, "on_demand", rank >= inputs / 2 && took_share,
+        "a slow task held up only its own worker: most later tasks finished before it, and the other workers took its share of the tasks");
     let rows = share_rows(&done, inputs as u64);
     lab.table("tasks_per_worker", &["worker pid", "tasks", "share"], &rows);
 }

@@ -23,6 +23,8 @@ pub struct ProcPool {
     pub deadline: Duration,
     /// False only in a test that removes the retry of a killed worker's task.
     pub retry: bool,
+    /// True only in a test that hands out tasks in a fixed split (`static_split`).
+    pub static_split: bool,
     pub replacements: Vec<Replacement>,
 }
 
@@ -84,6 +86,9 @@ impl Worker {
             self.inflight.pop_front(); // results come back in the order the tasks went
             self.done += 1;
             out.put(f.id as usize, Ok(f.value));
+            if let Some(by) = out.by.get_mut(f.id as usize) {
+                *by = self.pid.as_raw(); // who ran it
+            }
         }
     }
 }
@@ -98,6 +103,8 @@ pub struct MapResult {
     pub duplicates: usize,
     /// For each task, how many results had arrived before its own.
     pub rank: Vec<usize>,
+    /// For each task, the pid of the worker whose result was filed (0: none).
+    pub by: Vec<i32>,
     /// True if no result came for the pool's deadline: a task was lost or a worker stuck.
     pub timed_out: bool,
     pub left: usize,
@@ -110,6 +117,7 @@ impl MapResult {
             results: vec![None; n],
             duplicates: 0,
             rank: vec![0; n],
+            by: vec![0; n],
             timed_out: false,
             left: n,
             arrived: 0,

@@ -24,6 +24,7 @@ impl ProcPool {
             depth,
             deadline,
             retry: !proclab::test_removes("no_retry"), // tests only: a task is lost
+            static_split: proclab::test_removes("static_split"), // tests only
             replacements: Vec::new(),
         };
         for slot in 0..n.min(MAX_WORKERS) {

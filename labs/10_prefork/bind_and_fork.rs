@@ -137,8 +137,9 @@ impl Master {
                     observe!(
                         lab,
                         "worker_started",
-                        "master forked worker {pid} ({why})",
+                        "master {ppid} forked worker {pid} ({why})",
                         pid,
+                        ppid = procfacts::ppid(child.as_raw()).unwrap_or(0),
                         why
                     );
                 }

@@ -109,17 +109,20 @@ impl Master {
         };
         self.stop_by = Some(lab_now() + grace);
         // ANCHOR_END: stop
-        let (workers, signal) = (self.workers.len(), sig.as_str());
+        let (workers, sent) = (self.workers.len(), sig.as_str());
         if self.quiet {
             return;
         }
+        let signalled: Vec<i32> =
+            self.workers.iter().map(|w| w.pid.as_raw()).collect();
         // After the signals, so that a --step pause here delays no worker.
         observe!(
             lab,
             "stop",
-            "{how} stop: {signal} to {workers} workers",
-            signal,
-            workers
+            "{how} stop: {sent} to {workers} workers",
+            sent,
+            workers,
+            signalled
         );
     }
 

@@ -2,7 +2,7 @@
 //! `waitpid` tells the master how each died, it forks replacements, and every request
 //! started after that succeeds, because the connections wait in the socket's queue.
 
-use crate::client::{ok, started, worker_of, Load, Log, Resp};
+use crate::client::{ok, started, waiting_on_socket, worker_of, Load, Log, Resp};
 use crate::master::{lab_now, Master, YOUNG};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::{getpid, Pid};
@@ -25,6 +25,8 @@ pub fn run(lab: &mut Lab, m: &mut Master) {
             // ESRCH: the worker was already gone, so there is no death to watch.
             lab.not_observed("replaced", format_args!("kill({pid}, {sig}): {e}"));
         }
+        let (pid, sent) = (pid.as_raw(), sig.as_str());
+        observe!(lab, "kill", "the lab sent {sent} to worker {pid}", pid, sent);
     }
     let killed_at = Instant::now();
     let deadline = Deadline::after(Duration::from_secs(10));
@@ -38,6 +40,7 @@ pub fn run(lab: &mut Lab, m: &mut Master) {
     // ANCHOR_END: kill
     load.wait_done(load.done() + 30);
     let log = load.finish();
+    let accepting = back_in_accept(lab, m);
     lab.show_tree(getpid());
     let new: Vec<Pid> = m.pids().into_iter().filter(|p| !old.contains(p)).collect();
     under_load(lab, &log, killed_at, dead_at, &new);
@@ -50,11 +53,17 @@ pub fn run(lab: &mut Lab, m: &mut Master) {
     check!(
         lab,
         "replaced",
-        gentle_ok && brutal_ok && forked == 2 && alive == m.want,
+        gentle_ok
+            && brutal_ok
+            && forked == 2
+            && alive == m.want
+            && accepting == m.want,
         "waitpid reported the SIGTERM-ed worker exiting 0 and the other killed by \
-         SIGKILL; {forked} replacements forked, {alive} workers alive",
+         SIGKILL; {forked} replacements forked, {alive} workers alive, {accepting} \
+         back in accept4",
         forked,
-        alive
+        alive,
+        accepting
     );
     let after = started(&log, dead_at..);
     let (after_ok, after_n) = (after.iter().filter(|r| ok(r)).count(), after.len());
@@ -77,6 +86,29 @@ pub fn run(lab: &mut Lab, m: &mut Master) {
             "the master was told to stop (SIGQUIT)",
         );
     }
+}
+
+/// Wait (at most 5 s) until every worker, the new ones too, sleeps in accept4 again
+/// (/proc/PID/syscall), so that the next section starts from a full set of idle
+/// workers, not from one still starting up; how many were seen there.
+fn back_in_accept(lab: &mut Lab, m: &Master) -> usize {
+    let pids = m.pids();
+    let count = || pids.iter().filter(|&&p| waiting_on_socket(p)).count();
+    let accepting = procfacts::poll_until(Duration::from_secs(5), || {
+        (count() == pids.len()).then_some(pids.len())
+    })
+    .unwrap_or_else(count);
+    let (n, workers) =
+        (pids.len(), pids.iter().map(|p| p.as_raw()).collect::<Vec<_>>());
+    observe!(
+        lab,
+        "back_in_accept",
+        "{accepting} of {n} workers sleep in accept4 again (/proc/PID/syscall)",
+        accepting,
+        n,
+        workers
+    );
+    accepting
 }
 
 /// What the load saw before the kills, between the kills and waitpid's report of both

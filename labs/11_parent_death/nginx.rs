@@ -68,8 +68,9 @@ pub fn run(lab: &mut Lab, args: &Args, lifeline: &Lifeline) -> Option<Way> {
     let master_end = fate::reap_parent(lab, "nginx", &[master], Signal::SIGKILL);
     std::thread::sleep(Duration::from_millis(args.linger_ms));
     let fates: Vec<Fate> = workers.iter().map(|&w| fate::look(w)).collect();
-    let answered_by = nginx_run::get(port); // does anyone still serve?
-                                            // ANCHOR_END: kill_master
+    // Does anyone still serve?
+    let answered_by = nginx_run::get(port);
+    // ANCHOR_END: kill_master
     fate::observe(lab, "nginx", "worker", master, &workers, &fates);
     lab.show_tree(getpid());
     let by = answered_by.map_or("nobody".to_string(), |p| format!("worker {p}"));

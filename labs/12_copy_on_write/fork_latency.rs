@@ -60,10 +60,17 @@ pub fn run(lab: &mut Lab, max_mib: u64, runs: u32, huge: bool) {
         let spawn_t = time_n(n, || spawn_true(&prog));
         // ANCHOR_END: fork_timing
         let size = fmt_bytes(mib << 20);
+        let anon_huge_kib = procfacts::smaps_rollup_field(me, "AnonHugePages:");
+        let huge_text = match anon_huge_kib {
+            Some(kib) if kib > 0 => {
+                format!(" ({kib} KiB of the process in huge pages)")
+            }
+            _ => String::new(),
+        };
         observe!(
             lab,
             "fork_latency",
-            "{size} touched, page tables {pte_kib} KiB: fork {fork_ns}, \
+            "{size} touched, page tables {pte_kib} KiB{huge_text}: fork {fork_ns}, \
              vfork+exec {vfork_ns}, posix_spawn {spawn_ns}",
             mib,
             pte_kib,
@@ -73,7 +80,7 @@ pub fn run(lab: &mut Lab, max_mib: u64, runs: u32, huge: bool) {
             fork_min_ns = Nanos(fork_t.min),
             vfork_min_ns = Nanos(vfork_t.min),
             spawn_min_ns = Nanos(spawn_t.min),
-            anon_huge_kib = procfacts::smaps_rollup_field(me, "AnonHugePages:")
+            anon_huge_kib
         );
         let d = |s: &Summary| fmt_duration(s.median);
         let pt = format!("{pte_kib} KiB");

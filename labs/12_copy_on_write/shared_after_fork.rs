@@ -45,8 +45,9 @@ pub fn run(lab: &mut Lab, region_mib: u64, huge: bool) -> Child {
         }
         ForkResult::Parent { child } => child,
     };
-    drop((cmd_r, report_w)); // the child's ends: if it dies, our reads see EOF
-                             // ANCHOR_END: fork
+    // The child's ends: if it dies, our reads see EOF.
+    drop((cmd_r, report_w));
+    // ANCHOR_END: fork
     let mut child = Child {
         pid,
         region,

@@ -1,5 +1,6 @@
 //! One mapping's lines of /proc/PID/smaps: how much of it is resident, its proportional
-//! share, and how much is shared or private (all dirty: the parent wrote every page).
+//! share, how much is shared or private (all dirty: the parent wrote every page), and
+//! how much is mapped by huge pages.
 
 use proclab::{observe, Lab};
 use std::fmt;
@@ -11,6 +12,8 @@ pub struct Smaps {
     pub pss: u64,
     pub shared_dirty: u64,
     pub private_dirty: u64,
+    /// How much of it is mapped as 2 MiB huge pages (`--huge`).
+    pub anon_huge: u64,
 }
 
 impl Smaps {
@@ -42,7 +45,8 @@ impl Smaps {
             rss = self.rss,
             pss = self.pss,
             shared_dirty = self.shared_dirty,
-            private_dirty = self.private_dirty
+            private_dirty = self.private_dirty,
+            anon_huge_kib = self.anon_huge
         );
     }
 
@@ -59,7 +63,11 @@ impl fmt::Display for Smaps {
             f,
             "region Rss {} KiB, Pss {} KiB, Shared_Dirty {} KiB, Private_Dirty {} KiB",
             self.rss, self.pss, self.shared_dirty, self.private_dirty
-        )
+        )?;
+        match self.anon_huge {
+            0 => Ok(()),
+            kib => write!(f, ", AnonHugePages {kib} KiB"),
+        }
     }
 }
 
@@ -84,6 +92,7 @@ fn parse(text: &str, addr: usize) -> Smaps {
             "Pss:" => m.pss = value(),
             "Shared_Dirty:" => m.shared_dirty = value(),
             "Private_Dirty:" => m.private_dirty = value(),
+            "AnonHugePages:" => m.anon_huge = value(),
             _ => {}
         }
     }
@@ -109,7 +118,13 @@ Private_Dirty:         4 kB
         let m = parse(text, 0x7f00);
         assert_eq!(
             m,
-            Smaps { rss: 64, pss: 32, shared_dirty: 64, private_dirty: 0 }
+            Smaps {
+                rss: 64,
+                pss: 32,
+                shared_dirty: 64,
+                private_dirty: 0,
+                anon_huge: 0
+            }
         );
         assert_eq!(parse(text, 0x7f10).private_dirty, 4);
         assert_eq!(parse(text, 0x1234), Smaps::default());
