@@ -376,3 +376,32 @@ fn no_block_of_six_lines_is_written_twice() {
         dups.join("\n")
     );
 }
+
+/// rustfmt aligns a comment line that follows a line with a trailing comment under that
+/// comment, which glues an `// ANCHOR`, a `// SAFETY:` or any other comment line to the
+/// code above it in the reader's eye. The guide says: no trailing comment there.
+#[test]
+fn no_comment_line_is_glued_to_a_trailing_comment() {
+    let mut bad = Vec::new();
+    for path in lab_files() {
+        let text = std::fs::read_to_string(&path).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        for (i, pair) in lines.windows(2).enumerate() {
+            let (above, line) = (pair[0], pair[1]);
+            let Some(at) = above.find(" // ") else { continue };
+            let code = above[..at].trim();
+            let col = line.len() - line.trim_start().len();
+            if !code.is_empty()
+                && line.trim_start().starts_with("//")
+                && col == at + 1
+            {
+                bad.push(format!("{}:{}: {}", rel(&path), i + 2, line.trim()));
+            }
+        }
+    }
+    assert!(
+        bad.is_empty(),
+        "comment lines glued to a trailing comment:\n{}",
+        bad.join("\n")
+    );
+}

@@ -40,8 +40,9 @@ pub fn run(lab: &mut Lab, args: &Args) -> usize {
         fcntl(&tx, FcntlArg::F_SETFL(OFlag::O_NONBLOCK)).or_die("fcntl");
     }
     let piece = if whole_pages { PIPE_BUF } else { ODD };
-    let odd = fill(&rx, &tx, piece); // each write takes a slot of its own
-                                     // ANCHOR_END: capacity
+    // Each write takes a slot of its own.
+    let odd = fill(&rx, &tx, piece);
+    // ANCHOR_END: capacity
     drop((rx, tx));
     let (f_getpipe_sz, filled) = (size, full.queued);
     observe!(
@@ -122,8 +123,9 @@ fn parked(lab: &mut Lab, size: usize) {
         let (s, wchan) = (procfacts::state(w)?, procfacts::wchan(w)?);
         (s == 'S' && wchan.contains("pipe_write")).then_some((s, wchan))
     });
-    let queued = bytes_queued(&rx); // FIONREAD: bytes in the pipe right now
-                                    // ANCHOR_END: parked
+    // FIONREAD: the bytes in the pipe.
+    let queued = bytes_queued(&rx);
+    // ANCHOR_END: parked
     let (state, wchan) = seen.unwrap_or(('?', String::new()));
     let (state, of) = (State(state), fmt_bytes(total as u64));
     // Observed while it sleeps: a --step prompt here shows it asleep in pipe_write.

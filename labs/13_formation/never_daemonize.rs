@@ -111,8 +111,9 @@ pub fn run(lab: &mut Lab, args: &Args, ctx: &Ctx) {
         matches!(dead(), '?' | 'Z').then_some(())
     });
     let file = std::fs::read_to_string(&ctx.files.pidfile).unwrap_or_default();
-    let now = State::of(d); // dead, or the pid is already another process's
-                            // ANCHOR_END: stale
+    // Dead, or the pid is already another process's.
+    let now = State::of(d);
+    // ANCHOR_END: stale
     cleanup::forget(Pid::from_raw(d));
     let end = m.stop(Duration::from_secs(3) + Duration::from_millis(args.grace_ms));
     let told = m.events.iter().any(|e| e.to_string().contains(&format!("pid {d}")));

@@ -12,8 +12,9 @@ use proclab::{observe, Lab};
 pub fn run(lab: &mut Lab, plan: &Plan) {
     let cost = plan.mix(90);
     let (clients, slow, slow_step) = (plan.clients, plan.slow, plan.slow_step);
-    let window = plan.window * 3 / 2; // a slow request takes a while to arrive
-                                      // ANCHOR: slow
+    // A slow request takes a while to arrive.
+    let window = plan.window * 3 / 2;
+    // ANCHOR: slow
     let spec = Spec { clients, slow, slow_step, window, grace: GRACE, cost };
     let points: Vec<Point> =
         ALL.iter().map(|&m| measure(plan, m, plan.workers_of(m), &spec)).collect();

@@ -9,6 +9,7 @@
 mod all;
 mod benchmarks;
 mod benchsum;
+mod chart_draw;
 mod charts;
 mod check;
 mod checks;
