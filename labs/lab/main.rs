@@ -13,6 +13,7 @@ mod charts;
 mod check;
 mod checks;
 mod exercise_list;
+mod exercise_list_later;
 mod exercises;
 mod observer;
 mod record;
