@@ -35,5 +35,9 @@ dispatch!(
     pgroup_stop,
     cow_read_only,
     shm_unlink,
+    formation_backoff,
+    formation_stop,
     pid1_init,
+    io_event_loop,
+    io_timer,
 );

@@ -40,7 +40,11 @@ dispatch!(
     pgroup_stop,
     cow_read_only,
     shm_unlink,
+    formation_backoff,
+    formation_stop,
     pid1_init,
+    io_event_loop,
+    io_timer,
 );
 
 /// Print the lines a solution printed, and exit 0.

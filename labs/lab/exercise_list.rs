@@ -1,12 +1,18 @@
 //! The list of exercises, in the order of the book (the roster of `exercises/`): each
 //! names its file, its check (`checks/`) and the check its wrong solution fails. The
 //! `[[bin]]` list, the solutions and the wrong solutions are checked against it
-//! (tests/exercises.rs).
+//! (tests/exercises.rs). Labs 1 to 9 are here, 10 to 15 in exercise_list_later.rs.
 
 use crate::checks;
+use crate::exercise_list_later::LATER;
 use crate::exercises::Exercise;
+use std::sync::LazyLock;
 
-pub const EXERCISES: &[Exercise] = &[
+/// Every exercise, in the order of the book.
+pub static EXERCISES: LazyLock<Vec<Exercise>> =
+    LazyLock::new(|| [EARLY, LATER].concat());
+
+const EARLY: &[Exercise] = &[
     Exercise {
         name: "fork-wait-all",
         lab: 1,
@@ -202,83 +208,5 @@ pub const EXERCISES: &[Exercise] = &[
                and write that task to the replacement (setting its busy).",
         wrong: ("results", "the replacement gets the next task, not the lost one"),
         check: checks::pool::retry,
-    },
-    Exercise {
-        name: "prefork-respawn",
-        lab: 10,
-        file: "prefork_respawn.rs",
-        task: "write the prefork master's respawn loop: three workers, whatever is killed",
-        goal: "after each kill -9, three workers hold the listening socket again within \
-               1.5 s, every dead one is reaped, and every request is answered",
-        hint: "waitpid(-1) already tells which worker died. Fork a replacement from the \
-               master right there: it inherits the listening socket, like the first ones.",
-        wrong: ("restored", "polls kill(pid, 0), which succeeds on a zombie"),
-        check: checks::prefork::respawn,
-    },
-    Exercise {
-        name: "prefork-graceful",
-        lab: 10,
-        file: "prefork_graceful.rs",
-        task: "stop a prefork server on SIGTERM without losing the request in hand",
-        goal: "after SIGTERM the request in hand is answered, every worker ends and is \
-               reaped by the master, and the master exits 0",
-        hint: "Call catch_sigterm() in the master too: waitpid then returns EINTR when \
-               SIGTERM comes. Send SIGTERM (not SIGKILL) to each worker then, and go on \
-               reaping until waitpid says ECHILD.",
-        wrong: ("reply", "passes SIGKILL on instead of SIGTERM"),
-        check: checks::prefork::graceful,
-    },
-    Exercise {
-        name: "pdeathsig",
-        lab: 11,
-        file: "pdeathsig.rs",
-        task: "make children die with their parent: PDEATHSIG and the getppid re-check",
-        goal: "no child outlives its SIGKILLed parent, even one killed while the children \
-               were getting ready",
-        hint: "In each child: libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL), then \
-               compare libc::getppid() with the parent's pid saved before fork: if they \
-               differ, the parent died before the prctl and no signal will come, so \
-               _exit now.",
-        wrong: ("die_with_parent", "PR_SET_PDEATHSIG in the parent: not inherited"),
-        check: checks::parent_death::pdeathsig,
-    },
-    Exercise {
-        name: "pgroup-stop",
-        lab: 11,
-        file: "pgroup_stop.rs",
-        task: "stop a server and all its workers with one signal to their process group",
-        goal: "the server and its workers, in a group of their own, end together, and the \
-               supervisor exits 0 by itself",
-        hint: "setpgid(0, 0) in the server (and setpgid(server, server) in the supervisor, \
-               whichever runs first) makes a group whose id is the server's pid; the \
-               workers it forks join it. killpg(server, SIGTERM) reaches them all.",
-        wrong: ("supervisor_survives", "kill(0, SIGTERM): the caller's own group"),
-        check: checks::parent_death::pgroup,
-    },
-    Exercise {
-        name: "cow-read-only",
-        lab: 12,
-        file: "cow_read_only.rs",
-        task: "compute a checksum of the parent's 64 MiB in a child without copying a page",
-        goal: "the child's checksum is right and it copies next to no memory",
-        hint: "After fork every page is shared until someone writes it; the first write \
-               copies it (a page fault). Compute x & 0xffff as you add each entry, instead \
-               of storing it back into the table (or into a copy of it).",
-        wrong: ("no_copy", "masks a copy of the table: 64 MiB of new memory"),
-        check: checks::cow::read_only,
-    },
-    Exercise {
-        name: "pid1-init",
-        lab: 14,
-        file: "pid1_init.rs",
-        task: "write a minimal init: forward SIGTERM, reap every orphan, exit as the app",
-        goal: "the app ends soon after the init gets SIGTERM, no process stays a zombie, \
-               and the init exits 143",
-        hint: "Catch SIGTERM with a handler (sigaction without SA_RESTART, so waitpid \
-               returns EINTR) and kill(app, SIGTERM) then. Reap with waitpid(-1) in a loop \
-               until ECHILD, not waitpid(app): orphans are your children too. Keep the \
-               app's status: 128 + the signal that killed it.",
-        wrong: ("no_zombie", "waits for the app only: the adopted orphan stays a zombie"),
-        check: checks::pid1::init,
     },
 ];

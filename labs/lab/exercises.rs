@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 /// One exercise.
+#[derive(Clone)]
 pub struct Exercise {
     /// `lab check NAME`; the bin is `ex-NAME`.
     pub name: &'static str,
@@ -119,7 +120,7 @@ pub fn chapter(n: u32) -> String {
 pub fn list(json: bool) {
     let done = progress();
     if json {
-        for e in EXERCISES {
+        for e in EXERCISES.iter() {
             let p = done.get(e.name).map_or("-", |p| p.word());
             let v = serde_json::json!({"name": e.name, "lab": e.lab, "file": e.file,
                 "task": e.task, "goal": e.goal, "progress": p,
@@ -137,7 +138,7 @@ pub fn list(json: bool) {
         EXERCISES.len(),
         progress_file().display()
     );
-    for e in EXERCISES {
+    for e in EXERCISES.iter() {
         let p = done.get(e.name).map_or("-", |p| p.word());
         println!("  {:02} {:<20} {:<13} exercises/{}", e.lab, e.name, p, e.file);
         println!("     {}", e.task);

@@ -14,6 +14,7 @@ mod charts;
 mod check;
 mod checks;
 mod exercise_list;
+mod exercise_list_later;
 mod exercises;
 mod observer;
 mod record;

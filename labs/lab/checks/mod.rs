@@ -6,6 +6,8 @@ pub mod cow;
 pub mod deadlock;
 pub mod exec;
 pub mod fork;
+pub mod formation;
+pub mod io_models;
 pub mod orphan;
 pub mod parent_death;
 pub mod pid1;

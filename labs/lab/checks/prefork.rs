@@ -10,7 +10,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
 /// The socket inodes `pid` holds (`socket:[N]` in /proc/PID/fd).
-fn sockets(pid: i32) -> Vec<u64> {
+pub fn sockets(pid: i32) -> Vec<u64> {
     let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
         return Vec::new();
     };
@@ -23,7 +23,7 @@ fn sockets(pid: i32) -> Vec<u64> {
 }
 
 /// The listening TCP socket of `pid`, from /proc/net/tcp: (inode, port).
-fn listener(pid: i32) -> Option<(u64, u16)> {
+pub fn listener(pid: i32) -> Option<(u64, u16)> {
     let mine = sockets(pid);
     let table = std::fs::read_to_string("/proc/net/tcp").ok()?;
     table.lines().skip(1).find_map(|l| {
@@ -41,7 +41,7 @@ fn holders(tl: &Timeline, master: i32, inode: u64) -> Vec<i32> {
 }
 
 /// Send `msg` to 127.0.0.1:`port` and read the reply until the server closes (bounded).
-fn ask(port: u16, msg: &[u8], wait: Duration) -> Result<String, String> {
+pub fn ask(port: u16, msg: &[u8], wait: Duration) -> Result<String, String> {
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
     let mut c = TcpStream::connect_timeout(&addr, Duration::from_secs(2))
         .map_err(|e| e.to_string())?;
