@@ -20,8 +20,9 @@ fn main() {
     // SAFETY: the child calls only fork and _exit.
     match unsafe { fork() }.expect("fork") {
         ForkResult::Child => {
-            let _ = setpgid(Pid::from_raw(0), Pid::from_raw(0)); // a job of its own
-                                                                 // SAFETY: the grandchild only sleeps, writes one line and calls _exit.
+            // A job of its own.
+            let _ = setpgid(Pid::from_raw(0), Pid::from_raw(0));
+            // SAFETY: the grandchild only sleeps, writes one line and calls _exit.
             if let Ok(ForkResult::Child) = unsafe { fork() } {
                 std::thread::sleep(Duration::from_millis(300));
                 say_as!("grandchild", "my parent is now {}", getppid());

@@ -20,8 +20,9 @@ fn main() {
     for _ in 0..3 {
         // SAFETY: the child only sleeps, writes one line and calls _exit.
         if let ForkResult::Child = unsafe { fork() }.expect("fork") {
-            std::thread::sleep(Duration::from_millis(300)); // getting ready
-                                                            // TODO: die when the parent dies, even if it died while we got ready.
+            // Getting ready.
+            std::thread::sleep(Duration::from_millis(300));
+            // TODO: die when the parent dies, even if it died while we got ready.
             say_as!("child", "ready; my parent is {parent}");
             for _ in 0..200 {
                 std::thread::sleep(Duration::from_millis(100)); // the work

@@ -41,9 +41,10 @@ fn app() -> ! {
 }
 
 fn main() {
-    prctl::set_child_subreaper(true).expect("prctl"); // orphans come here, as to PID 1
-                                                      // PID 1 ignores a signal it has no handler for; so does this init, as given.
-                                                      // SAFETY: signal() before any thread exists.
+    // Orphans come here, as to PID 1.
+    prctl::set_child_subreaper(true).expect("prctl");
+    // PID 1 ignores a signal it has no handler for; so does this init, as given.
+    // SAFETY: signal() before any thread exists.
     unsafe { libc::signal(libc::SIGTERM, libc::SIG_IGN) };
     // SAFETY: the app calls only signal, fork, waitpid, sleep and _exit.
     let app = match unsafe { fork() }.expect("fork") {

@@ -18,8 +18,9 @@ fn main() {
     // SAFETY: the child calls only setsid, fork and _exit.
     match unsafe { fork() }.expect("fork") {
         ForkResult::Child => {
-            let _ = setsid(); // a new session, with no terminal
-                              // SAFETY: the daemon only sleeps, writes one line and calls _exit.
+            // A new session, with no terminal.
+            let _ = setsid();
+            // SAFETY: the daemon only sleeps, writes one line and calls _exit.
             if let Ok(ForkResult::Child) = unsafe { fork() } {
                 let sid = getsid(None).map(|s| s.as_raw()).unwrap_or(0);
                 say_as!("daemon", "working in session {sid}");
