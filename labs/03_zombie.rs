@@ -15,8 +15,10 @@ use nix::sys::wait::waitpid;
 use nix::unistd::{fork, getpid, ForkResult, Pid};
 use proclab::_exit;
 use proclab::procfacts::{self, State};
+use proclab::wait::reap_or_kill;
 use proclab::{
-    check, cleanup, flush_stdout, observe, say, Common, Lab, OrDie, Status,
+    check, cleanup, flush_stdout, lifeline, observe, say, Common, Deadline, Lab,
+    OrDie, Status,
 };
 use std::time::Duration;
 
@@ -45,6 +47,7 @@ fn main() {
     );
     let me = getpid();
     let reap_first = proclab::test_removes("reap_first"); // tests only: no zombie is left
+    let linger = proclab::test_removes("children_linger"); // tests only: they do not exit
 
     lab.section("1. Children exit; the parent does not wait");
     // ANCHOR: make
@@ -53,9 +56,13 @@ fn main() {
         let status = 7 + i;
         // Flush first, or the child prints the parent's buffered text again.
         flush_stdout();
-        // SAFETY: the child calls only say! (one write(2)) and _exit.
+        // SAFETY: the child calls only prctl, getppid, sleep, say! and _exit.
         match unsafe { fork() }.or_die("fork") {
             ForkResult::Child => {
+                lifeline::die_with_parent(me.as_raw());
+                if linger {
+                    nix::unistd::sleep(60); // async-signal-safe
+                }
                 say!("exiting with status {status}");
                 _exit(status) // and the parent does not wait
             }
@@ -76,11 +83,11 @@ fn main() {
     }
 
     // ANCHOR: observe
-    let mut zombies = 0;
+    let mut before = Vec::new(); // each child's state while unreaped
+    let by = Deadline::after(Duration::from_secs(5));
     for &(pid, _) in &kids {
         // No wait can announce a zombie without reaping it: watch /proc (bounded).
-        let seen =
-            procfacts::wait_for_state(pid.as_raw(), &['Z'], Duration::from_secs(5));
+        let seen = procfacts::wait_for_state(pid.as_raw(), &['Z'], by.remaining());
         let state = State(seen.unwrap_or(State::of(pid.as_raw()).0));
         let ppid = procfacts::ppid(pid.as_raw()).unwrap_or(0);
         observe!(
@@ -92,9 +99,10 @@ fn main() {
             ppid,
             phase = "unreaped"
         );
-        zombies += (state.0 == 'Z') as usize;
+        before.push(state);
     }
     // ANCHOR_END: observe
+    let zombies = before.iter().filter(|s| s.0 == 'Z').count();
     lab.show_tree(me);
     let n = kids.len();
     check!(
@@ -148,16 +156,20 @@ fn main() {
         state,
         phase = "after_sigkill"
     );
-    check!(lab, "sigkill_no_effect", state.0 == 'Z',
-        "SIGKILL leaves a zombie in place: it is already dead, only waitpid removes it");
+    // A live child that SIGKILL killed is a zombie now too: it must have been one before.
+    let was = before[0];
+    check!(lab, "sigkill_no_effect", was.0 == 'Z' && state.0 == 'Z',
+        "before SIGKILL the child was {was}, after it {state}: a zombie is already \
+         dead, only waitpid removes it", was, state);
 
     lab.section("3. waitpid reaps the zombies");
     // ANCHOR: reap
     let mut reaped_ok = 0;
+    let by = Deadline::after(Duration::from_secs(2));
     for &(pid, expected) in &kids {
-        // A zombie's status is ready: this waitpid does not block.
-        let status = Status(waitpid(pid, None));
-        cleanup::forget(pid);
+        // A zombie's status is ready at once; a child still running at the
+        // deadline is killed (SIGKILL) and reaped, and does not count.
+        let (status, in_time) = reap_or_kill(pid, by.remaining());
         let gone = !procfacts::exists(pid.as_raw());
         observe!(
             lab,
@@ -167,9 +179,10 @@ fn main() {
             status,
             code = status.code(),
             expected,
+            in_time,
             gone
         );
-        reaped_ok += (status.code() == Some(expected) && gone) as usize;
+        reaped_ok += (status.code() == Some(expected) && in_time && gone) as usize;
     }
     // ANCHOR_END: reap
     check!(lab, "reaped_gone", reaped_ok == n,

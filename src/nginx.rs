@@ -3,11 +3,14 @@
 //! a sentinel that kills nginx's process group and removes the prefix if the lab dies (even
 //! by SIGKILL: nginx's workers hold no lifeline of ours, and nginx overwrites its
 //! environment with its process titles, so a test cannot find them by a tag in it).
+//! A Ctrl-C (SIGINT to the lab's whole group) is held until the master and the sentinel
+//! both exist; the sentinel ignores SIGINT and SIGTERM, and the lab tracks each worker as
+//! soon as it appears: an interrupt at any instant of the start leaves no nginx.
 
 use crate::_exit;
 use crate::lifeline::{die_with_parent, Lifeline};
 use crate::{cleanup, flush_stdout, procfacts, OrDie};
-use nix::sys::signal::{killpg, Signal};
+use nix::sys::signal::{killpg, sigprocmask, SigSet, SigmaskHow, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::{execv, fork, getpid, setpgid, ForkResult, Pid};
 use std::ffi::CString;
@@ -124,13 +127,23 @@ fn launch(
         MADE.iter().map(|m| c(&format!("{prefix}/{m}"))).collect();
     made.push(c(&prefix));
     let observer = getpid().as_raw();
+    // SIGINT and SIGTERM wait until the master is tracked, leads its own group, and
+    // its sentinel exists: from then on an interrupt at any instant reaches them all.
+    let mut stop = SigSet::empty();
+    stop.add(Signal::SIGINT);
+    stop.add(Signal::SIGTERM);
+    let mut old = SigSet::empty();
+    sigprocmask(SigmaskHow::SIG_BLOCK, Some(&stop), Some(&mut old))
+        .or_die("sigprocmask");
     flush_stdout();
     // SAFETY: the child makes async-signal-safe calls only, then execs.
-    let master = match unsafe { cleanup::fork_tracked() } {
+    let master = match unsafe { fork() }.or_die("fork") {
         ForkResult::Child => {
             // The master dies with the lab, and the sentinel kills its group.
             die_with_parent(observer);
             let _ = setpgid(Pid::from_raw(0), Pid::from_raw(0));
+            // Out of the lab's group now: a Ctrl-C to it no longer reaches us.
+            let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&old), None);
             // SAFETY: chdir, open and dup2 are async-signal-safe.
             unsafe {
                 libc::chdir(cwd.as_ptr());
@@ -144,8 +157,10 @@ fn launch(
         }
         ForkResult::Parent { child } => child,
     };
+    cleanup::track(master);
     let _ = setpgid(master, master); // whichever of the two runs first
-    let sentinel = sentinel(master, lifeline, &made);
+    let sentinel = sentinel(master, lifeline, &made, &old);
+    sigprocmask(SigmaskHow::SIG_SETMASK, Some(&old), None).or_die("sigprocmask");
     let prefix = dir.to_path_buf();
     let mut n = Nginx { master, workers: Vec::new(), port, prefix, sentinel };
     let ready = procfacts::poll_until(Duration::from_secs(5), || {
@@ -158,12 +173,17 @@ fn launch(
             .filter(|r| r.depth == 1)
             .map(|r| Pid::from_raw(r.pid))
             .collect();
-        (workers.len() == want && answers(port)).then(|| {
-            n.workers = workers;
-            true
-        })
+        // Each worker is tracked as soon as it is seen (and forgotten if it went).
+        for w in workers.iter().filter(|w| !n.workers.contains(w)) {
+            cleanup::track(*w);
+        }
+        for w in n.workers.iter().filter(|w| !workers.contains(w)) {
+            cleanup::forget(*w);
+        }
+        let up = workers.len() == want;
+        n.workers = workers;
+        (up && answers(port)).then_some(true)
     });
-    n.workers.iter().for_each(|&w| cleanup::track(w));
     if ready == Some(true) {
         return Some(n);
     }
@@ -172,12 +192,26 @@ fn launch(
 }
 
 /// A process that outlives the lab by a moment: when the lifeline breaks (the lab is
-/// gone, even by SIGKILL), it kills nginx's process group and removes the prefix.
-fn sentinel(group: Pid, lifeline: &Lifeline, made: &[CString]) -> Pid {
+/// gone, even by SIGKILL), it kills nginx's process group and removes the prefix. It
+/// ignores SIGINT and SIGTERM: a Ctrl-C to the lab's group must not end it first.
+/// Forked with both blocked (`old`: the mask to go back to).
+fn sentinel(
+    group: Pid,
+    lifeline: &Lifeline,
+    made: &[CString],
+    old: &SigSet,
+) -> Pid {
     flush_stdout();
-    // SAFETY: the child only polls, kills, unlinks and leaves with _exit.
+    // SAFETY: the child only sets dispositions, polls, kills, unlinks and leaves with
+    // _exit (all async-signal-safe).
     match unsafe { fork() }.or_die("fork") {
         ForkResult::Child => {
+            // SAFETY: SIG_IGN installs no handler code; signal is async-signal-safe.
+            unsafe {
+                libc::signal(libc::SIGINT, libc::SIG_IGN);
+                libc::signal(libc::SIGTERM, libc::SIG_IGN);
+            }
+            let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(old), None);
             lifeline.hold();
             while !lifeline.sleep_ms(-1) {}
             let _ = killpg(group, Signal::SIGKILL);

@@ -39,8 +39,10 @@ fn cloexec_descriptor_is_gone_after_exec_and_the_plain_one_is_there() {
     let fds = l["fds"].as_array().unwrap();
     let kept = s["kept_fd"].as_i64().unwrap();
     let shut = s["shut_fd"].as_i64().unwrap();
+    let file = s["kept_file"].as_str().unwrap();
+    assert!(file.starts_with("pipe:["), "{s}");
     assert!(
-        fds.iter().any(|e| e["fd"] == kept && e["target"] == "/dev/null"),
+        fds.iter().any(|e| e["fd"] == kept && e["target"] == file),
         "the descriptor without O_CLOEXEC is in the exec'd program's listing: {l}"
     );
     assert!(
@@ -105,6 +107,26 @@ fn an_exec_that_succeeds_is_not_a_127() {
     let f = run.observation("exec_failure");
     assert!(f["errno"].is_null(), "{f}");
     assert_eq!(f["status"]["exited"], 0, "{f}");
+}
+
+#[test]
+fn another_file_on_the_kept_number_does_not_pass_for_it() {
+    // Another pipe dup2'd onto the kept descriptor's number before the fork: after exec
+    // the number is there and is a pipe, but not the pipe the lab opened.
+    let run = run_removed("exec", &["--rounds", "1"], "other_file_on_fd");
+    run.assert_not_observed("cloexec_respected");
+    let s = run.observation("fd_summary");
+    assert_eq!(s["kept_seen"], false, "{s}");
+    let l = run.observation("fd_listing");
+    let on_number: Vec<_> = l["fds"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["fd"] == s["kept_fd"])
+        .collect();
+    assert_eq!(on_number.len(), 1, "{l}");
+    let target = on_number[0]["target"].as_str().unwrap();
+    assert!(target.starts_with("pipe:[") && target != s["kept_file"], "{l}");
 }
 
 #[test]

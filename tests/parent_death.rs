@@ -206,6 +206,35 @@ fn children_that_keep_a_write_end_never_see_eof() {
     assert_eq!(fates(&run, "pipe", "child")[0]["fate"]["alive"], true);
 }
 
+#[test]
+fn pipe_children_exit_zero_after_being_seen_in_read() {
+    let run = run_json(
+        "parent-death",
+        &["--scenario", "pipe", "--children", "2", "--linger-ms", "0"],
+    );
+    run.assert_verified();
+    let seen = run.observations("pipe_blocked");
+    assert_eq!(seen.len(), 2);
+    for o in seen {
+        assert_eq!(o["in_read"], true, "{o}");
+        assert!(o["pipe"].as_str().unwrap().starts_with("pipe:["), "{o}");
+    }
+}
+
+#[test]
+fn children_that_never_read_the_pipe_do_not_prove_eof() {
+    // They close the read end and watch getppid: they still exit 0 when the parent
+    // dies, so only the observation before the kill tells them apart.
+    let run = run_removed(
+        "parent-death",
+        &["--scenario", "pipe", "--children", "2", "--linger-ms", "0"],
+        "child_closes_read_end",
+    );
+    run.assert_not_observed("pipe_children_blocked");
+    assert!(run.check("pipe_children_exit"), "they exited 0 all the same");
+    assert!(run.observations("pipe_blocked").iter().all(|o| o["in_read"] == false));
+}
+
 /// Interrupt the lab at the first observation `kind` of `scenario` (`pause` makes it wait
 /// there) and check that nothing of it is left: the observer's cleanup reaches the grandchildren.
 fn sigint_at(scenario: &str, kind: &str, pause: &str) {
@@ -367,6 +396,66 @@ fn a_sigkilled_observer_leaves_no_nginx_behind() {
                 killed.elapsed() < Duration::from_secs(1),
                 "nginx processes alive 1 s after the lab's SIGKILL: {pids:?}"
             );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+/// Live nginx processes that run from `prefix`, the lab's temporary nginx prefix (their
+/// working directory; once it is removed the link reads `PREFIX (deleted)`).
+fn nginx_running_in(prefix: &str) -> Vec<i32> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").expect("read /proc").flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let cwd =
+            std::fs::read_link(format!("/proc/{pid}/cwd")).unwrap_or_default();
+        if cwd.to_string_lossy().starts_with(prefix) && nginx_alive(pid as i64) {
+            found.push(pid);
+        }
+    }
+    found
+}
+
+#[test]
+fn a_ctrl_c_to_the_group_during_nginx_start_leaves_no_nginx() {
+    if proclab::nginx::find().is_none() {
+        eprintln!("nginx is not installed here, skipping");
+        return;
+    }
+    // A terminal's Ctrl-C goes to the lab's whole process group, the sentinel included.
+    // The delays only sample instants of the start (fork, exec, workers forked, up).
+    for delay_ms in [0u64, 1, 3, 6, 10, 20, 40, 80] {
+        let mut s = start_json_own_group(
+            "parent-death",
+            &["--scenario", "nginx", "--hold-ms", "30000"],
+        );
+        let prefix =
+            std::env::temp_dir().join(format!("proclab-nginx-{}", s.child.id()));
+        let prefix = prefix.display().to_string();
+        s.wait_for(|v| {
+            v["event"] == "section"
+                && v["title"].as_str().is_some_and(|t| t.starts_with("5."))
+        })
+        .expect("section 5 starts");
+        std::thread::sleep(Duration::from_millis(delay_ms));
+        use std::os::unix::process::ExitStatusExt;
+        let status = interrupt_group(s, libc::SIGINT);
+        assert_eq!(status.signal(), Some(libc::SIGINT), "at {delay_ms} ms");
+        let since = std::time::Instant::now();
+        loop {
+            let left = nginx_running_in(&prefix);
+            if left.is_empty() {
+                break;
+            }
+            if since.elapsed() > Duration::from_secs(1) {
+                for p in &left {
+                    // SAFETY: kill has no memory-safety preconditions; ours to clean.
+                    unsafe { libc::kill(*p, libc::SIGKILL) };
+                }
+                panic!("{delay_ms} ms into nginx's start: nginx left: {left:?}");
+            }
             std::thread::sleep(Duration::from_millis(10));
         }
     }

@@ -67,6 +67,34 @@ fn children_reaped_at_once_leave_no_zombie_and_the_verdict_turns() {
 }
 
 #[test]
+fn children_that_never_exit_turn_the_verdict_within_the_deadline() {
+    // The children sleep instead of exiting: none is a zombie, SIGKILL kills the first
+    // (it is Z afterwards, but was not before), and section 3 must not wait forever.
+    let started = std::time::Instant::now();
+    let run = run_removed(
+        "zombie",
+        &["--linger-ms", "0", "--count", "2"],
+        "children_linger",
+    );
+    assert!(started.elapsed() < std::time::Duration::from_secs(20), "bounded");
+    run.assert_not_observed("zombie_seen");
+    run.assert_not_observed("sigkill_no_effect");
+    run.assert_not_observed("reaped_gone");
+    let c = run
+        .events
+        .iter()
+        .find(|e| e["event"] == "check" && e["name"] == "sigkill_no_effect")
+        .expect("check");
+    assert_ne!(c["was"], "Z", "the victim was not a zombie before the kill: {c}");
+    let late: Vec<_> = run
+        .observations("reaped")
+        .into_iter()
+        .filter(|r| r["in_time"] == false)
+        .collect();
+    assert_eq!(late.len(), 1, "the second child was killed at the deadline");
+}
+
+#[test]
 fn sigint_in_the_middle_leaves_no_child() {
     // --linger-ms keeps the zombies unreaped long enough to interrupt the lab while it owns them.
     let mut s = start_json("zombie", &["--linger-ms", "30000", "--count", "3"]);

@@ -30,7 +30,14 @@ pub fn run(lab: &mut Lab) {
     let ls_args = [cstr("ls"), cstr("-l"), cstr("/proc/self/fd")];
     let ls_argv = argv(&ls_args);
     // ANCHOR: cloexec
-    let kept = open("/dev/null", OFlag::O_RDONLY, Mode::empty()).or_die("open");
+    // A pipe's read end, without close-on-exec: its inode (pipe:[N]) is its own.
+    let (kept, kept_w) = pipe2(OFlag::O_CLOEXEC).or_die("pipe2");
+    fcntl(&kept, FcntlArg::F_SETFD(FdFlag::empty())).or_die("fcntl"); // crosses
+    let kept_file =
+        std::fs::read_link(format!("/proc/self/fd/{}", kept.as_raw_fd()))
+            .or_die("readlink")
+            .display()
+            .to_string();
     let cloexec = OFlag::O_RDONLY | OFlag::O_CLOEXEC; // closed by exec
     let shut = open("/dev/zero", cloexec, Mode::empty()).or_die("open");
     let (out_rx, out_tx) = pipe2(OFlag::O_CLOEXEC).or_die("pipe2"); // ls's stdout
@@ -39,6 +46,13 @@ pub fn run(lab: &mut Lab) {
     if proclab::test_removes("no_cloexec") {
         // Tests only: clear the flag, so /dev/zero crosses the exec too.
         fcntl(&shut, FcntlArg::F_SETFD(FdFlag::empty())).or_die("fcntl");
+    }
+    if proclab::test_removes("other_file_on_fd") {
+        // Tests only: another pipe on the kept number, so the number and the kind
+        // of file still match after exec, but not the file itself.
+        let (other, _w) = pipe2(OFlag::O_CLOEXEC).or_die("pipe2");
+        // SAFETY: both are open descriptors; dup2 replaces kept's number.
+        unsafe { libc::dup2(other.as_raw_fd(), kept.as_raw_fd()) };
     }
     // ANCHOR: cloexec_child
     flush_stdout();
@@ -72,11 +86,12 @@ pub fn run(lab: &mut Lab) {
     let listing = String::from_utf8_lossy(&buf[..len]).trim_end().to_string();
     let fds = parse_fd_listing(&listing);
     let (kept_fd, shut_fd) = (kept.as_raw_fd(), shut.as_raw_fd());
-    let kept_seen = fds.iter().any(|(fd, t)| *fd == kept_fd && t == "/dev/null");
+    // The same number, and the same pipe (its inode): the very file we opened.
+    let kept_seen = fds.iter().any(|(fd, t)| *fd == kept_fd && *t == kept_file);
     let shut_seen = fds.iter().any(|(_, t)| t == "/dev/zero");
     let own_dir = format!("/proc/{child}/fd");
     let pid_in_listing = fds.iter().any(|(_, t)| *t == own_dir);
-    drop((kept, shut));
+    drop((kept, kept_w, shut));
     let fds: Vec<_> = fds.iter().map(|(fd, t)| Fd { fd: *fd, target: t }).collect();
     observe!(
         lab,
@@ -92,10 +107,11 @@ pub fn run(lab: &mut Lab) {
     observe!(
         lab,
         "fd_summary",
-        "fd {kept_fd} (/dev/null, no O_CLOEXEC) crossed exec: {kept_seen}; fd {shut_fd} \
-         (/dev/zero, O_CLOEXEC) crossed: {shut_seen}; ls's own directory fd is \
-         {own_dir}: {pid_in_listing}",
+        "fd {kept_fd} ({kept_file}, no O_CLOEXEC) crossed exec: {kept_seen}; fd \
+         {shut_fd} (/dev/zero, O_CLOEXEC) crossed: {shut_seen}; ls's own directory fd \
+         is {own_dir}: {pid_in_listing}",
         kept_fd,
+        kept_file,
         kept_seen,
         shut_fd,
         shut_seen,
@@ -110,7 +126,7 @@ pub fn run(lab: &mut Lab) {
             && kept_seen
             && !shut_seen
             && pid_in_listing,
-        "the exec'd program (same pid) still had the plain descriptor, and not the \
-         close-on-exec one"
+        "the exec'd program (same pid) still had the plain descriptor, on the same \
+         pipe, and not the close-on-exec one"
     );
 }

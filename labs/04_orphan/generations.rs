@@ -156,11 +156,12 @@ pub fn make_orphan(
     };
     let comm = procfacts::comm(adopter).or(after.map(|r| r.comm));
     let adopter_comm = comm.unwrap_or_default();
+    let name = if adopter_comm.is_empty() { "?" } else { &adopter_comm };
     let seen = ppid_from_proc.map_or("?".into(), |p| p.to_string());
     observe!(
         lab,
         "adopted",
-        "{went} ({adopter_comm:?}, {who}); /proc/{pid}/stat says ppid {seen}",
+        "{went} ({name}, {who}); /proc/{pid}/stat says ppid {seen}",
         case,
         orphan = pid,
         old_ppid = ppid,

@@ -18,10 +18,12 @@ pub fn who_may_adopt(lab: &mut Lab) -> Vec<i32> {
         pid = p;
     }
     let pid1 = procfacts::comm(1).unwrap_or_else(|| "?".into());
+    let line: Vec<String> = ancestors.iter().map(|p| p.to_string()).collect();
+    let line = line.join(", ");
     observe!(
         lab,
         "machine",
-        "PID 1 here is {pid1:?}; the lab's ancestors: {ancestors:?}",
+        "PID 1 here is {pid1_comm}; the lab's ancestors: {line}",
         pid1_comm = pid1,
         lab_pid = getpid().as_raw(),
         ancestors

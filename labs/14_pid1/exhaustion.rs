@@ -54,7 +54,7 @@ pub fn run(lab: &mut Lab, ctx: &Ctx, args: &Args) -> Option<Limit> {
     maker.tell(MAKE, 2 * max as i64); // forks until one fails (or 2 x max)
     let made = maker.next(10_000); // [MADE, made, errno, ns]
     let current = cg.number("pids.current"); // the maker and its zombies
-    let refused = cg.number("pids.events"); // forks refused at the limit
+    let refused_forks = cg.number("pids.events"); // forks refused at the limit
     let (path, version) = (cg.path.clone(), cg.version.name());
     // ANCHOR_END: cgroup
     let Some([MADE, made, errno, _]) = made else {
@@ -79,8 +79,8 @@ pub fn run(lab: &mut Lab, ctx: &Ctx, args: &Args) -> Option<Limit> {
         current,
         shown = text(*current),
         zombies,
-        refused,
-        count = text(*refused)
+        refused_forks,
+        count = text(*refused_forks)
     );
     check!(
         lab,

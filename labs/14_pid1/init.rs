@@ -2,6 +2,7 @@
 //! program, forwards signals to it, reaps every child (adopted orphans too) and exits
 //! with the program's status. Chapter: book/src/14-pid1.md
 
+use crate::ns;
 use crate::trial::{self, Init, Trial};
 use crate::{privileges::Ctx, Args};
 use nix::sys::signal::{kill, SigSet, SigmaskHow::SIG_BLOCK, Signal};
@@ -105,17 +106,23 @@ pub fn run(lab: &mut Lab, ctx: &Ctx, args: &Args) -> Trial {
     let (adopted, zombies, sigterm, exit7) =
         (&t.adopted, t.zombies, t.sigterm, t.exit7);
     let n = args.orphans as usize;
+    // pid: PID 1 as the lab sees it; ns_ppids: the orphans' getppid() inside.
     observe!(
         lab,
         "init_trial",
-        "under the lab's init: {n} orphans adopted by PID {adopted:?}, {zombies} \
-         zombies left; after SIGTERM to PID 1 it {sigterm}; when the program \
-         exits 7, PID 1 {exit7}",
+        "under the lab's init (PID 1 is {pid} outside): {n} orphans adopted by PID \
+         {shown}, {zombies} zombies left; after {sent} to PID 1 it {status}; when \
+         the program exits 7, PID 1 ({exit7_pid}) {exit7}",
         init = "proclab",
+        pid = t.pid,
+        forked = true,
         n,
-        adopted,
+        ns_ppids = adopted,
+        shown = ns::words(adopted),
         zombies,
-        sigterm,
+        sent = "SIGTERM",
+        status = sigterm,
+        exit7_pid = t.exit7_pid,
         exit7
     );
     let ones = adopted.len() == n && adopted.iter().all(|&p| p == 1);

@@ -3,6 +3,7 @@
 //! zombies stay, what SIGTERM does, whether the status comes out.
 //! Chapter: book/src/14-pid1.md
 
+use crate::ns;
 use crate::trial::{self, Init, Trial};
 use crate::{privileges::Ctx, Args};
 use nix::unistd::Pid;
@@ -53,17 +54,24 @@ fn row(lab: &mut Lab, init: &str, n: u32, t: &Trial) -> Vec<String> {
         (None, true) => "ignored: PID 1 still answers".to_string(),
         _ => sigterm.to_string(),
     };
+    // pid: PID 1 as the lab sees it; ns_ppids: the orphans' getppid() inside.
     observe!(
         lab,
         "init_row",
-        "{init}: orphans adopted by {adopted:?}, {zombies} zombies left; SIGTERM: \
-         {after_sigterm}; program exits 7: PID 1 {exit7}",
+        "{init} (PID 1 is {pid} outside): orphans adopted by {shown}, {zombies} \
+         zombies left; {sent}: {after_sigterm}; program exits 7: PID 1 \
+         ({exit7_pid}) {exit7}",
         init,
+        pid = t.pid,
+        forked = true,
         orphans = n,
-        adopted,
+        ns_ppids = adopted,
+        shown = ns::words(adopted),
         zombies,
-        sigterm,
+        sent = "SIGTERM",
+        status = sigterm,
         answered,
+        exit7_pid = t.exit7_pid,
         exit7
     );
     let ppids: Vec<String> = adopted.iter().map(|p| p.to_string()).collect();

@@ -28,28 +28,31 @@ pub fn run(lab: &mut Lab, ctx: &Ctx) {
     observe!(
         lab,
         "pid1",
-        "inside: getpid() = {inside}, getppid() = {parent_inside} (its parent is \
-         outside the namespace); outside: pid {pid}, NSpid {nspid:?}",
+        "inside: getpid() = {ns_pid}, getppid() = {ns_ppid} (its parent is outside \
+         the namespace); outside: pid {pid}, NSpid {shown}",
         pid,
-        inside,
-        parent_inside,
+        forked = true,
+        ns_pid = inside,
+        ns_ppid = parent_inside,
         nspid,
+        shown = ns::words(nspid),
         user_ns = ctx.user_ns
     );
     check!(
         lab,
         "pid1_inside",
         inside == 1,
-        "inside its namespace the child is PID 1 (getpid() returned {inside})",
-        inside
+        "inside its namespace the child is PID 1 (getpid() returned {ns_pid})",
+        ns_pid = inside
     );
     check!(
         lab,
         "nspid_outside",
         nspid == [pid as i64, 1],
-        "outside, the kernel lists both of its pids: NSpid {nspid:?} (the lab's \
+        "outside, the kernel lists both of its pids: NSpid {shown} (the lab's \
          namespace first)",
-        nspid
+        nspid,
+        shown = ns::words(nspid)
     );
     child.end();
 }

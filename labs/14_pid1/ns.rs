@@ -187,6 +187,12 @@ pub fn spawn(ctx: &Ctx, flags: libc::c_int, run: impl FnOnce(&Ends)) -> Child {
     }
 }
 
+/// `4211 1`: numbers (pids, counts) as /proc prints them, for a human line.
+pub fn words<T: std::fmt::Display>(numbers: &[T]) -> String {
+    let all: Vec<String> = numbers.iter().map(|n| n.to_string()).collect();
+    all.join(" ")
+}
+
 /// The numbers after `field` in /proc/PID/status, e.g. `NSpid:` gives the pid in each
 /// namespace from the outermost in (`[4242, 1]` for PID 1 of a child namespace).
 pub fn status_numbers(text: &str, field: &str) -> Vec<i64> {

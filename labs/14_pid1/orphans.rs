@@ -33,19 +33,20 @@ pub fn run(lab: &mut Lab, ctx: &Ctx, args: &Args) {
             .iter()
             .find(|r| ns::inner_pid(r.pid) == Some(inside))
             .map_or(0, |r| r.pid); // the same process, as the lab sees it
-        let ppid_outside = procfacts::ppid(pid).unwrap_or(0);
+        let outside = procfacts::ppid(pid).unwrap_or(0);
+        // ns_: pids inside the namespace, another numbering than the lab's.
         observe!(
             lab,
             "orphan",
-            "orphan {inside} (pid {pid} outside): parent was \
-            {parent}, now getppid() = {ppid}; outside its ppid is {ppid_outside}",
+            "orphan {ns_pid} (pid {pid} outside): parent was {ns_parent}, now \
+             getppid() = {ns_ppid}; outside its ppid is {ppid}",
             pid,
-            inside,
-            parent,
-            ppid,
-            ppid_outside
+            ns_pid = inside,
+            ns_parent = parent,
+            ns_ppid = ppid,
+            ppid = outside
         );
-        adopted += (ppid == 1 && ppid_outside == pid1.pid.as_raw()) as i64;
+        adopted += (ppid == 1 && outside == pid1.pid.as_raw()) as i64;
     }
     // ANCHOR_END: adopt
     check!(
@@ -83,8 +84,9 @@ pub fn run(lab: &mut Lab, ctx: &Ctx, args: &Args) {
     observe!(
         lab,
         "zombies",
-        "zombies under PID 1 as the orphans exit one by one: {counts:?}",
-        counts
+        "zombies under PID 1 as the orphans exit one by one: {shown}",
+        counts,
+        shown = ns::words(counts)
     );
     check!(
         lab,

@@ -45,9 +45,10 @@ pub fn run(lab: &mut Lab, ctx: &Ctx) {
     observe!(
         lab,
         "kill_inside",
-        "inside the namespace kill({target}, SIGKILL) returned {rc}; PID 1 still \
+        "inside the namespace kill({ns_target}, SIGKILL) returned {rc}; PID 1 still \
          answers: {alive}",
-        target,
+        pid = pid1.pid.as_raw(),
+        ns_target = target,
         rc,
         alive
     );
@@ -59,25 +60,25 @@ pub fn run(lab: &mut Lab, ctx: &Ctx) {
          reported success)"
     );
     // ANCHOR: outside
-    let sent = kill(pid1.pid, outside_sig).is_ok(); // from the parent namespace
+    let ok = kill(pid1.pid, outside_sig).is_ok(); // from the parent namespace
     let ended = pid1.wait_ms(2000);
     // Every other process of the namespace is gone with it.
     let left: Vec<i32> =
         sleepers.iter().copied().filter(|&p| procfacts::exists(p)).collect();
     // ANCHOR_END: outside
-    let signal = outside_sig.as_str();
+    let (shown, still) = (ns::words(&sleepers), ns::words(&left));
     observe!(
         lab,
         "kill_outside",
-        "kill({pid}, {signal}) from outside: ok {sent}; PID 1 {ended}; of its \
-         {n} sleeping processes {sleepers:?}, still in /proc: {left:?}",
+        "kill({pid}, {sent}) from outside: ok {ok}; PID 1 {status}; of its {n} \
+         sleeping processes ({shown}), still in /proc: [{still}]",
         pid = pid1.pid.as_raw(),
-        signal,
-        sent,
-        ended,
+        sent = outside_sig.as_str(),
+        ok,
+        status = ended,
         n = sleepers.len(),
         sleepers,
-        inside,
+        ns_pids = inside,
         left
     );
     check!(

@@ -24,14 +24,14 @@ pub fn run(lab: &mut Lab, ctx: &Ctx) {
     // ANCHOR: sigterm
     for sig in SIGNALS {
         // From the parent namespace, as `docker stop` sends it: kill() returns 0.
-        let sent = kill(pid1.pid, sig).is_ok();
+        let ok = kill(pid1.pid, sig).is_ok();
         observe!(
             lab,
             "sent",
-            "kill({pid}, {sig}) to PID 1: ok {sent}",
+            "kill({pid}, {sent}) to PID 1: ok {ok}",
             pid = pid1.pid.as_raw(),
-            sig = sig.as_str(),
-            sent
+            sent = sig.as_str(),
+            ok
         );
     }
     for (child, sig) in plain.iter().zip(SIGNALS) {
@@ -68,10 +68,10 @@ pub fn run(lab: &mut Lab, ctx: &Ctx) {
         observe!(
             lab,
             "ordinary",
-            "the same program as an ordinary child {pid}: {ended}",
+            "the same program as an ordinary child {pid}, sent {sent}: {status}",
             pid = child.pid.as_raw(),
-            signal = sig.as_str(),
-            ended
+            sent = sig.as_str(),
+            status = ended
         );
     }
     let died = ends.iter().zip(SIGNALS).all(|(e, s)| e.signal() == Some(s));

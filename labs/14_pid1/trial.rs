@@ -26,7 +26,11 @@ pub enum Init {
 
 /// What a trial saw.
 pub struct Trial {
-    /// Each orphan's getppid() once its parent had exited.
+    /// PID 1 of the first run (the orphans, then SIGTERM), in the lab's namespace.
+    pub pid: i32,
+    /// PID 1 of the second run (the program exits 7), in the lab's namespace.
+    pub exit7_pid: i32,
+    /// Each orphan's getppid() once its parent had exited (inside the namespace).
     pub adopted: Vec<i64>,
     /// Zombies left below PID 1 1 s after the last orphan exited.
     pub zombies: usize,
@@ -104,6 +108,7 @@ fn settle(pid1: &Child, inside: &[i64]) -> usize {
 /// Run the program under `init` twice, as described above.
 pub fn run(ctx: &Ctx, init: &Init, orphans: u32) -> Trial {
     let mut pid1 = launch(ctx, init, orphans);
+    let pid = pid1.pid.as_raw();
     let (mut ready, mut inside, mut adopted) = (false, Vec::new(), Vec::new());
     while !ready || adopted.len() < orphans as usize {
         match pid1.next(10_000) {
@@ -128,10 +133,11 @@ pub fn run(ctx: &Ctx, init: &Init, orphans: u32) -> Trial {
     };
     pid1.end();
     let mut pid1 = launch(ctx, init, 0);
+    let exit7_pid = pid1.pid.as_raw();
     let exit7 = match pid1.next(10_000) {
         Some([READY, ..]) if pid1.tell(EXIT, 7) => pid1.wait_ms(3000),
         _ => Ended(None),
     };
     pid1.end();
-    Trial { adopted, zombies, sigterm, answered, exit7 }
+    Trial { pid, exit7_pid, adopted, zombies, sigterm, answered, exit7 }
 }

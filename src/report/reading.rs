@@ -126,6 +126,12 @@ fn role_of_key(key: &str) -> &str {
     }
 }
 
+/// A `*_pid` fact that names a process of the lab's own numbering: not `lab_pid`, and
+/// not `ns_*` (a pid inside a PID namespace, such as `ns_pid`, another numbering).
+fn host_pid_key(k: &str) -> bool {
+    k.ends_with("_pid") && k != "lab_pid" && !k.starts_with("ns_")
+}
+
 const SUBJECTS: &[&str] = &["pid", "orphan", "child", "holder"];
 const MENTIONS: &[&str] = &[
     "parent",
@@ -263,8 +269,7 @@ impl Builder {
         let ppid = o.get("ppid").and_then(as_pid);
         // The subject: a process named by one of SUBJECTS, or else by the only `*_pid`.
         let only_pid = || {
-            let mut named =
-                o.iter().filter(|(k, _)| k.ends_with("_pid") && *k != "lab_pid");
+            let mut named = o.iter().filter(|(k, _)| host_pid_key(k));
             match (named.next(), named.next()) {
                 (Some((k, v)), None) => as_pid(v).map(|p| (p, k.as_str())),
                 _ => None,
@@ -322,11 +327,7 @@ impl Builder {
             }
         }
         for (k, v) in o {
-            if k.ends_with("_pid")
-                && k != "lab_pid"
-                && k != "old_pid"
-                && k != "new_pid"
-            {
+            if host_pid_key(k) && k != "old_pid" && k != "new_pid" {
                 if let Some(p) = as_pid(v) {
                     self.set_role(p, role_of_key(k));
                     self.mark(p, MarkKind::Seen, "", None);

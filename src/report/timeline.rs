@@ -6,7 +6,8 @@
 //! The picture reads the facts the observations and checks already name, nothing else:
 //! - a process: `pid`, else `orphan`, `child` or `holder`, else the only `*_pid` (the
 //!   subject); `parent`, `victim`, `survivor`, `waiter`, `refused`, `new_pid`,
-//!   `observer`, `answered_by`, any `*_pid`; lists `pids`, `workers`, `new_workers`;
+//!   `observer`, `answered_by`, any `*_pid` but `ns_*` (`ns_pid`, `ns_ppid`: pids inside
+//!   a PID namespace, another numbering); lists `pids`, `workers`, `new_workers`;
 //!   `role` or `who` says what the subject is;
 //! - of the subject: `ppid` or `new_ppid` (a change is a re-parenting), `state`,
 //!   `states_seen`, `comm` (a change is an exec), `exec` (the program it now runs),

@@ -240,3 +240,16 @@ fn a_process_never_seen_again_fades_after_its_last_mark() {
         "reaped in section 2: alive to the edge"
     );
 }
+
+#[test]
+fn pids_inside_a_namespace_are_not_lanes() {
+    // ns_pid 7 is a pid in a PID namespace: no lane, even where it is the only *_pid.
+    let run = vec![
+        section("1.", 1),
+        obs(2, json!({"kind": "orphan", "pid": 701, "ns_pid": 7, "state": "S"})),
+        obs(3, json!({"kind": "inside", "ns_pid": 9, "state": "S"})),
+    ];
+    let t = Timeline::from_events(&run);
+    let lanes: Vec<i32> = t.panels[0].lanes.iter().map(|l| l.pid).collect();
+    assert!(lanes.contains(&701) && !lanes.contains(&9), "{lanes:?}");
+}

@@ -202,8 +202,23 @@ impl Started {
 
 /// Start lab `name` with `--json` and `args`, without waiting.
 pub fn start_json(name: &str, args: &[&str]) -> Started {
+    start_json_in(name, args, false)
+}
+
+/// [`start_json`] as a shell starts a foreground job: in a process group of its own
+/// (its pid), so that [`interrupt_group`] can send a Ctrl-C to the whole group.
+pub fn start_json_own_group(name: &str, args: &[&str]) -> Started {
+    start_json_in(name, args, true)
+}
+
+fn start_json_in(name: &str, args: &[&str], own_group: bool) -> Started {
+    use std::os::unix::process::CommandExt;
     let tag = new_tag(name);
-    let mut child = Command::new(bin(name))
+    let mut cmd = Command::new(bin(name));
+    if own_group {
+        cmd.process_group(0);
+    }
+    let mut child = cmd
         .arg("--json")
         .args(args)
         .env(TAG_VAR, &tag)
@@ -279,9 +294,25 @@ pub fn assert_no_leftovers(tag: &str, grace: Duration) {
 
 /// Send `sig` to a started lab and wait (bounded) for it to end; return its wait status
 /// and assert it left no process and no /dev/shm entry behind.
-pub fn interrupt(mut s: Started, sig: i32) -> std::process::ExitStatus {
+pub fn interrupt(s: Started, sig: i32) -> std::process::ExitStatus {
+    let pid = s.child.id() as i32;
+    interrupt_pid(s, sig, pid)
+}
+
+/// [`interrupt`], but `sig` goes to the lab's whole process group, as a Ctrl-C on a
+/// terminal does (start the lab with [`start_json_own_group`]).
+pub fn interrupt_group(s: Started, sig: i32) -> std::process::ExitStatus {
+    let group = -(s.child.id() as i32);
+    interrupt_pid(s, sig, group)
+}
+
+fn interrupt_pid(
+    mut s: Started,
+    sig: i32,
+    target: i32,
+) -> std::process::ExitStatus {
     // SAFETY: kill has no memory-safety preconditions.
-    unsafe { libc::kill(s.child.id() as i32, sig) };
+    unsafe { libc::kill(target, sig) };
     let deadline = Instant::now() + Duration::from_secs(10);
     let status = loop {
         if let Some(st) = s.child.try_wait().expect("try_wait") {
