@@ -81,6 +81,21 @@ pub struct Row {
 pub const BLUE: &str = "#4a6fa5";
 pub const ORANGE: &str = "#c25e00";
 
+/// `text` in lines of at most `width` characters, broken between words.
+fn wrap(text: &str, width: usize) -> Vec<String> {
+    let mut lines: Vec<String> = Vec::new();
+    for word in text.split_whitespace() {
+        match lines.last_mut() {
+            Some(l) if l.chars().count() + 1 + word.chars().count() <= width => {
+                l.push(' ');
+                l.push_str(word);
+            }
+            _ => lines.push(word.to_string()),
+        }
+    }
+    lines
+}
+
 /// Bars in blocks (a small gap between blocks) on one scale, with a title, a line on
 /// what one iteration is, and a legend under the scale. Deterministic.
 pub fn draw(
@@ -97,12 +112,13 @@ pub fn draw(
     let mut y = 24.0;
     let _ = writeln!(s, "<text x=\"8\" y=\"{y}\" font-size=\"15\" font-weight=\"bold\">{title}</text>");
     y += 20.0;
-    let what: String = what.chars().take(92).collect();
-    let _ = writeln!(
-        s,
-        "<text x=\"8\" y=\"{y}\" font-size=\"13\" fill=\"#444\">{what}</text>"
-    );
-    y += 18.0;
+    for line in wrap(what, 92) {
+        let _ = writeln!(
+            s,
+            "<text x=\"8\" y=\"{y}\" font-size=\"13\" fill=\"#444\">{line}</text>"
+        );
+        y += 18.0;
+    }
     let top = y;
     for block in blocks {
         for r in block {

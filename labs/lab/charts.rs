@@ -47,15 +47,16 @@ fn to_ns(value: &str, unit: &str) -> Option<f64> {
 /// `name N 36.2 µs 24.3 µs 1.47 1.42–1.53 ...` or (bandwidths) `name N 3.21 3.24 1.01 ...`.
 pub fn parse(text: &str) -> Vec<Group> {
     let mut groups: Vec<Group> = Vec::new();
-    let mut open = false;
+    // `open`: in a group's rows; `head`: in its heading, which may take several lines.
+    let (mut open, mut in_head) = (false, false);
     for line in text.lines() {
         let t: Vec<&str> = line.split_whitespace().collect();
         if t.first() == Some(&"pair") {
-            open = true;
+            (open, in_head) = (true, false);
             continue;
         }
         if t.is_empty() || line.starts_with(['$', '#']) {
-            open = false;
+            (open, in_head) = (false, false);
             continue;
         }
         let head = line.split_once(": ").filter(|(g, _)| !g.contains(' '));
@@ -63,6 +64,13 @@ pub fn parse(text: &str) -> Vec<Group> {
             let bandwidth = name == "bandwidth";
             let (name, what) = (name.to_string(), what.to_string());
             groups.push(Group { name, what, bandwidth, bars: Vec::new() });
+            in_head = true;
+            continue;
+        }
+        if let (true, Some(g)) =
+            (in_head && !line.starts_with('÷'), groups.last_mut())
+        {
+            g.what = format!("{} {}", g.what, line.trim());
             continue;
         }
         let (Some(g), true) = (groups.last_mut(), open && t.len() >= 7) else {
