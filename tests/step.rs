@@ -25,11 +25,15 @@ fn every_lab_verifies_with_step_on_a_terminal() {
         })
         .collect();
     let failures = std::sync::Mutex::new(Vec::new());
-    for chunk in labs.chunks(4) {
-        std::thread::scope(|s| {
-            for l in chunk {
-                let failures = &failures;
-                s.spawn(move || {
+    // Four at a time, from a queue: the later labs, the longest, first.
+    let queue = std::sync::Mutex::new(labs.into_iter().rev());
+    std::thread::scope(|s| {
+        for _ in 0..4 {
+            s.spawn(|| {
+                loop {
+                    // The lock is let go before the run (not held through the loop).
+                    let next = queue.lock().unwrap().next();
+                    let Some(l) = next else { break };
                     let run = common::run_stepping(
                         l.name,
                         l.args,
@@ -42,10 +46,10 @@ fn every_lab_verifies_with_step_on_a_terminal() {
                             l.name, run.code, run.prompts, run.output
                         ));
                     }
-                });
-            }
-        });
-    }
+                }
+            });
+        }
+    });
     let failures = failures.into_inner().unwrap();
     assert!(failures.is_empty(), "with --step:\n{}", failures.join("\n\n"));
 }
