@@ -409,3 +409,37 @@ fn no_comment_line_is_glued_to_a_trailing_comment() {
         bad.join("\n")
     );
 }
+
+/// A `[[bin]]` with `test = false` is never built as a test: a `#[cfg(test)]` module in
+/// its files would be a test that never runs.
+#[test]
+fn no_unit_test_hides_in_a_bin_that_cargo_test_skips() {
+    let manifest = std::fs::read_to_string(root().join("Cargo.toml")).unwrap();
+    let mut bad = Vec::new();
+    for bin in manifest.split("[[bin]]").skip(1) {
+        let bin = bin.split("\n[").next().unwrap_or(bin);
+        let skipped =
+            bin.lines().any(|l| l.trim().replace(' ', "") == "test=false");
+        let path = bin.lines().find_map(|l| {
+            let v = l.trim().strip_prefix("path")?.trim().strip_prefix('=')?;
+            Some(v.trim().trim_matches('"').to_string())
+        });
+        let (true, Some(path)) = (skipped, path) else { continue };
+        let main = root().join(&path);
+        let mut files = vec![main.clone()];
+        if main.ends_with("main.rs") {
+            files.clear();
+            rs_files(main.parent().unwrap(), &mut files);
+        }
+        for f in files {
+            let text = std::fs::read_to_string(&f).unwrap_or_default();
+            if text.contains("#[cfg(test)]") {
+                bad.push(rel(&f));
+            }
+        }
+    }
+    assert!(
+        bad.is_empty(),
+        "unit tests that cargo test never runs (test = false): {bad:?}"
+    );
+}
