@@ -6,7 +6,7 @@
 use crate::events::{End, Event};
 use crate::formation::processes;
 use crate::run::{self, Spec};
-use crate::seen::{self, Seen};
+use crate::seen::{self, pid_of};
 use crate::{http, programs, Args, Ctx};
 use nix::sys::signal::Signal;
 use proclab::{check, observe, Lab, OrDie, Status};
@@ -20,11 +20,6 @@ pub fn run(lab: &mut Lab, args: &Args, ctx: &Ctx) {
     stop_all(lab, args, ctx, "worker");
     stop_all(lab, args, ctx, "web");
     restart(lab, args, ctx);
-}
-
-/// The pid /proc shows for process `ps` among `seen`.
-fn pid_of(seen: &[Seen], ps: &str) -> Option<i32> {
-    seen.iter().find(|s| s.ps == ps).map(|s| s.pid)
 }
 
 /// Policy stop-all, and `who` dies: a worker on a job it cannot do, or a web by kill -9.

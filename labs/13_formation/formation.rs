@@ -163,9 +163,14 @@ fn jobs(lab: &mut Lab, m: &mut run::Run, ctx: &Ctx, n: u32, seen: &[Seen]) {
         got = done.len(),
         per
     );
-    let pid_of = |w: &str| seen.iter().find(|s| s.ps == w).map_or(0, |s| s.pid);
     let rows: Vec<Vec<String>> = (per.iter())
-        .map(|(w, n)| vec![pid_of(w).to_string(), n.to_string(), w.clone()])
+        .map(|(w, n)| {
+            vec![
+                seen::pid_of(seen, w).unwrap_or(0).to_string(),
+                n.to_string(),
+                w.clone(),
+            ]
+        })
         .collect();
     lab.table("jobs_per_worker", &["worker pid", "jobs", "process"], &rows);
     let mut ids: Vec<u32> = done.iter().map(|d| d.0).collect();

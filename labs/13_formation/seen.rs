@@ -150,3 +150,8 @@ pub fn tagged(tag: &str) -> Vec<i32> {
         })
         .collect()
 }
+
+/// The pid /proc shows for process `ps` (web.1) among `seen`.
+pub fn pid_of(seen: &[Seen], ps: &str) -> Option<i32> {
+    seen.iter().find(|s| s.ps == ps).map(|s| s.pid)
+}
